@@ -1,0 +1,48 @@
+"""`deltapipe init`: alembic upgrade of the catalog, then every routine in sql/, in one transaction."""
+
+from __future__ import annotations
+
+import psycopg
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
+
+from .db import resolve_dsn
+from .errors import DeltapipeError, from_db
+from .resources import manifest, migrations_dir
+
+LOCK_KEY = 0x64656C7461  # advisory lock serializing concurrent installs
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    return cfg
+
+
+def install(dsn: str | None, *, revision: str = "head", routines: bool = True) -> dict:
+    """Upgrade the catalog to ``revision`` and (re)apply every routine. Idempotent."""
+    real = resolve_dsn(dsn)
+    engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(real), poolclass=NullPool)
+    applied = []
+    try:
+        with engine.begin() as conn:
+            raw = conn.connection.driver_connection
+            raw.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+            raw.execute("CREATE SCHEMA IF NOT EXISTS deltapipe")
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+            if routines:
+                for path in manifest():
+                    raw.execute(path.read_text())
+                    applied.append(path.name)
+            rev = raw.execute("SELECT version_num FROM deltapipe.alembic_version").fetchone()[0]
+    except psycopg.Error as e:
+        raise from_db(e) from e
+    except DeltapipeError:
+        raise
+    finally:
+        engine.dispose()
+    return {"revision": rev, "routines": len(applied)}

@@ -1,0 +1,219 @@
+"""Load one file into a dataset: stream it into a staging table with COPY, then
+CALL deltapipe.load() which validates, diffs and applies inside PostgreSQL.
+
+The controller never holds the file: it reads fixed-size blocks, escapes them
+for COPY's text format (one raw line per row) and sends them on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from .db import connect, from_db, require_installed
+from .errors import DeltapipeError
+
+BLOCK = 4 << 20
+MODES = ("snapshot", "upsert", "append", "changes")
+FORMATS = ("csv", "tsv", "ndjson")
+EXT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".ndjson": "ndjson", ".jsonl": "ndjson",
+               ".json": "ndjson"}
+
+
+@dataclass
+class LoadOptions:
+    mode: str | None = None
+    format: str | None = None
+    delimiter: str | None = None
+    quote: str | None = None
+    null: str | None = None
+    encoding: str = "utf8"
+    header: bool = True
+    op_column: str | None = None
+    order_column: str | None = None
+    strategy: str | None = None
+    force: bool = False
+    allow_empty: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def guess_format(path: Path, given: str | None) -> str:
+    if given:
+        if given not in FORMATS:
+            raise DeltapipeError("unknown format %s" % given, hint="use csv, tsv or ndjson")
+        return given
+    return EXT_FORMATS.get(path.suffix.lower(), "csv")
+
+
+def check_file(path: Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise DeltapipeError("file not found: %s" % path)
+    if path.is_dir():
+        raise DeltapipeError("%s is a directory, not a file" % path)
+    if not os.access(path, os.R_OK):
+        raise DeltapipeError("cannot read %s: permission denied" % path)
+    if path.stat().st_size == 0:
+        raise DeltapipeError("%s is empty" % path, hint="a file needs at least a header line", sqlstate="DP013")
+    return path
+
+
+def escape_blocks(f, on_bytes: Callable[[int], None] | None = None):
+    """Yield the file's bytes escaped for COPY text format, one raw line per row.
+
+    Backslash, tab and carriage return are escaped so every byte reaches the
+    server unchanged; CRLF line ends become LF; a UTF-8 byte order mark is dropped.
+    """
+    first = True
+    carry = b""
+    crlf = None
+    while True:
+        block = f.read(BLOCK)
+        if on_bytes and block:
+            on_bytes(len(block))
+        if not block:
+            if carry:
+                yield carry.replace(b"\\", b"\\\\").replace(b"\r", b"\\r")
+            return
+        block = carry + block
+        carry = b""
+        if first:
+            first = False
+            if block.startswith(b"\xef\xbb\xbf"):
+                block = block[3:]
+            nl = block.find(b"\n")
+            crlf = nl > 0 and block[nl - 1:nl] == b"\r"
+        if crlf:
+            if block.endswith(b"\r"):
+                carry, block = b"\r", block[:-1]
+            block = block.replace(b"\r\n", b"\n")
+        yield block.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\r", b"\\r")
+
+
+def _dead_runs(conn: psycopg.Connection) -> None:
+    """Mark runs whose controller connection is gone as failed (they can never finish)."""
+    conn.execute("""
+        UPDATE deltapipe.run r SET status = 'failed', finished_at = clock_timestamp(),
+               error = coalesce(error, 'the controller went away before the run finished')
+         WHERE r.status = 'running'
+           AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = r.backend_pid)""")
+    conn.execute("""
+        UPDATE deltapipe.node_run n SET status = 'failed', finished_at = clock_timestamp(),
+               error = coalesce(n.error, 'the run died')
+          FROM deltapipe.run r
+         WHERE r.id = n.run_id AND r.status = 'failed' AND n.status IN ('running', 'pending')""")
+
+
+def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions | None = None, *,
+              progress: bool | None = None, trigger: str = "cli") -> dict:
+    """Load ``path`` into ``dataset``. Returns the node_run record as a dict."""
+    opts = opts or LoadOptions()
+    path = check_file(Path(path))
+    fmt = guess_format(path, opts.format)
+    if opts.mode and opts.mode not in MODES:
+        raise DeltapipeError("unknown load mode %s" % opts.mode, hint="use snapshot, upsert, append or changes")
+    size = path.stat().st_size
+    sha = file_sha256(path)
+
+    conn = connect(dsn, autocommit=True)
+    try:
+        require_installed(conn)
+        row = conn.execute("SELECT last_file_sha256, mode FROM deltapipe.dataset WHERE name = %s", (dataset,)).fetchone()
+        if row is None:
+            raise DeltapipeError("unknown dataset %s" % dataset,
+                                 hint="create it with `deltapipe dataset create`; list them with `deltapipe dataset list`",
+                                 sqlstate="DP001")
+        _dead_runs(conn)
+        mode = opts.mode or row[1]
+        args = {"dataset": dataset, "file": str(path), "mode": mode, "format": fmt}
+        run_id = conn.execute("INSERT INTO deltapipe.run (kind, trigger, status, args) VALUES ('load', %s, 'running', %s) "
+                              "RETURNING id", (trigger, Jsonb(args))).fetchone()[0]
+        nr_id = conn.execute("INSERT INTO deltapipe.node_run (run_id, node, node_kind, status, started_at, mode, "
+                             "source_file, file_sha256, bytes) VALUES (%s, %s, 'load', 'running', clock_timestamp(), "
+                             "%s, %s, %s, %s) RETURNING id",
+                             (run_id, dataset, mode, str(path), sha, size)).fetchone()[0]
+        if not opts.force and row[0] == sha:
+            conn.execute("UPDATE deltapipe.node_run SET status = 'skipped', finished_at = clock_timestamp(), "
+                         "skip_reason = 'file unchanged since the last load (same SHA-256)' WHERE id = %s", (nr_id,))
+            conn.execute("UPDATE deltapipe.run SET status = 'skipped', finished_at = clock_timestamp() WHERE id = %s",
+                         (run_id,))
+            return _record(conn, nr_id)
+
+        options = {"mode": mode, "format": fmt, "header": opts.header, "source_file": str(path),
+                   "file_sha256": sha, "run_id": run_id, "node_run_id": nr_id}
+        for key in ("delimiter", "quote", "null", "op_column", "order_column", "strategy"):
+            val = getattr(opts, key)
+            if val is not None:
+                options[key] = val
+        if opts.allow_empty:
+            options["allow_empty"] = True
+        options.update(opts.extra)
+        show = sys.stderr.isatty() if progress is None else progress
+        try:
+            with conn.transaction():
+                stg = conn.execute("SELECT deltapipe.stage(%s)", (dataset,)).fetchone()[0]
+                t0 = time.perf_counter()
+                _copy(conn, stg, path, opts.encoding, size, show and size > (16 << 20))
+                options["copy_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+                conn.execute("CALL deltapipe.load(%s, %s, %s)", (dataset, stg, Jsonb(options)))
+        except psycopg.Error as e:
+            err = from_db(e)
+            _fail(conn, run_id, nr_id, err)
+            raise err from e
+        except BaseException as e:  # KeyboardInterrupt included: record, then re-raise
+            _fail(conn, run_id, nr_id, DeltapipeError("interrupted: %s" % type(e).__name__))
+            raise
+        conn.execute("UPDATE deltapipe.run SET status = 'done', finished_at = clock_timestamp() WHERE id = %s", (run_id,))
+        return _record(conn, nr_id)
+    finally:
+        conn.close()
+
+
+def _copy(conn: psycopg.Connection, stg: str, path: Path, encoding: str, size: int, show: bool) -> None:
+    stmt = "COPY %s (_dp_raw) FROM STDIN (FORMAT text, ENCODING %s)" % (
+        stg, psycopg.sql.Literal(encoding).as_string(conn))
+    bar = None
+    if show:
+        import click
+        bar = click.progressbar(length=size, label="copy %s" % path.name, file=sys.stderr)
+        bar.__enter__()
+    try:
+        with conn.cursor() as cur, cur.copy(stmt) as cp, open(path, "rb") as f:
+            for chunk in escape_blocks(f, bar.update if bar else None):
+                cp.write(chunk)
+    finally:
+        if bar:
+            bar.__exit__(None, None, None)
+
+
+def _fail(conn: psycopg.Connection, run_id: int, nr_id: int, err: DeltapipeError) -> None:
+    try:
+        conn.execute("UPDATE deltapipe.node_run SET status = 'failed', finished_at = clock_timestamp(), "
+                     "error = %s, sqlstate = %s WHERE id = %s", (err.one_line(), err.sqlstate, nr_id))
+        conn.execute("UPDATE deltapipe.run SET status = 'failed', finished_at = clock_timestamp(), "
+                     "error = %s, sqlstate = %s WHERE id = %s", (err.one_line(), err.sqlstate, run_id))
+    except psycopg.Error:
+        pass
+
+
+def _record(conn: psycopg.Connection, nr_id: int) -> dict:
+    cur = conn.execute("SELECT n.*, d.row_count FROM deltapipe.node_run n "
+                       "LEFT JOIN deltapipe.dataset d ON d.name = n.node WHERE n.id = %s", (nr_id,))
+    names = [c.name for c in cur.description]
+    return dict(zip(names, cur.fetchone()))

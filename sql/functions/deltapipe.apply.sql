@@ -1,0 +1,112 @@
+CREATE OR REPLACE FUNCTION deltapipe.apply(p_dataset text, p_staging text, p_options jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql
+AS $fn$
+-- Load step 4: publish the net change. First load: build the target from the
+-- typed rows (primary key on the dataset key). Later loads: MERGE only the delta
+-- into the target, or, in snapshot mode when the delta is a large share of the
+-- table, build a new table and swap it in by rename. Either way within the
+-- caller's transaction, so readers see the old or the new state, never a mix.
+-- Before-images of updated and deleted rows go to deltapipe.changeset, and the
+-- dataset checksum (sum of row hashes) is kept up to date from the delta.
+DECLARE
+    ds        deltapipe.dataset := deltapipe._dataset(p_dataset);
+    stg       text := deltapipe._staging(p_staging);
+    mode      text := coalesce(p_options->>'mode', ds.mode);
+    strategy  text := coalesce(p_options->>'strategy', 'auto');
+    threshold numeric := coalesce((p_options->>'swap_threshold')::numeric, 0.25);
+    run_id    bigint := (p_options->>'run_id')::bigint;
+    typed     text := format('deltapipe_stage.%I', stg || '_t');
+    delta     text := format('deltapipe_stage.%I', stg || '_d');
+    target    text := format('%I.%I', ds.target_schema, ds.target_table);
+    cols      text[] := ARRAY(SELECT c->>'name' FROM jsonb_array_elements(ds.columns) c);
+    keys      text[] := ds.key_cols;
+    collist   text := (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c);
+    klist     text := (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k);
+    kjoin     text := (SELECT string_agg(format('s.%1$I = t.%1$I', k), ' AND ') FROM unnest(keys) k);
+    tmpname   text := left(ds.target_table, 40) || '__dp_new';
+    oldname   text := left(ds.target_table, 40) || '__dp_old';
+    pkname    text := left(ds.target_table, 58) || '_pkey';
+    n_delta   bigint;
+    n_rows    bigint;
+    csum      numeric;
+    dcsum     numeric;
+    dcount    bigint;
+    acl       record;
+    dependents int;
+BEGIN
+    IF to_regclass(target) IS NULL THEN
+        strategy := 'create';
+        EXECUTE format('CREATE TABLE %s AS SELECT %s, _dp_hash FROM %s %s', target, collist, typed,
+                       CASE WHEN mode = 'changes' THEN format('WHERE _dp_op <> %L', 'D') ELSE '' END);
+        EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I PRIMARY KEY (%s), ALTER COLUMN _dp_hash SET NOT NULL',
+                       target, pkname, klist);
+        EXECUTE format('COMMENT ON TABLE %s IS %L', target, format('deltapipe dataset %s', ds.name));
+        EXECUTE format('SELECT coalesce(sum(_dp_hash::numeric), 0), count(*) FROM %s', target) INTO csum, n_rows;
+    ELSE
+        EXECUTE format('SELECT count(*), coalesce(sum(CASE _dp_op WHEN %L THEN _dp_hash::numeric
+                                                   WHEN %L THEN _dp_hash::numeric - _dp_old_hash::numeric
+                                                   ELSE -_dp_old_hash::numeric END), 0),
+                               count(*) FILTER (WHERE _dp_op = %L) - count(*) FILTER (WHERE _dp_op = %L)
+                        FROM %s', 'I', 'U', 'I', 'D', delta) INTO n_delta, dcsum, dcount;
+        IF run_id IS NOT NULL AND n_delta > 0 THEN
+            EXECUTE format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
+                            SELECT %L, %L, s._dp_op, jsonb_build_object(%s),
+                                   CASE WHEN s._dp_op <> %L THEN to_jsonb(t) - %L END
+                            FROM %s s LEFT JOIN %s t ON %s',
+                           run_id, ds.name,
+                           (SELECT string_agg(format('%L, s.%I', k, k), ', ') FROM unnest(keys) k),
+                           'I', '_dp_hash', delta, target, kjoin);
+        END IF;
+        SELECT count(*) INTO dependents FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+         WHERE d.refobjid = target::regclass AND d.classid = 'pg_rewrite'::regclass AND r.ev_class <> target::regclass;
+        IF strategy = 'auto' THEN
+            strategy := CASE WHEN mode = 'snapshot' AND dependents = 0 AND n_delta > threshold * greatest(ds.row_count, 1)
+                             THEN 'swap' ELSE 'merge' END;
+        END IF;
+        IF strategy = 'swap' AND (mode <> 'snapshot' OR dependents > 0) THEN
+            strategy := 'merge';
+        END IF;
+        IF n_delta = 0 THEN
+            strategy := 'none';
+        ELSIF strategy = 'swap' THEN
+            EXECUTE format('DROP TABLE IF EXISTS %I.%I', ds.target_schema, tmpname);
+            EXECUTE format('CREATE TABLE %I.%I AS SELECT %s, _dp_hash FROM %s', ds.target_schema, tmpname, collist, typed);
+            EXECUTE format('ALTER TABLE %I.%I ADD CONSTRAINT %I PRIMARY KEY (%s), ALTER COLUMN _dp_hash SET NOT NULL',
+                           ds.target_schema, tmpname, tmpname || '_pkey', klist);
+            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', target);
+            FOR acl IN SELECT a.grantee, a.privilege_type
+                         FROM pg_class c, aclexplode(c.relacl) a
+                        WHERE c.oid = target::regclass AND a.grantee <> c.relowner LOOP
+                EXECUTE format('GRANT %s ON %I.%I TO %s', acl.privilege_type, ds.target_schema, tmpname,
+                               CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(acl.grantee::regrole::text) END);
+            END LOOP;
+            EXECUTE format('ALTER TABLE %s RENAME TO %I', target, oldname);
+            EXECUTE format('ALTER TABLE %I.%I RENAME TO %I', ds.target_schema, tmpname, ds.target_table);
+            EXECUTE format('DROP TABLE %I.%I', ds.target_schema, oldname);
+            EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', target, tmpname || '_pkey', pkname);
+            EXECUTE format('COMMENT ON TABLE %s IS %L', target, format('deltapipe dataset %s', ds.name));
+        ELSE
+            EXECUTE format('MERGE INTO %s t USING %s s ON %s
+                            WHEN MATCHED AND s._dp_op = %L THEN DELETE
+                            WHEN MATCHED THEN UPDATE SET %s
+                            WHEN NOT MATCHED AND s._dp_op <> %L THEN INSERT (%s, _dp_hash) VALUES (%s, s._dp_hash)',
+                           target, delta, kjoin, 'D',
+                           (SELECT string_agg(format('%1$I = s.%1$I', c), ', ') FROM unnest(cols || '_dp_hash'::text) c
+                             WHERE c <> ALL (keys)),
+                           'D', collist,
+                           (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c));
+        END IF;
+        csum := ds.checksum + dcsum;
+        n_rows := ds.row_count + dcount;
+    END IF;
+    UPDATE deltapipe.dataset
+       SET checksum = csum, row_count = n_rows, last_loaded_at = now(),
+           last_file_sha256 = coalesce(p_options->>'file_sha256', last_file_sha256)
+     WHERE name = ds.name;
+    RETURN jsonb_build_object('strategy', strategy, 'checksum', csum, 'row_count', n_rows);
+END
+$fn$;
+
+COMMENT ON FUNCTION deltapipe.apply(text, text, jsonb) IS
+  'Load step 4: publish the delta (MERGE, or build-and-swap for a first load or a large snapshot change), record before-images and the checksum.';

@@ -1,0 +1,119 @@
+CREATE OR REPLACE FUNCTION deltapipe.diff(p_dataset text, p_staging text, p_options jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql
+AS $fn$
+-- Load step 3: collapse duplicate keys (the last line wins; in changes mode the
+-- last op by --order-column, then line), then compare the typed rows with the
+-- target by key and row hash. The net change lands in <staging>_d with op
+-- I (insert), U (update) or D (delete, snapshot and changes modes only).
+DECLARE
+    ds       deltapipe.dataset := deltapipe._dataset(p_dataset);
+    stg      text := deltapipe._staging(p_staging);
+    mode     text := coalesce(p_options->>'mode', ds.mode);
+    ord_col  text := p_options->>'order_column';
+    typed    text := format('deltapipe_stage.%I', stg || '_t');
+    delta    text := format('deltapipe_stage.%I', stg || '_d');
+    target   text := format('%I.%I', ds.target_schema, ds.target_table);
+    cols     text[] := ARRAY(SELECT c->>'name' FROM jsonb_array_elements(ds.columns) c);
+    keys     text[] := ds.key_cols;
+    nonkeys  text[];
+    kjoin    text;
+    klist    text;
+    dups     bigint := 0;
+    n_typed  bigint;
+    n_i      bigint := 0;
+    n_u      bigint := 0;
+    n_d      bigint := 0;
+    refused  bigint := 0;
+    exists_t boolean := to_regclass(target) IS NOT NULL;
+    keep     text := 'max(_dp_line)';
+    sel      text;
+BEGIN
+    IF mode NOT IN ('snapshot', 'upsert', 'append', 'changes') THEN
+        RAISE EXCEPTION USING ERRCODE = 'DP006', MESSAGE = format('unknown load mode %s', mode),
+            HINT = 'use snapshot, upsert, append or changes';
+    END IF;
+    IF ord_col IS NOT NULL THEN
+        IF NOT ord_col = ANY (cols) THEN
+            RAISE EXCEPTION USING ERRCODE = 'DP006', MESSAGE = format('order column %s is not a column of dataset %s', ord_col, ds.name);
+        END IF;
+        keep := format('(array_agg(_dp_line ORDER BY %I DESC NULLS FIRST, _dp_line DESC))[1]', ord_col);
+    END IF;
+    nonkeys := ARRAY(SELECT c FROM unnest(cols) c WHERE c <> ALL (keys));
+    kjoin := (SELECT string_agg(format('s.%1$I = t.%1$I', k), ' AND ') FROM unnest(keys) k);
+    klist := (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k);
+
+    -- duplicate keys inside the file: keep one row per key
+    EXECUTE format('CREATE TEMP TABLE _dp_dup ON COMMIT DROP AS
+                    SELECT %1$s, %2$s AS keep, count(*) AS n FROM %3$s GROUP BY %1$s HAVING count(*) > 1',
+                   klist, keep, typed);
+    SELECT coalesce(sum(n - 1), 0) INTO dups FROM _dp_dup;
+    IF dups > 0 THEN
+        EXECUTE format('DELETE FROM %s s USING _dp_dup t WHERE %s AND s._dp_line <> t.keep', typed, kjoin);
+    END IF;
+    DROP TABLE _dp_dup;
+    EXECUTE format('SELECT count(*) FROM %s', typed) INTO n_typed;
+
+    IF mode = 'snapshot' AND n_typed = 0 AND ds.row_count > 0 AND NOT coalesce((p_options->>'allow_empty')::boolean, false) THEN
+        RAISE EXCEPTION USING ERRCODE = 'DP014',
+            MESSAGE = format('the file has no valid rows: a snapshot load would delete all %s rows of %s', ds.row_count, ds.name),
+            HINT = 'check the file and its rejects; pass --allow-empty (allow_empty) if the table should really be emptied';
+    END IF;
+    EXECUTE format('DROP TABLE IF EXISTS %s', delta);
+    sel := format('%s%s, s._dp_hash, t._dp_hash AS _dp_old_hash, s._dp_line',
+                  (SELECT string_agg(format('coalesce(s.%1$I, t.%1$I) AS %1$I', k), ', ') FROM unnest(keys) k),
+                  coalesce((SELECT string_agg(format(', s.%I', c), '') FROM unnest(nonkeys) c), ''));
+    IF NOT exists_t THEN
+        -- first load: everything is new; apply() builds the table from the typed rows
+        n_i := n_typed;
+        IF mode = 'changes' THEN
+            EXECUTE format('SELECT count(*) FILTER (WHERE _dp_op <> %L) FROM %s', 'D', typed) INTO n_i;
+        END IF;
+        RETURN jsonb_build_object('mode', mode, 'duplicates', dups, 'inserted', n_i, 'updated', 0, 'deleted', 0,
+                                  'unchanged', n_typed - n_i, 'refused', 0, 'first_load', true);
+    END IF;
+
+    IF mode = 'snapshot' THEN
+        EXECUTE format('CREATE UNLOGGED TABLE %s AS
+                        SELECT (CASE WHEN t._dp_hash IS NULL THEN %L WHEN s._dp_line IS NULL THEN %L ELSE %L END)::"char" AS _dp_op, %s
+                        FROM %s s FULL JOIN %s t ON %s
+                        WHERE s._dp_line IS NULL OR t._dp_hash IS NULL OR s._dp_hash <> t._dp_hash',
+                       delta, 'I', 'D', 'U', sel, typed, target, kjoin);
+    ELSIF mode IN ('upsert', 'append') THEN
+        EXECUTE format('CREATE UNLOGGED TABLE %s AS
+                        SELECT (CASE WHEN t._dp_hash IS NULL THEN %L ELSE %L END)::"char" AS _dp_op, %s
+                        FROM %s s LEFT JOIN %s t ON %s
+                        WHERE t._dp_hash IS NULL OR s._dp_hash <> t._dp_hash',
+                       delta, 'I', 'U', sel, typed, target, kjoin);
+        IF mode = 'append' THEN
+            -- append never changes an existing row: a different row under an existing key is refused
+            EXECUTE format($q$
+                INSERT INTO deltapipe.reject (run_id, node_run_id, dataset, source_file, line_no, raw_line, column_name, sqlstate, message)
+                SELECT %L::bigint, %L::bigint, %L, %L, d._dp_line, r._dp_raw, NULL, 'DP105',
+                       'append mode: key already exists with different values'
+                FROM %s d JOIN deltapipe_stage.%I r ON r._dp_line = d._dp_line
+                WHERE d._dp_op = 'U'$q$,
+                p_options->>'run_id', p_options->>'node_run_id', ds.name, p_options->>'source_file', delta, stg);
+            EXECUTE format('DELETE FROM %s WHERE _dp_op = %L', delta, 'U');
+            GET DIAGNOSTICS refused = ROW_COUNT;
+            n_typed := n_typed - refused;
+        END IF;
+    ELSE -- changes
+        EXECUTE format('CREATE UNLOGGED TABLE %s AS
+                        SELECT (CASE WHEN s._dp_op = %L THEN %L WHEN t._dp_hash IS NULL THEN %L ELSE %L END)::"char" AS _dp_op, %s
+                        FROM %s s LEFT JOIN %s t ON %s
+                        WHERE (s._dp_op = %L AND t._dp_hash IS NOT NULL)
+                           OR (s._dp_op <> %L AND (t._dp_hash IS NULL OR s._dp_hash <> t._dp_hash))',
+                       delta, 'D', 'D', 'I', 'U', sel, typed, target, kjoin, 'D', 'D');
+    END IF;
+    EXECUTE format('SELECT count(*) FILTER (WHERE _dp_op = %L), count(*) FILTER (WHERE _dp_op = %L),
+                           count(*) FILTER (WHERE _dp_op = %L) FROM %s', 'I', 'U', 'D', delta)
+        INTO n_i, n_u, n_d;
+    RETURN jsonb_build_object('mode', mode, 'duplicates', dups, 'inserted', n_i, 'updated', n_u, 'deleted', n_d,
+                              'unchanged', n_typed - n_i - n_u - CASE WHEN mode = 'changes' THEN n_d ELSE 0 END,
+                              'refused', refused, 'first_load', false);
+END
+$fn$;
+
+COMMENT ON FUNCTION deltapipe.diff(text, text, jsonb) IS
+  'Load step 3: collapse duplicate keys, compare typed rows with the target by key and hash; the net change goes to <staging>_d.';

@@ -1,0 +1,308 @@
+CREATE OR REPLACE FUNCTION deltapipe.validate(p_dataset text, p_staging text, p_options jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql
+AS $fn$
+-- Step 2 of a load: parse the raw lines of a staging table, cast them to the
+-- dataset's types and hash each row, set-based. Good rows land in the typed
+-- table <staging>_t; rows that do not parse, have the wrong number of fields,
+-- a NULL key or a value that does not cast go to deltapipe.reject with their
+-- line number, raw text, column, SQLSTATE and message.
+--
+-- Casting runs chunk by chunk (ranges of heap pages). A chunk with a bad value
+-- fails as a whole and is retried in smaller chunks; only the smallest failing
+-- chunks are checked row by row, so a few bad rows cost little.
+DECLARE
+    ds        deltapipe.dataset := deltapipe._dataset(p_dataset);
+    stg       text := deltapipe._staging(p_staging);
+    fmt       text := coalesce(p_options->>'format', 'csv');
+    delim     text := coalesce(p_options->>'delimiter', CASE fmt WHEN 'tsv' THEN E'\t' ELSE ',' END);
+    quote     text := coalesce(p_options->>'quote', CASE fmt WHEN 'csv' THEN '"' ELSE '' END);
+    nul       text := coalesce(p_options->>'null', '');
+    header    boolean := coalesce((p_options->>'header')::boolean, fmt <> 'ndjson');
+    mode      text := coalesce(p_options->>'mode', ds.mode);
+    op_col    text := coalesce(p_options->>'op_column', 'op');
+    run_id    bigint := (p_options->>'run_id')::bigint;
+    nr_id     bigint := (p_options->>'node_run_id')::bigint;
+    src_file  text := p_options->>'source_file';
+    src       text := format('deltapipe_stage.%I', stg);
+    typed     text := format('deltapipe_stage.%I', stg || '_t');
+    cols      text[] := ARRAY(SELECT c->>'name' FROM jsonb_array_elements(ds.columns) c);
+    types     text[] := ARRAY(SELECT c->>'type' FROM jsonb_array_elements(ds.columns) c);
+    ncol      int := cardinality(cols);
+    pos       int[];
+    op_pos    int;
+    nfields   int;
+    hdr_line  bigint := 0;
+    hdr       text[];
+    missing   text[];
+    extra     text[];
+    fexpr     text;
+    fsrc      text;
+    bad       text;
+    why       text;
+    why_col   text;
+    why_code  text;
+    typexprs  text := '';
+    castx     text[] := '{}';
+    colnames  text := '';
+    rowexpr   text := '';
+    decls     text := '';
+    checks    text := '';
+    chunk_sql text;
+    leaf_sql  text;
+    m         text[];
+    base      text;
+    i         int;
+    npages    bigint;
+    big       int := 64;
+    small     int := 4;
+    p         bigint;
+    p2        bigint;
+    skip      bigint[];
+    unterminated bigint;
+    rows_in   bigint;
+    rows_ok   bigint;
+BEGIN
+    IF fmt NOT IN ('csv', 'tsv', 'ndjson') THEN
+        RAISE EXCEPTION USING ERRCODE = 'DP006', MESSAGE = format('unknown format %s', fmt),
+            HINT = 'use csv, tsv or ndjson';
+    END IF;
+    IF length(delim) <> 1 OR length(quote) > 1 OR delim = quote THEN
+        RAISE EXCEPTION USING ERRCODE = 'DP006', MESSAGE = 'delimiter must be one character and differ from the quote character';
+    END IF;
+
+    -- Records that span lines (a quoted field with a newline): pair up the lines
+    -- with an odd number of quote characters and glue each pair's range.
+    IF fmt <> 'ndjson' AND quote <> '' THEN
+        EXECUTE format($q$
+            CREATE TEMP TABLE _dp_ml ON COMMIT DROP AS
+            WITH odd AS (
+                SELECT _dp_line, row_number() OVER (ORDER BY _dp_line) AS rn
+                FROM %s
+                WHERE strpos(_dp_raw, %L) > 0
+                  AND (length(_dp_raw) - length(replace(_dp_raw, %L, ''))) %% 2 = 1)
+            SELECT a._dp_line AS first, b._dp_line AS last
+            FROM odd a LEFT JOIN odd b ON b.rn = a.rn + 1
+            WHERE a.rn %% 2 = 1$q$, src, quote, quote);
+        SELECT min(first) INTO unterminated FROM _dp_ml WHERE last IS NULL;
+        IF unterminated IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'DP012',
+                MESSAGE = format('unterminated quoted field starting at line %s', unterminated),
+                DETAIL = 'the file ends inside a quoted field',
+                HINT = 'check the quoting of that line, or give the right --quote / --format';
+        END IF;
+        IF EXISTS (SELECT 1 FROM _dp_ml) THEN
+            CREATE TEMP TABLE _dp_mll ON COMMIT DROP AS
+                SELECT m.first, g AS line FROM _dp_ml m, generate_series(m.first, m.last) g;
+            ANALYZE _dp_mll;
+            -- one pass: take the lines of each multi-line record out, put the glued record back
+            EXECUTE format($q$
+                WITH del AS (
+                    DELETE FROM %1$s s USING _dp_mll l WHERE s._dp_line = l.line
+                    RETURNING l.first, s._dp_line, s._dp_raw)
+                INSERT INTO %1$s (_dp_line, _dp_raw)
+                SELECT first, string_agg(_dp_raw, E'\n' ORDER BY _dp_line) FROM del GROUP BY first$q$, src);
+            DROP TABLE _dp_mll;
+        END IF;
+        DROP TABLE _dp_ml;
+    END IF;
+
+    -- Field extraction, as an expression over r._dp_raw (or j for ndjson).
+    IF fmt = 'ndjson' THEN
+        fexpr := format('CASE WHEN jsonb_typeof(j) = %L THEN ARRAY[%s] END', 'object',
+                        (SELECT string_agg(format('j->>%L', c), ', ' ORDER BY o)
+                         FROM unnest(cols || CASE WHEN mode = 'changes' THEN ARRAY[op_col] ELSE '{}' END)
+                              WITH ORDINALITY u(c, o)));
+        pos := ARRAY(SELECT generate_series(1, ncol));
+        op_pos := ncol + 1;
+        nfields := ncol + CASE WHEN mode = 'changes' THEN 1 ELSE 0 END;
+    ELSE
+        IF quote = '' THEN
+            fexpr := format('string_to_array(r._dp_raw, %L, %L)', delim, nul);
+        ELSE
+            fexpr := format('CASE WHEN strpos(r._dp_raw, %1$L) = 0 THEN string_to_array(r._dp_raw, %2$L, %3$L)
+                                  ELSE deltapipe._csv_split(r._dp_raw, %2$L, %1$L, %3$L) END', quote, delim, nul);
+        END IF;
+        IF header THEN
+            EXECUTE format('SELECT r._dp_line, %s FROM %s r WHERE r._dp_raw <> %L ORDER BY r._dp_line LIMIT 1',
+                           fexpr, src, '') INTO hdr_line, hdr;
+            IF hdr_line IS NULL THEN
+                RAISE EXCEPTION USING ERRCODE = 'DP013', MESSAGE = 'the file is empty',
+                    HINT = 'a file with a header needs at least the header line';
+            END IF;
+            hdr := ARRAY(SELECT btrim(h) FROM unnest(hdr) h);
+            IF EXISTS (SELECT 1 FROM unnest(hdr) h GROUP BY h HAVING count(*) > 1) THEN
+                RAISE EXCEPTION USING ERRCODE = 'DP011', MESSAGE = format('the header repeats column(s) %s',
+                    (SELECT string_agg(h, ', ') FROM (SELECT h FROM unnest(hdr) h GROUP BY h HAVING count(*) > 1) d));
+            END IF;
+            pos := ARRAY(SELECT array_position(hdr, c) FROM unnest(cols) WITH ORDINALITY u(c, o) ORDER BY o);
+            missing := ARRAY(SELECT c FROM unnest(cols) WITH ORDINALITY u(c, o)
+                             WHERE array_position(hdr, c) IS NULL ORDER BY o);
+            extra := ARRAY(SELECT h FROM unnest(hdr) WITH ORDINALITY u(h, o)
+                           WHERE h <> ALL (cols) AND NOT (mode = 'changes' AND h = op_col) ORDER BY o);
+            IF cardinality(missing) > 0 THEN
+                RAISE EXCEPTION USING ERRCODE = 'DP010',
+                    MESSAGE = format('the file header lacks column(s) %s of dataset %s', array_to_string(missing, ', '), ds.name),
+                    DETAIL = format('header: %s', array_to_string(hdr, ', ')),
+                    HINT = CASE WHEN cardinality(hdr) = 1 THEN 'is the delimiter right? (--delimiter, --format)'
+                                ELSE 'rename the columns in the file or recreate the dataset' END;
+            END IF;
+            IF cardinality(extra) > 0 THEN
+                RAISE EXCEPTION USING ERRCODE = 'DP011',
+                    MESSAGE = format('the file has column(s) %s that dataset %s does not have', array_to_string(extra, ', '), ds.name),
+                    HINT = 'add them to the dataset or remove them from the file';
+            END IF;
+            op_pos := array_position(hdr, op_col);
+            IF mode = 'changes' AND op_pos IS NULL THEN
+                RAISE EXCEPTION USING ERRCODE = 'DP010', MESSAGE = format('changes mode needs an op column %s in the file', op_col),
+                    HINT = 'name it with --op-column';
+            END IF;
+            nfields := cardinality(hdr);
+        ELSE
+            pos := ARRAY(SELECT generate_series(1, ncol));
+            op_pos := ncol + 1;
+            nfields := ncol + CASE WHEN mode = 'changes' THEN 1 ELSE 0 END;
+        END IF;
+    END IF;
+
+    IF fmt = 'ndjson' THEN
+        fsrc := format('SELECT _dp_line, _dp_raw, %s AS f FROM (SELECT r._dp_line, r._dp_raw, r._dp_raw::jsonb AS j
+                          FROM %s r WHERE r.ctid >= $1 AND r.ctid < $2 AND r._dp_raw <> %L AND r._dp_line <> ALL ($3) OFFSET 0) r',
+                       fexpr, src, '');
+    ELSE
+        fsrc := format('SELECT r._dp_line, r._dp_raw, %s AS f FROM %s r
+                        WHERE r.ctid >= $1 AND r.ctid < $2 AND r._dp_line > %s AND r._dp_raw <> %L AND r._dp_line <> ALL ($3)
+                        OFFSET 0', fexpr, src, hdr_line, '');
+    END IF;
+
+    -- Shape checks: why a row is refused before any cast.
+    bad := format('f IS NULL OR cardinality(f) <> %s', nfields);
+    why := format('CASE WHEN f IS NULL THEN %L WHEN cardinality(f) <> %s THEN format(%L, cardinality(f))',
+                  CASE fmt WHEN 'ndjson' THEN 'not a JSON object' ELSE 'malformed quoting' END, nfields,
+                  'expected ' || nfields || ' fields, found %s');
+    why_col := 'CASE WHEN f IS NULL OR cardinality(f) <> ' || nfields || ' THEN NULL::text';
+    why_code := format('CASE WHEN f IS NULL THEN %L WHEN cardinality(f) <> %s THEN %L',
+                       CASE fmt WHEN 'ndjson' THEN 'DP106' ELSE 'DP103' END, nfields, 'DP101');
+    FOR i IN 1..ncol LOOP
+        IF cols[i] = ANY (ds.key_cols) THEN
+            bad := bad || format(' OR f[%s] IS NULL', pos[i]);
+            why := why || format(' WHEN f[%s] IS NULL THEN %L', pos[i], format('key column %s is null', cols[i]));
+            why_col := why_col || format(' WHEN f[%s] IS NULL THEN %L', pos[i], cols[i]);
+            why_code := why_code || format(' WHEN f[%s] IS NULL THEN %L', pos[i], 'DP102');
+        END IF;
+    END LOOP;
+    IF mode = 'changes' THEN
+        bad := bad || format(' OR coalesce(lower(btrim(f[%s])), %L) NOT IN (%L, %L, %L, %L, %L, %L, %L)',
+                             op_pos, '', 'i', 'insert', 'u', 'update', 'upsert', 'd', 'delete');
+        why := why || format(' ELSE format(%L, f[%s])', 'unknown op %s (use insert, update or delete)', op_pos);
+        why_col := why_col || format(' ELSE %L', op_col);
+        why_code := why_code || format(' ELSE %L', 'DP104');
+    END IF;
+    why := why || ' END';
+    why_col := why_col || ' END';
+    why_code := why_code || ' END';
+
+    -- Typed expressions, the typed table and the row-by-row checker.
+    FOR i IN 1..ncol LOOP
+        base := regexp_replace(types[i], '\(.*\)', '');
+        m := regexp_match(types[i], '^(character varying|character|bit varying|bit)\((\d+)\)$');
+        IF m IS NOT NULL THEN
+            -- an explicit cast would truncate silently; refuse too-long values instead
+            castx[i] := format('CASE WHEN char_length(f[%1$s]) > %2$s THEN deltapipe._fail(%3$L, %4$L)::%5$s ELSE (f[%1$s])::%5$s END',
+                               pos[i], m[2], '22001', format('value too long for type %s', types[i]), types[i]);
+        ELSIF base <> types[i] THEN
+            castx[i] := format('((f[%s])::%s)::%s', pos[i], base, types[i]);
+        ELSE
+            castx[i] := format('(f[%s])::%s', pos[i], types[i]);
+        END IF;
+        typexprs := typexprs || format(', %s AS %I', castx[i], cols[i]);
+        colnames := colnames || format(', %I', cols[i]);
+        rowexpr := rowexpr || CASE WHEN i > 1 THEN ', ' ELSE '' END || format('%I', cols[i]);
+    END LOOP;
+    IF mode = 'changes' THEN
+        typexprs := typexprs || format(', upper(left(btrim(f[%s]), 1))::"char" AS _dp_op', op_pos);
+        colnames := colnames || ', _dp_op';
+    END IF;
+
+    EXECUTE format('DROP TABLE IF EXISTS %s', typed);
+    EXECUTE format('CREATE UNLOGGED TABLE %s (_dp_line bigint%s%s, _dp_hash bigint NOT NULL)', typed,
+                   (SELECT string_agg(format(', %I %s', c, t), '' ORDER BY o)
+                    FROM unnest(cols, types) WITH ORDINALITY u(c, t, o)),
+                   CASE WHEN mode = 'changes' THEN ', _dp_op "char"' ELSE '' END);
+
+    chunk_sql := format($q$
+        WITH s AS (%1$s),
+        rej AS (
+            INSERT INTO deltapipe.reject (run_id, node_run_id, dataset, source_file, line_no, raw_line, column_name, sqlstate, message)
+            SELECT %2$L::bigint, %3$L::bigint, %4$L, %5$L, s._dp_line, s._dp_raw, %6$s, %7$s, %8$s
+            FROM s WHERE %9$s)
+        INSERT INTO %10$s (_dp_line%11$s, _dp_hash)
+        SELECT _dp_line%11$s, hashtextextended(ROW(%12$s)::text, 0)
+        FROM (SELECT _dp_line%13$s FROM s WHERE NOT (%9$s) OFFSET 0) y$q$,
+        fsrc, run_id, nr_id, ds.name, src_file, why_col, why_code, why, bad, typed, colnames, rowexpr, typexprs);
+
+    -- Row-by-row checker for the smallest failing chunks: a temporary function
+    -- with one exception block per column, returning column, SQLSTATE, message.
+    FOR i IN 1..ncol LOOP
+        decls := decls || format('v%s %s; ', i, types[i]);
+        checks := checks || format($c$
+            BEGIN v%1$s := %2$s; EXCEPTION WHEN others THEN RETURN %3$L || chr(31) || SQLSTATE || chr(31) || SQLERRM; END;$c$,
+            i, castx[i], cols[i]);
+    END LOOP;
+    EXECUTE format($f$
+        CREATE OR REPLACE FUNCTION pg_temp._dp_check(raw text) RETURNS text LANGUAGE plpgsql AS $body$
+        DECLARE f text[]; j jsonb; %1$s
+        BEGIN
+            %2$s
+            IF %3$s THEN RETURN NULL; END IF;
+            %4$s
+            RETURN NULL;
+        END $body$$f$,
+        decls,
+        CASE WHEN fmt = 'ndjson'
+             THEN format('BEGIN j := raw::jsonb; EXCEPTION WHEN others THEN RETURN %L || chr(31) || SQLSTATE || chr(31) || SQLERRM; END; f := %s;',
+                         '', fexpr)
+             ELSE format('f := %s;', replace(fexpr, 'r._dp_raw', 'raw')) END,
+        bad, checks);
+
+    leaf_sql := format($q$
+        WITH c AS (SELECT r._dp_line, r._dp_raw, pg_temp._dp_check(r._dp_raw) AS e
+                   FROM %1$s r WHERE r.ctid >= $1 AND r.ctid < $2 AND r._dp_line > %2$s AND r._dp_raw <> ''),
+        rej AS (
+            INSERT INTO deltapipe.reject (run_id, node_run_id, dataset, source_file, line_no, raw_line, column_name, sqlstate, message)
+            SELECT %3$L::bigint, %4$L::bigint, %5$L, %6$L, c._dp_line, c._dp_raw,
+                   nullif(split_part(e, chr(31), 1), ''), split_part(e, chr(31), 2),
+                   CASE WHEN split_part(e, chr(31), 1) = '' THEN 'invalid JSON: ' ELSE '' END || split_part(e, chr(31), 3)
+            FROM c WHERE e IS NOT NULL)
+        SELECT coalesce(array_agg(_dp_line), '{}') FROM c WHERE e IS NOT NULL$q$,
+        src, hdr_line, run_id, nr_id, ds.name, src_file);
+
+    npages := pg_relation_size(src::regclass) / current_setting('block_size')::int + 1;
+    p := 0;
+    WHILE p < npages LOOP
+        BEGIN
+            EXECUTE chunk_sql USING format('(%s,0)', p)::tid, format('(%s,0)', p + big)::tid, '{}'::bigint[];
+        EXCEPTION WHEN others THEN
+            p2 := p;
+            WHILE p2 < p + big LOOP
+                BEGIN
+                    EXECUTE chunk_sql USING format('(%s,0)', p2)::tid, format('(%s,0)', p2 + small)::tid, '{}'::bigint[];
+                EXCEPTION WHEN others THEN
+                    EXECUTE leaf_sql INTO skip USING format('(%s,0)', p2)::tid, format('(%s,0)', p2 + small)::tid;
+                    EXECUTE chunk_sql USING format('(%s,0)', p2)::tid, format('(%s,0)', p2 + small)::tid, skip;
+                END;
+                p2 := p2 + small;
+            END LOOP;
+        END;
+        p := p + big;
+    END LOOP;
+
+    EXECUTE format('SELECT count(*) FROM %s WHERE _dp_line > %s AND _dp_raw <> %L', src, hdr_line, '') INTO rows_in;
+    EXECUTE format('SELECT count(*) FROM %s', typed) INTO rows_ok;
+    RETURN jsonb_build_object('rows_in', rows_in, 'valid', rows_ok, 'rejected', rows_in - rows_ok,
+                              'typed_table', typed, 'header_line', hdr_line);
+END
+$fn$;
+
+COMMENT ON FUNCTION deltapipe.validate(text, text, jsonb) IS
+  'Load step 2: parse, cast and hash the staged lines into <staging>_t; bad rows go to deltapipe.reject with line, raw text, column and reason.';

@@ -1,0 +1,86 @@
+CREATE OR REPLACE PROCEDURE deltapipe.load(p_dataset text, p_staging text, p_options jsonb DEFAULT '{}',
+                                           INOUT result jsonb DEFAULT NULL)
+LANGUAGE plpgsql
+AS $fn$
+-- Validate, diff and apply a staged file in one transaction, record the run,
+-- its counts and per-phase timings, and drop the work tables.
+--   SELECT deltapipe.stage('orders');            -- -> deltapipe_stage.orders_1a2b3c4d
+--   COPY deltapipe_stage.orders_1a2b3c4d (_dp_raw) FROM STDIN;
+--   CALL deltapipe.load('orders', 'deltapipe_stage.orders_1a2b3c4d', '{"mode": "upsert"}');
+-- Options: mode, format (csv|tsv|ndjson), delimiter, quote, null, header,
+-- op_column, order_column, strategy (auto|merge|swap), swap_threshold,
+-- source_file, file_sha256, run_id, node_run_id, copy_ms.
+DECLARE
+    ds      deltapipe.dataset;
+    stg     text := deltapipe._staging(p_staging);
+    opts    jsonb := coalesce(p_options, '{}');
+    own_run boolean := false;
+    run_id  bigint := (opts->>'run_id')::bigint;
+    nr_id   bigint := (opts->>'node_run_id')::bigint;
+    t0      timestamptz;
+    t1      timestamptz;
+    v       jsonb;
+    d       jsonb;
+    a       jsonb;
+    v_phases jsonb := '{}';
+    ms      numeric;
+BEGIN
+    PERFORM deltapipe._dataset(p_dataset);
+    -- one load per dataset at a time
+    SELECT * INTO ds FROM deltapipe.dataset WHERE name = p_dataset FOR UPDATE;
+    opts := jsonb_build_object('mode', ds.mode) || opts;
+    IF run_id IS NULL THEN
+        INSERT INTO deltapipe.run (kind, trigger, status, args)
+        VALUES ('load', 'sql', 'running', jsonb_build_object('dataset', p_dataset) || opts)
+        RETURNING id INTO run_id;
+        own_run := true;
+    END IF;
+    IF nr_id IS NULL THEN
+        INSERT INTO deltapipe.node_run (run_id, node, node_kind, status, started_at, source_file, file_sha256)
+        VALUES (run_id, p_dataset, 'load', 'running', clock_timestamp(), opts->>'source_file', opts->>'file_sha256')
+        RETURNING id INTO nr_id;
+    END IF;
+    opts := opts || jsonb_build_object('run_id', run_id, 'node_run_id', nr_id);
+    IF opts ? 'copy_ms' THEN
+        v_phases := jsonb_build_object('copy', (opts->>'copy_ms')::numeric);
+    END IF;
+
+    t0 := clock_timestamp();
+    v := deltapipe.validate(p_dataset, p_staging, opts);
+    t1 := clock_timestamp();
+    v_phases := v_phases || jsonb_build_object('validate', round(extract(epoch FROM t1 - t0)::numeric * 1000, 1));
+    t0 := t1;
+    d := deltapipe.diff(p_dataset, p_staging, opts);
+    t1 := clock_timestamp();
+    v_phases := v_phases || jsonb_build_object('diff', round(extract(epoch FROM t1 - t0)::numeric * 1000, 1));
+    t0 := t1;
+    a := deltapipe.apply(p_dataset, p_staging, opts);
+    t1 := clock_timestamp();
+    v_phases := v_phases || jsonb_build_object('apply', round(extract(epoch FROM t1 - t0)::numeric * 1000, 1));
+
+    EXECUTE format('DROP TABLE IF EXISTS deltapipe_stage.%I, deltapipe_stage.%I, deltapipe_stage.%I',
+                   stg, stg || '_t', stg || '_d');
+    DELETE FROM deltapipe.staging WHERE table_name = stg;
+
+    UPDATE deltapipe.node_run SET
+        status = 'done', finished_at = clock_timestamp(), phases = node_run.phases || v_phases,
+        mode = d->>'mode', strategy = a->>'strategy',
+        rows_in = (v->>'rows_in')::bigint,
+        inserted = (d->>'inserted')::bigint, updated = (d->>'updated')::bigint,
+        deleted = (d->>'deleted')::bigint, unchanged = (d->>'unchanged')::bigint,
+        rejected = (v->>'rejected')::bigint + (d->>'refused')::bigint,
+        duplicates = (d->>'duplicates')::bigint,
+        input_checksum = ds.checksum, output_checksum = (a->>'checksum')::numeric,
+        source_file = coalesce(node_run.source_file, opts->>'source_file'),
+        file_sha256 = coalesce(node_run.file_sha256, opts->>'file_sha256')
+    WHERE id = nr_id;
+    IF own_run THEN
+        UPDATE deltapipe.run SET status = 'done', finished_at = clock_timestamp() WHERE id = run_id;
+    END IF;
+    SELECT to_jsonb(n) - 'phases' || jsonb_build_object('phases', n.phases, 'row_count', (a->>'row_count')::bigint)
+      INTO result FROM deltapipe.node_run n WHERE n.id = nr_id;
+END
+$fn$;
+
+COMMENT ON PROCEDURE deltapipe.load(text, text, jsonb, jsonb) IS
+  'Load a staged file into its dataset in one transaction: validate, diff, apply; records run, counts, rejects and phase timings.';
