@@ -289,5 +289,8 @@ def demo(workdir, dsn):
     run_demo(dsn, workdir, echo=click.echo, show_load=print_load)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+
+
+from . import cli_pipeline  # noqa: E402  - pipeline commands live in their own module
+
+cli_pipeline.register(main)
