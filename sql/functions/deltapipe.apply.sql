@@ -18,6 +18,7 @@ DECLARE
     run_id    bigint := (p_options->>'run_id')::bigint;
     typed     text := format('deltapipe_stage.%I', stg || '_t');
     delta     text := format('deltapipe_stage.%I', stg || '_d');
+    same      text := format('deltapipe_stage.%I', stg || '_s');
     target    text := format('%I.%I', ds.target_schema, ds.target_table);
     cols      text[] := ARRAY(SELECT c->>'name' FROM jsonb_array_elements(ds.columns) c);
     keys      text[] := ds.key_cols;
@@ -42,21 +43,22 @@ BEGIN
         EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I PRIMARY KEY (%s), ALTER COLUMN _dp_hash SET NOT NULL',
                        target, pkname, klist);
         EXECUTE format('COMMENT ON TABLE %s IS %L', target, format('deltapipe dataset %s', ds.name));
+        EXECUTE format('ANALYZE %s', target);
         EXECUTE format('SELECT coalesce(sum(_dp_hash::numeric), 0), count(*) FROM %s', target) INTO csum, n_rows;
     ELSE
         EXECUTE format('SELECT count(*), coalesce(sum(CASE _dp_op WHEN %L THEN _dp_hash::numeric
-                                                   WHEN %L THEN _dp_hash::numeric - _dp_old_hash::numeric
-                                                   ELSE -_dp_old_hash::numeric END), 0),
+                                                   WHEN %L THEN -_dp_old_hash::numeric
+                                                   ELSE _dp_hash::numeric - _dp_old_hash::numeric END), 0),
                                count(*) FILTER (WHERE _dp_op = %L) - count(*) FILTER (WHERE _dp_op = %L)
-                        FROM %s', 'I', 'U', 'I', 'D', delta) INTO n_delta, dcsum, dcount;
+                        FROM %s', 'I', 'D', 'I', 'D', delta) INTO n_delta, dcsum, dcount;
         IF run_id IS NOT NULL AND n_delta > 0 THEN
             EXECUTE format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
                             SELECT %L, %L, s._dp_op, jsonb_build_object(%s),
                                    CASE WHEN s._dp_op <> %L THEN to_jsonb(t) - %L END
-                            FROM %s s LEFT JOIN %s t ON %s',
+                            FROM %s s LEFT JOIN %s t ON %s WHERE s._dp_op <> %L',
                            run_id, ds.name,
                            (SELECT string_agg(format('%L, s.%I', k, k), ', ') FROM unnest(keys) k),
-                           'I', '_dp_hash', delta, target, kjoin);
+                           'I', '_dp_hash', delta, target, kjoin, 'H');
         END IF;
         SELECT count(*) INTO dependents FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
          WHERE d.refobjid = target::regclass AND d.classid = 'pg_rewrite'::regclass AND r.ev_class <> target::regclass;
@@ -71,7 +73,13 @@ BEGIN
             strategy := 'none';
         ELSIF strategy = 'swap' THEN
             EXECUTE format('DROP TABLE IF EXISTS %I.%I', ds.target_schema, tmpname);
+            -- the new table: the parsed rows plus the rows found unchanged by hash
             EXECUTE format('CREATE TABLE %I.%I AS SELECT %s, _dp_hash FROM %s', ds.target_schema, tmpname, collist, typed);
+            IF to_regclass(same) IS NOT NULL THEN
+                EXECUTE format('INSERT INTO %I.%I SELECT %s, t._dp_hash FROM %s t WHERE t._dp_hash IN (SELECT h FROM %s)',
+                               ds.target_schema, tmpname,
+                               (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(cols) c), target, same);
+            END IF;
             EXECUTE format('ALTER TABLE %I.%I ADD CONSTRAINT %I PRIMARY KEY (%s), ALTER COLUMN _dp_hash SET NOT NULL',
                            ds.target_schema, tmpname, tmpname || '_pkey', klist);
             EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', target);
@@ -85,13 +93,15 @@ BEGIN
             EXECUTE format('ALTER TABLE %I.%I RENAME TO %I', ds.target_schema, tmpname, ds.target_table);
             EXECUTE format('DROP TABLE %I.%I', ds.target_schema, oldname);
             EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', target, tmpname || '_pkey', pkname);
+            EXECUTE format('ANALYZE %s', target);
             EXECUTE format('COMMENT ON TABLE %s IS %L', target, format('deltapipe dataset %s', ds.name));
         ELSE
             EXECUTE format('MERGE INTO %s t USING %s s ON %s
                             WHEN MATCHED AND s._dp_op = %L THEN DELETE
+                            WHEN MATCHED AND s._dp_op = %L THEN UPDATE SET _dp_hash = s._dp_hash
                             WHEN MATCHED THEN UPDATE SET %s
                             WHEN NOT MATCHED AND s._dp_op <> %L THEN INSERT (%s, _dp_hash) VALUES (%s, s._dp_hash)',
-                           target, delta, kjoin, 'D',
+                           target, delta, kjoin, 'D', 'H',
                            (SELECT string_agg(format('%1$I = s.%1$I', c), ', ') FROM unnest(cols || '_dp_hash'::text) c
                              WHERE c <> ALL (keys)),
                            'D', collist,

@@ -3,15 +3,18 @@ RETURNS jsonb
 LANGUAGE plpgsql
 AS $fn$
 -- Load step 3: collapse duplicate keys (the last line wins; in changes mode the
--- last op by --order-column, then line), then compare the typed rows with the
--- target by key and row hash. The net change lands in <staging>_d with op
--- I (insert), U (update) or D (delete, snapshot and changes modes only).
+-- last op by order_column, then line), then compare with the target. Lines that
+-- validate() already found unchanged by hash are in <staging>_s; the others were
+-- parsed into <staging>_t and are compared by key and value. The net change
+-- lands in <staging>_d with op I (insert), U (update), D (delete; snapshot and
+-- changes modes) or H (same values, new row hash: only the hash is rewritten).
 DECLARE
     ds       deltapipe.dataset := deltapipe._dataset(p_dataset);
     stg      text := deltapipe._staging(p_staging);
     mode     text := coalesce(p_options->>'mode', ds.mode);
     ord_col  text := p_options->>'order_column';
     typed    text := format('deltapipe_stage.%I', stg || '_t');
+    same     text := format('deltapipe_stage.%I', stg || '_s');
     delta    text := format('deltapipe_stage.%I', stg || '_d');
     target   text := format('%I.%I', ds.target_schema, ds.target_table);
     cols     text[] := ARRAY(SELECT c->>'name' FROM jsonb_array_elements(ds.columns) c);
@@ -19,13 +22,18 @@ DECLARE
     nonkeys  text[];
     kjoin    text;
     klist    text;
+    samerow  text;
     dups     bigint := 0;
+    n        bigint;
     n_typed  bigint;
+    n_same   bigint := 0;
     n_i      bigint := 0;
     n_u      bigint := 0;
     n_d      bigint := 0;
+    n_h      bigint := 0;
     refused  bigint := 0;
     exists_t boolean := to_regclass(target) IS NOT NULL;
+    has_same boolean := to_regclass(same) IS NOT NULL;
     keep     text := 'max(_dp_line)';
     sel      text;
 BEGIN
@@ -42,27 +50,48 @@ BEGIN
     nonkeys := ARRAY(SELECT c FROM unnest(cols) c WHERE c <> ALL (keys));
     kjoin := (SELECT string_agg(format('s.%1$I = t.%1$I', k), ' AND ') FROM unnest(keys) k);
     klist := (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k);
+    -- equal values, compared as text so that every type (json too) compares
+    samerow := CASE WHEN cardinality(nonkeys) = 0 THEN 'true'
+                    ELSE format('ROW(%s)::text = ROW(%s)::text',
+                                (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(nonkeys) c),
+                                (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(nonkeys) c)) END;
 
-    -- duplicate keys inside the file: keep one row per key
+    -- duplicate keys among the parsed rows: keep one row per key
     EXECUTE format('CREATE TEMP TABLE _dp_dup ON COMMIT DROP AS
                     SELECT %1$s, %2$s AS keep, count(*) AS n FROM %3$s GROUP BY %1$s HAVING count(*) > 1',
                    klist, keep, typed);
-    SELECT coalesce(sum(n - 1), 0) INTO dups FROM _dp_dup;
+    SELECT coalesce(sum(_dp_dup.n - 1), 0) INTO dups FROM _dp_dup;
     IF dups > 0 THEN
         EXECUTE format('DELETE FROM %s s USING _dp_dup t WHERE %s AND s._dp_line <> t.keep', typed, kjoin);
     END IF;
     DROP TABLE _dp_dup;
+
+    IF has_same THEN
+        -- identical lines (same hash) are duplicates of each other
+        EXECUTE format('CREATE TEMP TABLE _dp_udup ON COMMIT DROP AS
+                        SELECT h, max(_dp_line) AS keep, count(*) AS n FROM %s GROUP BY h HAVING count(*) > 1', same);
+        SELECT coalesce(sum(_dp_udup.n - 1), 0) INTO n FROM _dp_udup;
+        IF n > 0 THEN
+            EXECUTE format('DELETE FROM %s u USING _dp_udup d WHERE u.h = d.h AND u._dp_line <> d.keep', same);
+            dups := dups + n;
+        END IF;
+        DROP TABLE _dp_udup;
+        -- a key both unchanged on one line and changed on another: the later line wins
+        EXECUTE format('CREATE TEMP TABLE _dp_x ON COMMIT DROP AS
+                        SELECT s._dp_line AS cline, u._dp_line AS uline
+                        FROM %s s JOIN %s t ON %s JOIN %s u ON u.h = t._dp_hash', typed, target, kjoin, same);
+        SELECT count(*) INTO n FROM _dp_x;
+        IF n > 0 THEN
+            EXECUTE format('DELETE FROM %s s USING _dp_x x WHERE s._dp_line = x.cline AND x.uline > x.cline', typed);
+            EXECUTE format('DELETE FROM %s u USING _dp_x x WHERE u._dp_line = x.uline AND x.cline > x.uline', same);
+            dups := dups + n;
+        END IF;
+        DROP TABLE _dp_x;
+        EXECUTE format('SELECT count(*) FROM %s', same) INTO n_same;
+    END IF;
     EXECUTE format('SELECT count(*) FROM %s', typed) INTO n_typed;
 
-    IF mode = 'snapshot' AND n_typed = 0 AND ds.row_count > 0 AND NOT coalesce((p_options->>'allow_empty')::boolean, false) THEN
-        RAISE EXCEPTION USING ERRCODE = 'DP014',
-            MESSAGE = format('the file has no valid rows: a snapshot load would delete all %s rows of %s', ds.row_count, ds.name),
-            HINT = 'check the file and its rejects; pass --allow-empty (allow_empty) if the table should really be emptied';
-    END IF;
     EXECUTE format('DROP TABLE IF EXISTS %s', delta);
-    sel := format('%s%s, s._dp_hash, t._dp_hash AS _dp_old_hash, s._dp_line',
-                  (SELECT string_agg(format('coalesce(s.%1$I, t.%1$I) AS %1$I', k), ', ') FROM unnest(keys) k),
-                  coalesce((SELECT string_agg(format(', s.%I', c), '') FROM unnest(nonkeys) c), ''));
     IF NOT exists_t THEN
         -- first load: everything is new; apply() builds the table from the typed rows
         n_i := n_typed;
@@ -72,20 +101,32 @@ BEGIN
         RETURN jsonb_build_object('mode', mode, 'duplicates', dups, 'inserted', n_i, 'updated', 0, 'deleted', 0,
                                   'unchanged', n_typed - n_i, 'refused', 0, 'first_load', true);
     END IF;
+    IF mode = 'snapshot' AND n_typed + n_same = 0 AND ds.row_count > 0
+       AND NOT coalesce((p_options->>'allow_empty')::boolean, false) THEN
+        RAISE EXCEPTION USING ERRCODE = 'DP014',
+            MESSAGE = format('the file has no valid rows: a snapshot load would delete all %s rows of %s', ds.row_count, ds.name),
+            HINT = 'check the file and its rejects; pass --allow-empty (allow_empty) if the table should really be emptied';
+    END IF;
 
-    IF mode = 'snapshot' THEN
+    sel := format('%s%s, s._dp_hash, t._dp_hash AS _dp_old_hash, s._dp_line',
+                  (SELECT string_agg(format('coalesce(s.%1$I, t.%1$I) AS %1$I', k), ', ') FROM unnest(keys) k),
+                  coalesce((SELECT string_agg(format(', s.%I', c), '') FROM unnest(nonkeys) c), ''));
+    IF mode IN ('snapshot', 'upsert', 'append') THEN
         EXECUTE format('CREATE UNLOGGED TABLE %s AS
-                        SELECT (CASE WHEN t._dp_hash IS NULL THEN %L WHEN s._dp_line IS NULL THEN %L ELSE %L END)::"char" AS _dp_op, %s
-                        FROM %s s FULL JOIN %s t ON %s
-                        WHERE s._dp_line IS NULL OR t._dp_hash IS NULL OR s._dp_hash <> t._dp_hash',
-                       delta, 'I', 'D', 'U', sel, typed, target, kjoin);
-    ELSIF mode IN ('upsert', 'append') THEN
-        EXECUTE format('CREATE UNLOGGED TABLE %s AS
-                        SELECT (CASE WHEN t._dp_hash IS NULL THEN %L ELSE %L END)::"char" AS _dp_op, %s
+                        SELECT (CASE WHEN t._dp_hash IS NULL THEN %L WHEN %s THEN %L ELSE %L END)::"char" AS _dp_op, %s
                         FROM %s s LEFT JOIN %s t ON %s
                         WHERE t._dp_hash IS NULL OR s._dp_hash <> t._dp_hash',
-                       delta, 'I', 'U', sel, typed, target, kjoin);
-        IF mode = 'append' THEN
+                       delta, 'I', samerow, 'H', 'U', sel, typed, target, kjoin);
+        IF mode = 'snapshot' THEN
+            -- rows of the target that the file no longer has
+            EXECUTE format('INSERT INTO %s (_dp_op, %s, _dp_old_hash)
+                            SELECT %L, %s, t._dp_hash FROM %s t
+                            WHERE NOT EXISTS (SELECT 1 FROM %s s WHERE %s) %s',
+                           delta, klist, 'D', (SELECT string_agg(format('t.%I', k), ', ') FROM unnest(keys) k),
+                           target, typed, kjoin,
+                           CASE WHEN has_same THEN format('AND NOT EXISTS (SELECT 1 FROM %s u WHERE u.h = t._dp_hash)', same)
+                                ELSE '' END);
+        ELSIF mode = 'append' THEN
             -- append never changes an existing row: a different row under an existing key is refused
             EXECUTE format($q$
                 INSERT INTO deltapipe.reject (run_id, node_run_id, dataset, source_file, line_no, raw_line, column_name, sqlstate, message)
@@ -100,20 +141,22 @@ BEGIN
         END IF;
     ELSE -- changes
         EXECUTE format('CREATE UNLOGGED TABLE %s AS
-                        SELECT (CASE WHEN s._dp_op = %L THEN %L WHEN t._dp_hash IS NULL THEN %L ELSE %L END)::"char" AS _dp_op, %s
+                        SELECT (CASE WHEN s._dp_op = %L THEN %L WHEN t._dp_hash IS NULL THEN %L WHEN %s THEN %L ELSE %L END)::"char" AS _dp_op, %s
                         FROM %s s LEFT JOIN %s t ON %s
                         WHERE (s._dp_op = %L AND t._dp_hash IS NOT NULL)
                            OR (s._dp_op <> %L AND (t._dp_hash IS NULL OR s._dp_hash <> t._dp_hash))',
-                       delta, 'D', 'D', 'I', 'U', sel, typed, target, kjoin, 'D', 'D');
+                       delta, 'D', 'D', 'I', samerow, 'H', 'U', sel, typed, target, kjoin, 'D', 'D');
     END IF;
     EXECUTE format('SELECT count(*) FILTER (WHERE _dp_op = %L), count(*) FILTER (WHERE _dp_op = %L),
-                           count(*) FILTER (WHERE _dp_op = %L) FROM %s', 'I', 'U', 'D', delta)
-        INTO n_i, n_u, n_d;
+                           count(*) FILTER (WHERE _dp_op = %L), count(*) FILTER (WHERE _dp_op = %L) FROM %s',
+                   'I', 'U', 'D', 'H', delta)
+        INTO n_i, n_u, n_d, n_h;
     RETURN jsonb_build_object('mode', mode, 'duplicates', dups, 'inserted', n_i, 'updated', n_u, 'deleted', n_d,
-                              'unchanged', n_typed - n_i - n_u - CASE WHEN mode = 'changes' THEN n_d ELSE 0 END,
+                              'rehashed', n_h,
+                              'unchanged', n_same + n_typed - n_i - n_u - CASE WHEN mode = 'changes' THEN n_d ELSE 0 END,
                               'refused', refused, 'first_load', false);
 END
 $fn$;
 
 COMMENT ON FUNCTION deltapipe.diff(text, text, jsonb) IS
-  'Load step 3: collapse duplicate keys, compare typed rows with the target by key and hash; the net change goes to <staging>_d.';
+  'Load step 3: collapse duplicate keys, compare with the target by hash and value; the net change goes to <staging>_d.';

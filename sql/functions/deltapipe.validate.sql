@@ -62,6 +62,10 @@ DECLARE
     unterminated bigint;
     rows_in   bigint;
     rows_ok   bigint;
+    seed      bigint;
+    n_same    bigint := 0;
+    target    text := format('%I.%I', ds.target_schema, ds.target_table);
+    same      text := format('deltapipe_stage.%I', stg || '_s');
 BEGIN
     IF fmt NOT IN ('csv', 'tsv', 'ndjson') THEN
         RAISE EXCEPTION USING ERRCODE = 'DP006', MESSAGE = format('unknown format %s', fmt),
@@ -165,6 +169,28 @@ BEGIN
         END IF;
     END IF;
 
+    EXECUTE format('ANALYZE %s', src);
+    -- Row hash: the raw record text, seeded with everything that shapes how it is
+    -- read (format options, header, column names and types). Equal hash, equal row.
+    seed := hashtextextended(concat_ws(chr(31), fmt, delim, quote, nul, array_to_string(hdr, chr(30)),
+                                       array_to_string(cols, chr(30)), array_to_string(types, chr(30))), 0);
+    EXECUTE format('SELECT count(*) FROM %s WHERE _dp_line > %s AND _dp_raw <> %L', src, hdr_line, '') INTO rows_in;
+
+    -- Unchanged rows skip parsing altogether: a line whose hash is already in the
+    -- target leaves the staging table and is remembered in <staging>_s.
+    EXECUTE format('DROP TABLE IF EXISTS %s', same);
+    IF mode <> 'changes' AND to_regclass(target) IS NOT NULL AND NOT coalesce((p_options->>'full_validate')::boolean, false) THEN
+        EXECUTE format('CREATE UNLOGGED TABLE %s (_dp_line bigint, h bigint)', same);
+        EXECUTE format($q$
+            WITH d AS (
+                DELETE FROM %s s USING %s t
+                WHERE t._dp_hash = hashtextextended(s._dp_raw, %s) AND s._dp_line > %s AND s._dp_raw <> ''
+                RETURNING s._dp_line, t._dp_hash)
+            INSERT INTO %s SELECT * FROM d$q$, src, target, seed, hdr_line, same);
+        GET DIAGNOSTICS n_same = ROW_COUNT;
+        EXECUTE format('ANALYZE %s', same);
+    END IF;
+
     IF fmt = 'ndjson' THEN
         fsrc := format('SELECT _dp_line, _dp_raw, %s AS f FROM (SELECT r._dp_line, r._dp_raw, r._dp_raw::jsonb AS j
                           FROM %s r WHERE r.ctid >= $1 AND r.ctid < $2 AND r._dp_raw <> %L AND r._dp_line <> ALL ($3) OFFSET 0) r',
@@ -237,9 +263,9 @@ BEGIN
             SELECT %2$L::bigint, %3$L::bigint, %4$L, %5$L, s._dp_line, s._dp_raw, %6$s, %7$s, %8$s
             FROM s WHERE %9$s)
         INSERT INTO %10$s (_dp_line%11$s, _dp_hash)
-        SELECT _dp_line%11$s, hashtextextended(ROW(%12$s)::text, 0)
-        FROM (SELECT _dp_line%13$s FROM s WHERE NOT (%9$s) OFFSET 0) y$q$,
-        fsrc, run_id, nr_id, ds.name, src_file, why_col, why_code, why, bad, typed, colnames, rowexpr, typexprs);
+        SELECT _dp_line%11$s, hashtextextended(_dp_raw, %12$s)
+        FROM (SELECT _dp_line, _dp_raw%13$s FROM s WHERE NOT (%9$s) OFFSET 0) y$q$,
+        fsrc, run_id, nr_id, ds.name, src_file, why_col, why_code, why, bad, typed, colnames, seed, typexprs);
 
     -- Row-by-row checker for the smallest failing chunks: a temporary function
     -- with one exception block per column, returning column, SQLSTATE, message.
@@ -297,10 +323,10 @@ BEGIN
         p := p + big;
     END LOOP;
 
-    EXECUTE format('SELECT count(*) FROM %s WHERE _dp_line > %s AND _dp_raw <> %L', src, hdr_line, '') INTO rows_in;
+    EXECUTE format('ANALYZE %s', typed);
     EXECUTE format('SELECT count(*) FROM %s', typed) INTO rows_ok;
-    RETURN jsonb_build_object('rows_in', rows_in, 'valid', rows_ok, 'rejected', rows_in - rows_ok,
-                              'typed_table', typed, 'header_line', hdr_line);
+    RETURN jsonb_build_object('rows_in', rows_in, 'valid', rows_ok + n_same, 'unchanged_lines', n_same,
+                              'rejected', rows_in - rows_ok - n_same, 'typed_table', typed, 'header_line', hdr_line);
 END
 $fn$;
 

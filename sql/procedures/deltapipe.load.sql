@@ -26,6 +26,8 @@ DECLARE
     ms      numeric;
 BEGIN
     PERFORM deltapipe._dataset(p_dataset);
+    -- JIT compilation costs more than it saves on these short set-based statements
+    PERFORM set_config('jit', 'off', true);
     -- one load per dataset at a time
     SELECT * INTO ds FROM deltapipe.dataset WHERE name = p_dataset FOR UPDATE;
     opts := jsonb_build_object('mode', ds.mode) || opts;
@@ -58,8 +60,8 @@ BEGIN
     t1 := clock_timestamp();
     v_phases := v_phases || jsonb_build_object('apply', round(extract(epoch FROM t1 - t0)::numeric * 1000, 1));
 
-    EXECUTE format('DROP TABLE IF EXISTS deltapipe_stage.%I, deltapipe_stage.%I, deltapipe_stage.%I',
-                   stg, stg || '_t', stg || '_d');
+    EXECUTE format('DROP TABLE IF EXISTS deltapipe_stage.%I, deltapipe_stage.%I, deltapipe_stage.%I, deltapipe_stage.%I',
+                   stg, stg || '_t', stg || '_d', stg || '_s');
     DELETE FROM deltapipe.staging WHERE table_name = stg;
 
     UPDATE deltapipe.node_run SET
