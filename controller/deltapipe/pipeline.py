@@ -1,0 +1,522 @@
+"""A pipeline directory: pipeline.toml (name, sources) and models/*.sql (one SELECT per file).
+
+Parsing, dependency inference with sqlglot, fingerprints, deploy into the
+catalog, plan (what would run and why) and DAG rendering.
+"""
+
+from __future__ import annotations
+
+import glob as globmod
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import sqlglot
+from psycopg.types.json import Jsonb
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+from sqlglot.optimizer.scope import traverse_scope
+
+from .errors import DeltapipeError, from_db
+
+MODES = ("snapshot", "upsert", "append", "changes")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
+_DATASET = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,47}$")
+
+
+@dataclass
+class Source:
+    dataset: str
+    files: str            # a file or a glob, relative to the pipeline directory
+    key: list[str]
+    mode: str = "snapshot"
+    columns: str | None = None
+    schema: str = "public"
+    table: str = ""
+    options: dict = field(default_factory=dict)
+
+    def paths(self, root: Path) -> list[Path]:
+        pattern = str(root / self.files)
+        if any(ch in self.files for ch in "*?["):
+            return [Path(p) for p in sorted(globmod.glob(pattern))]
+        return [Path(pattern)]
+
+
+@dataclass
+class Model:
+    name: str
+    path: Path
+    rel: str              # path shown in messages, relative to the pipeline directory
+    text: str
+    sql: str              # the SELECT as written, without comments' header or trailing semicolon
+    key: list[str]
+    depends_on: list[str]
+    fingerprint: str = ""
+    reads: list[tuple[str, str, int]] = field(default_factory=list)  # (schema or '', table, line)
+    upstreams: dict[str, str] = field(default_factory=dict)           # name -> model|source|external
+
+
+@dataclass
+class Pipeline:
+    name: str
+    root: Path
+    schema: str
+    sources: dict[str, Source]
+    models: dict[str, Model]
+
+    def edges(self) -> list[tuple[str, str, str]]:
+        return [(m.name, up, kind) for m in self.models.values() for up, kind in sorted(m.upstreams.items())]
+
+    def config(self) -> dict:
+        return {"sources": [{"dataset": s.dataset, "file": s.files, "key": s.key, "mode": s.mode,
+                             "columns": s.columns, "schema": s.schema, "table": s.table, "options": s.options}
+                            for s in self.sources.values()]}
+
+
+def _err(msg: str, code: str, hint: str | None = None) -> DeltapipeError:
+    return DeltapipeError(msg, hint=hint, sqlstate=code)
+
+
+# ------------------------------------------------------------------ reading the directory
+def read_pipeline(directory: str | Path) -> Pipeline:
+    """Read and check a pipeline directory (no database needed)."""
+    root = Path(directory)
+    toml_path = root / "pipeline.toml"
+    if not root.is_dir():
+        raise _err("%s is not a directory" % root, "DP214", "give a pipeline directory (create one with `deltapipe new DIR`)")
+    if not toml_path.exists():
+        raise _err("%s: no pipeline.toml" % root, "DP214", "create one with `deltapipe new DIR`")
+    try:
+        cfg = tomllib.loads(toml_path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise _err("%s: %s" % (toml_path, e), "DP214") from e
+    name = cfg.get("name") or root.resolve().name
+    if not isinstance(name, str) or not _DATASET.match(name):
+        raise _err("%s: invalid pipeline name %r" % (toml_path, name), "DP214",
+                   "use letters, digits, _ and -, starting with a letter or _")
+    schema = cfg.get("schema", "public")
+    sources: dict[str, Source] = {}
+    for i, s in enumerate(cfg.get("sources", []) or []):
+        where = "%s: sources[%d]" % (toml_path, i)
+        if not isinstance(s, dict) or "dataset" not in s:
+            raise _err("%s: needs dataset = NAME" % where, "DP214")
+        ds = s["dataset"]
+        files = s.get("file") or s.get("glob")
+        if not files:
+            raise _err("%s (%s): needs file = PATH or glob = PATTERN" % (where, ds), "DP214")
+        key = s.get("key")
+        if not key:
+            raise _err("%s (%s): needs key = COLUMN or [COLUMNS]" % (where, ds), "DP214")
+        key = [key] if isinstance(key, str) else list(key)
+        mode = s.get("mode", "snapshot")
+        if mode not in MODES:
+            raise _err("%s (%s): unknown mode %s" % (where, ds, mode), "DP214", "use " + ", ".join(MODES))
+        table = s.get("table") or ds
+        sch = "public"
+        if "." in table:
+            sch, table = table.split(".", 1)
+        if ds in sources:
+            raise _err("%s: dataset %s is declared twice" % (toml_path, ds), "DP214")
+        sources[ds] = Source(ds, files, key, mode, s.get("columns"), sch, table,
+                             {k: v for k, v in s.items() if k in ("format", "delimiter", "quote", "null", "encoding",
+                                                                  "op_column", "order_column")})
+    mdir = root / "models"
+    models: dict[str, Model] = {}
+    targets: dict[str, str] = {}
+    for path in sorted(mdir.rglob("*.sql")) if mdir.is_dir() else []:
+        rel = str(path.relative_to(root))
+        mname = path.stem.lower()
+        if not _IDENT.match(mname):
+            raise _err("%s: invalid model name %s (the file name is the table name)" % (rel, path.stem), "DP214",
+                       "use letters, digits and _, starting with a letter or _")
+        if mname in targets:
+            raise _err("%s and %s both write table %s.%s" % (targets[mname], rel, schema, mname), "DP213",
+                       "rename one of the files")
+        clash = [s.dataset for s in sources.values() if (s.schema, s.table) == (schema, mname) or s.dataset == mname]
+        if clash:
+            raise _err("%s writes table %s.%s, which is source dataset %s" % (rel, schema, mname, clash[0]), "DP213",
+                       "rename the model file")
+        targets[mname] = rel
+        models[mname] = parse_model(path, rel)
+    if not models:
+        raise _err("%s: no models (models/*.sql)" % root, "DP214", "add SELECT statements as models/NAME.sql")
+    p = Pipeline(name, root, schema, sources, models)
+    return p
+
+
+_HEADER = re.compile(r"^\s*--\s*(key|depends_on|depends-on)\s*:\s*(.*?)\s*$", re.I)
+
+
+def parse_model(path: Path, rel: str) -> Model:
+    text = path.read_text()
+    key: list[str] = []
+    deps: list[str] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if not line.lstrip().startswith("--"):
+            break
+        m = _HEADER.match(line)
+        if m:
+            vals = [v.strip() for v in m.group(2).split(",") if v.strip()]
+            if m.group(1).lower() == "key":
+                key = vals
+            else:
+                deps += [v.lower() for v in vals]
+    try:
+        stmts = [s for s in sqlglot.parse(text, read="postgres") if s is not None]
+    except (ParseError, TokenError) as e:
+        raise _parse_error(rel, e) from e
+    if len(stmts) != 1:
+        raise _err("%s: %s" % (rel, "empty model (no SELECT)" if not stmts else "one SELECT per model file, found %d statements" % len(stmts)),
+                   "DP212")
+    tree = stmts[0]
+    if not isinstance(tree, exp.Query):
+        raise _err("%s:%d: a model is one SELECT, not %s" % (rel, _first_code_line(text), tree.key.upper()), "DP212")
+    sql = text.strip()
+    while sql.endswith(";"):
+        sql = sql[:-1].rstrip()
+    model = Model(path.stem.lower(), path, rel, text, sql, key, deps)
+    normalized = tree.sql(dialect="postgres", comments=False, normalize=True)
+    model.fingerprint = hashlib.sha256(("%s\nkey=%s" % (normalized, ",".join(key))).encode()).hexdigest()[:32]
+    model.reads = tables_read(tree, text)
+    return model
+
+
+def _first_code_line(text: str) -> int:
+    for i, line in enumerate(text.splitlines(), 1):
+        if line.strip() and not line.lstrip().startswith("--"):
+            return i
+    return 1
+
+
+def _parse_error(rel: str, e: Exception) -> DeltapipeError:
+    errs = getattr(e, "errors", None) or []
+    if errs:
+        first = errs[0]
+        msg = re.sub(r"<Token token_type: TokenType\.\w+, text: ([^,]*), line.*?>", r"'\1'", first.get("description", str(e)))
+        return _err("%s:%s: parse error: %s" % (rel, first.get("line") or "?", msg), "DP212")
+    line = re.search(r"[Ll]ine (\d+)", str(e))
+    return _err("%s:%s: parse error: %s" % (rel, line.group(1) if line else "?", str(e).splitlines()[0]), "DP212")
+
+
+def _ident(node) -> str:
+    """An identifier as PostgreSQL sees it: unquoted names fold to lower case."""
+    if node is None:
+        return ""
+    if isinstance(node, exp.Identifier):
+        return node.name if node.quoted else node.name.lower()
+    return node.name.lower() if hasattr(node, "name") else str(node).lower()
+
+
+def tables_read(tree: exp.Expression, text: str) -> list[tuple[str, str, int]]:
+    """(schema or '', table, line) of every table the query reads; CTE names are not tables."""
+    found: dict[tuple[str, str], int] = {}
+    for scope in traverse_scope(tree):
+        for _alias, (_node, source) in scope.selected_sources.items():
+            if isinstance(source, exp.Table) and isinstance(source.this, exp.Identifier) and source.name:
+                key = (_ident(source.args.get("db")), _ident(source.this))
+                if key not in found:
+                    found[key] = _line_of(text, source)
+        # tables in scopes that are not selected (e.g. only referenced in a lateral join) are covered above
+    return [(s, t, ln) for (s, t), ln in found.items()]
+
+
+def _line_of(text: str, table: exp.Table) -> int:
+    ident = table.this
+    line = (ident.meta or {}).get("line") if hasattr(ident, "meta") else None
+    if line:
+        return int(line)
+    name = re.escape(table.name)
+    pat = r'"%s"' % name if ident.quoted else r"(?<![\w\"])%s(?![\w\"])" % name
+    body_start = 0
+    for m in re.finditer(pat, text, re.I):
+        if m.start() >= body_start:
+            return text.count("\n", 0, m.start()) + 1
+    return 1
+
+
+# ------------------------------------------------------------------ resolving dependencies
+def resolve(p: Pipeline, conn: psycopg.Connection | None) -> list[str]:
+    """Classify every table read by every model; returns the external tables. Raises on unknown tables and cycles."""
+    externals: set[str] = set()
+    by_table = {(s.schema, s.table): s.dataset for s in p.sources.values()}
+    for m in p.models.values():
+        m.upstreams = {}
+        for schema, table, line in m.reads:
+            kind, name = None, None
+            if schema in ("", p.schema) and table in p.models:
+                kind, name = "model", table
+            elif (schema or "public", table) in by_table:
+                kind, name = "source", by_table[(schema or "public", table)]
+            elif not schema and (p.schema, table) in by_table:
+                kind, name = "source", by_table[(p.schema, table)]
+            else:
+                qual = "%s.%s" % (_q(schema), _q(table)) if schema else _q(table)
+                if conn is None:
+                    kind, name = "external", qual
+                else:
+                    found = _regclass(conn, schema, table, p.schema)
+                    if found is None:
+                        shown = "%s.%s" % (schema, table) if schema else table
+                        raise _err("%s:%d: unknown table %s (not a source, a model, or an existing table)"
+                                   % (m.rel, line, shown), "DP211",
+                                   "add it as a source in pipeline.toml, add models/%s.sql, or create the table" % table)
+                    kind, name = "external", found
+            if name == m.name and kind == "model":
+                raise _err("cycle: %s -> %s" % (m.name, m.name), "DP210", "a model cannot read its own table")
+            m.upstreams[name] = kind
+            if kind == "external":
+                externals.add(name)
+        for dep in m.depends_on:
+            if dep in p.models:
+                m.upstreams[dep] = "model"
+            elif dep in p.sources:
+                m.upstreams[dep] = "source"
+            else:
+                line = next((i for i, ln in enumerate(m.text.splitlines(), 1) if "depends" in ln.lower()), 1)
+                raise _err("%s:%d: depends_on names unknown model or source %s" % (m.rel, line, dep), "DP211",
+                           "list models (file names) or source datasets of this pipeline")
+    cyc = find_cycle(p)
+    if cyc:
+        raise _err("cycle: %s (each model reads the next)" % " -> ".join(cyc + [cyc[0]]), "DP210", "break the cycle: a model cannot read itself, directly or indirectly")
+    return sorted(externals)
+
+
+def _q(name: str) -> str:
+    return name if re.match(r"^[a-z_][a-z0-9_]*$", name) else '"%s"' % name.replace('"', '""')
+
+
+def _regclass(conn, schema: str, table: str, default_schema: str) -> str | None:
+    cands = [(schema, table)] if schema else [(default_schema, table), ("public", table)]
+    for s, t in cands:
+        row = conn.execute("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                           "WHERE n.nspname = %s AND c.relname = %s", (s, t)).fetchone()
+        if row:
+            return "%s.%s" % (_q(row[0]), _q(row[1]))
+    return None
+
+
+def find_cycle(p: Pipeline) -> list[str] | None:
+    color: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        color[n] = 1
+        stack.append(n)
+        for up, kind in sorted(p.models[n].upstreams.items()):
+            if kind != "model":
+                continue
+            if color.get(up) == 1:
+                return stack[stack.index(up):]
+            if up not in color:
+                c = visit(up)
+                if c:
+                    return c
+        stack.pop()
+        color[n] = 2
+        return None
+
+    for n in sorted(p.models):
+        if n not in color:
+            c = visit(n)
+            if c:
+                # each model reads the next one; start at the first name
+                i = c.index(min(c))
+                return c[i:] + c[:i]
+    return None
+
+
+def topo_order(p: Pipeline) -> list[str]:
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def visit(n: str):
+        if n in seen:
+            return
+        seen.add(n)
+        for up, kind in sorted(p.models[n].upstreams.items()):
+            if kind == "model":
+                visit(up)
+        out.append(n)
+    for n in sorted(p.models):
+        visit(n)
+    return out
+
+
+def load(directory: str | Path, conn: psycopg.Connection | None) -> Pipeline:
+    p = read_pipeline(directory)
+    p.externals = resolve(p, conn)  # type: ignore[attr-defined]
+    return p
+
+
+# ------------------------------------------------------------------ deploy
+def deploy(conn: psycopg.Connection, p: Pipeline) -> dict:
+    """Write the pipeline, its models and edges into the catalog; create missing source datasets."""
+    from .infer import columns_spec, infer_columns
+    from .loader import guess_format
+
+    created, changed, added, removed = [], [], [], []
+    try:
+        with conn.transaction():
+            for s in p.sources.values():
+                if conn.execute("SELECT 1 FROM deltapipe.dataset WHERE name = %s", (s.dataset,)).fetchone():
+                    continue
+                cols = s.columns
+                if not cols:
+                    paths = [x for x in s.paths(p.root) if x.exists()]
+                    if not paths:
+                        raise _err("source %s: no file matches %s" % (s.dataset, s.files), "DP214",
+                                   "give columns = \"...\" in pipeline.toml or add the file")
+                    fmt = guess_format(paths[0], s.options.get("format"))
+                    cols = columns_spec(infer_columns(paths[0], fmt, delimiter=s.options.get("delimiter"),
+                                                      encoding=s.options.get("encoding", "utf8")))
+                conn.execute("SELECT deltapipe.create_dataset(%s, %s, %s, %s, %s)",
+                             (s.dataset, s.key, cols, "%s.%s" % (_q(s.schema), _q(s.table)), s.mode))
+                created.append(s.dataset)
+            conn.execute("""INSERT INTO deltapipe.pipeline (name, root, schema_name, config) VALUES (%s, %s, %s, %s)
+                            ON CONFLICT (name) DO UPDATE SET root = excluded.root, schema_name = excluded.schema_name,
+                                   config = excluded.config, deployed_at = now()""",
+                         (p.name, str(p.root.resolve()), p.schema, Jsonb(p.config())))
+            old = dict(conn.execute("SELECT name, fingerprint FROM deltapipe.model WHERE pipeline = %s",
+                                    (p.name,)).fetchall())
+            for n in set(old) - set(p.models):
+                conn.execute("DELETE FROM deltapipe.model WHERE pipeline = %s AND name = %s", (p.name, n))
+                removed.append(n)
+            conn.execute("DELETE FROM deltapipe.model_edge WHERE pipeline = %s", (p.name,))
+            for m in p.models.values():
+                other = conn.execute("SELECT pipeline FROM deltapipe.model WHERE target_schema = %s AND target_table = %s "
+                                     "AND pipeline <> %s", (p.schema, m.name, p.name)).fetchone()
+                if other:
+                    raise _err("%s writes table %s.%s, already written by pipeline %s" % (m.rel, p.schema, m.name, other[0]),
+                               "DP213", "rename the model or set schema = \"...\" in pipeline.toml")
+                ds = conn.execute("SELECT name FROM deltapipe.dataset WHERE target_schema = %s AND target_table = %s",
+                                  (p.schema, m.name)).fetchone()
+                if ds:
+                    raise _err("%s writes table %s.%s, the table of dataset %s" % (m.rel, p.schema, m.name, ds[0]),
+                               "DP213", "rename the model")
+                conn.execute("""INSERT INTO deltapipe.model (pipeline, name, target_schema, target_table, sql, key_cols,
+                                       fingerprint, source_file) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                                ON CONFLICT (pipeline, name) DO UPDATE SET sql = excluded.sql, key_cols = excluded.key_cols,
+                                       fingerprint = excluded.fingerprint, source_file = excluded.source_file,
+                                       target_schema = excluded.target_schema, target_table = excluded.target_table,
+                                       deployed_at = now()""",
+                             (p.name, m.name, p.schema, m.name, m.sql, m.key or None, m.fingerprint, m.rel))
+                if m.name not in old:
+                    added.append(m.name)
+                elif old[m.name] != m.fingerprint:
+                    changed.append(m.name)
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO deltapipe.model_edge (pipeline, node, upstream, upstream_kind) "
+                                "VALUES (%s, %s, %s, %s)", [(p.name, a, b, k) for a, b, k in p.edges()])
+    except psycopg.Error as e:
+        raise from_db(e) from e
+    return {"pipeline": p.name, "models": len(p.models), "sources": len(p.sources), "datasets_created": created,
+            "added": sorted(added), "changed": sorted(changed), "removed": sorted(removed),
+            "externals": getattr(p, "externals", [])}
+
+
+# ------------------------------------------------------------------ plan
+def source_state(conn: psycopg.Connection, p: Pipeline, s: Source) -> tuple[str, str]:
+    """('load'|'skip', reason) for a source: would its files be loaded?"""
+    from .loader import file_sha256
+    row = conn.execute("SELECT last_file_sha256 FROM deltapipe.dataset WHERE name = %s", (s.dataset,)).fetchone()
+    paths = s.paths(p.root)
+    if not paths or not all(x.exists() for x in paths):
+        return "fail", "no file matches %s" % s.files
+    if row is None:
+        return "load", "new dataset"
+    if row[0] is None:
+        return "load", "never loaded"
+    if len(paths) == 1 and file_sha256(paths[0]) == row[0]:
+        return "skip", "file unchanged (same SHA-256)"
+    if len(paths) > 1 and file_sha256(paths[-1]) == row[0]:
+        return "skip", "files unchanged (the last one was loaded)"
+    return "load", "file changed"
+
+
+def plan(conn: psycopg.Connection, p: Pipeline, full_refresh: bool = False) -> list[dict]:
+    """Which nodes would run and why, without running anything."""
+    out: list[dict] = []
+    will_change: set[str] = set()
+    for s in p.sources.values():
+        action, why = source_state(conn, p, s)
+        out.append({"node": s.dataset, "kind": "source", "action": action, "reason": why})
+        if action == "load":
+            will_change.add(s.dataset)
+    for name in topo_order(p):
+        m = p.models[name]
+        table_exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", ("%s.%s" % (_q(p.schema), _q(name)),)).fetchone()[0]
+        last = conn.execute("""SELECT n.fingerprint, n.inputs, n.run_id FROM deltapipe.node_run n
+                                 JOIN deltapipe.run r ON r.id = n.run_id
+                                WHERE r.pipeline = %s AND n.node = %s AND n.node_kind = 'model' AND n.status = 'done'
+                                ORDER BY n.id DESC LIMIT 1""", (p.name, name)).fetchone()
+        changed_ups = sorted(u for u in m.upstreams if u in will_change)
+        if full_refresh:
+            action, why = "run", "full refresh"
+        elif last is None or not table_exists:
+            action, why = "run", "new" if last is None else "table missing"
+        elif last[0] != m.fingerprint:
+            action, why = "run", "SQL changed"
+        elif changed_ups:
+            action, why = "run", "input changed: %s" % ", ".join(changed_ups)
+        else:
+            deployed = conn.execute("SELECT fingerprint FROM deltapipe.model WHERE pipeline = %s AND name = %s",
+                                    (p.name, name)).fetchone()
+            inputs = None
+            if deployed:
+                inputs = conn.execute("SELECT deltapipe._node_inputs(%s, %s)", (p.name, name)).fetchone()[0]
+            if inputs is not None and inputs == last[1] and set(inputs) == set(m.upstreams):
+                action, why = "skip", "unchanged since run %s" % last[2]
+            else:
+                diff = sorted(k for k in set(m.upstreams) | set(last[1] or {})
+                              if (inputs or {}).get(k) != (last[1] or {}).get(k)) if inputs is not None else []
+                action, why = "run", "input changed: %s" % (", ".join(diff) or "dependencies changed")
+        if action == "run":
+            will_change.add(name)
+        out.append({"node": name, "kind": "model", "action": action, "reason": why})
+    return out
+
+
+# ------------------------------------------------------------------ dag rendering
+def render_dag(p: Pipeline, fmt: str = "text") -> str:
+    order = topo_order(p)
+    if fmt == "mermaid":
+        lines = ["graph LR"]
+        ids: dict[str, str] = {}
+
+        def nid(n: str) -> str:
+            return ids.setdefault(n, "n%d" % len(ids))
+        for s in p.sources:
+            lines.append('  %s[("%s")]' % (nid(s), s))
+        for m in order:
+            lines.append('  %s["%s"]' % (nid(m), m))
+        for m in order:
+            for up, kind in sorted(p.models[m].upstreams.items()):
+                if kind == "external":
+                    lines.append('  %s{{"%s"}}' % (nid(up), up.replace('"', "'")))
+                lines.append("  %s --> %s" % (nid(up), nid(m)))
+        return "\n".join(lines)
+    if fmt == "dot":
+        lines = ["digraph \"%s\" {" % p.name, "  rankdir=LR;"]
+        for s in p.sources:
+            lines.append('  "%s" [shape=cylinder];' % s)
+        for m in order:
+            lines.append('  "%s" [shape=box];' % m)
+        for m in order:
+            for up, kind in sorted(p.models[m].upstreams.items()):
+                if kind == "external":
+                    lines.append('  "%s" [shape=note];' % up.replace('"', '\\"'))
+                lines.append('  "%s" -> "%s";' % (up.replace('"', '\\"'), m))
+        lines.append("}")
+        return "\n".join(lines)
+    lines = ["pipeline %s (%d sources, %d models)" % (p.name, len(p.sources), len(p.models))]
+    for s in p.sources.values():
+        lines.append("  source  %-24s <- %s" % (s.dataset, s.files))
+    for m in order:
+        ups = ", ".join("%s%s" % (u, "" if k == "model" else " (%s)" % k) for u, k in sorted(p.models[m].upstreams.items()))
+        lines.append("  model   %-24s <- %s" % (m, ups or "(nothing)"))
+    return "\n".join(lines)

@@ -1,0 +1,210 @@
+CREATE OR REPLACE FUNCTION deltapipe.refresh_model(p_pipeline text, p_model text, p_run_id bigint,
+                                                   p_options jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql
+AS $fn$
+-- Rebuild one model and publish the net change, in the caller's transaction.
+-- 1. build: CREATE TABLE <model>__dp_new AS the model's SELECT, with a row hash
+--    (_dp_hash) and, when the model has a key, its primary key.
+-- 2. diff: when the target exists with the same columns and key, compare by key
+--    and row hash into the net delta, recorded in deltapipe.changeset
+--    (op I/U/D, key, before-image). Keyless models are compared by row hash.
+-- 3. apply, whichever is cheaper: MERGE only the delta into the target, or (full
+--    refresh, a first build, a new shape, a delta above swap_threshold of the
+--    table, a keyless model) swap the new table in by rename.
+-- Options: full_refresh (bool), swap_threshold (default 0.25), strategy (auto|merge|swap).
+DECLARE
+    m          record;
+    target     text;
+    tmpname    text;
+    oldname    text;
+    pkname     text;
+    newt       text;
+    full_ref   boolean := coalesce((p_options->>'full_refresh')::boolean, false);
+    threshold  numeric := coalesce((p_options->>'swap_threshold')::numeric, 0.25);
+    strategy   text := coalesce(p_options->>'strategy', 'auto');
+    keyed      boolean;
+    klist      text;
+    kjoin      text;
+    n_new      bigint;
+    n_old      bigint;
+    csum       numeric;
+    ins        bigint := 0;
+    upd        bigint := 0;
+    del        bigint := 0;
+    same       boolean;
+    dependents int := 0;
+    cols       text[];
+    old_path   text := current_setting('search_path');
+    t0         timestamptz := clock_timestamp();
+    phases     jsonb := '{}';
+    acl        record;
+BEGIN
+    SELECT * INTO m FROM deltapipe.model WHERE pipeline = p_pipeline AND name = p_model;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'DP203', MESSAGE = format('unknown model %s in pipeline %s', p_model, p_pipeline),
+            HINT = 'deploy the pipeline with `deltapipe deploy DIR`';
+    END IF;
+    target  := format('%I.%I', m.target_schema, m.target_table);
+    tmpname := left(m.target_table, 40) || '__dp_new';
+    oldname := left(m.target_table, 40) || '__dp_old';
+    pkname  := left(m.target_table, 58) || '_pkey';
+    newt    := format('%I.%I', m.target_schema, tmpname);
+    keyed   := m.key_cols IS NOT NULL AND cardinality(m.key_cols) > 0;
+    IF to_regnamespace(quote_ident(m.target_schema)) IS NULL THEN
+        EXECUTE format('CREATE SCHEMA %I', m.target_schema);
+    END IF;
+
+    -- 1. build
+    PERFORM set_config('search_path', format('%I, public', m.target_schema), true);
+    EXECUTE format('DROP TABLE IF EXISTS %s', newt);
+    -- the SELECT's columns (a SELECT * over another model brings its _dp_hash: left out)
+    DROP TABLE IF EXISTS pg_temp._dp_shape;
+    EXECUTE format('CREATE TEMP TABLE _dp_shape AS SELECT * FROM (%s) _dp_q LIMIT 0', m.sql);
+    cols := ARRAY(SELECT a.attname::text FROM pg_attribute a
+                   WHERE a.attrelid = 'pg_temp._dp_shape'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+                     AND a.attname <> '_dp_hash' ORDER BY a.attnum);
+    DROP TABLE pg_temp._dp_shape;
+    EXECUTE format('CREATE TABLE %s AS SELECT %s, hashtextextended(ROW(%s)::text, 0) AS _dp_hash FROM (%s) _dp_q',
+                   newt, (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c),
+                   (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c), m.sql);
+    GET DIAGNOSTICS n_new = ROW_COUNT;
+    PERFORM set_config('search_path', old_path, true);
+    IF keyed THEN
+        klist := (SELECT string_agg(format('%I', k), ', ') FROM unnest(m.key_cols) k);
+        BEGIN
+            EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I PRIMARY KEY (%s)', newt, tmpname || '_pkey', klist);
+        EXCEPTION
+            WHEN unique_violation OR not_null_violation THEN
+                RAISE EXCEPTION USING ERRCODE = 'DP204',
+                    MESSAGE = format('model %s: key (%s) is not unique or has nulls', m.name, array_to_string(m.key_cols, ', ')),
+                    DETAIL = SQLERRM,
+                    HINT = 'fix the SELECT or the -- key: header of the model';
+            WHEN undefined_column THEN
+                RAISE EXCEPTION USING ERRCODE = 'DP204',
+                    MESSAGE = format('model %s: key column not in its SELECT', m.name),
+                    DETAIL = SQLERRM, HINT = 'fix the -- key: header of the model';
+        END;
+    END IF;
+    EXECUTE format('SELECT coalesce(sum(_dp_hash::numeric), 0) FROM %s', newt) INTO csum;
+    phases := jsonb_build_object('build', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
+    t0 := clock_timestamp();
+
+    -- 2. diff
+    IF to_regclass(target) IS NULL THEN
+        strategy := 'create';
+        ins := n_new;
+    ELSE
+        SELECT count(*) INTO dependents FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+         WHERE d.refobjid = target::regclass AND d.classid = 'pg_rewrite'::regclass AND r.ev_class <> target::regclass;
+        EXECUTE format('SELECT count(*) FROM %s', target) INTO n_old;
+        same := deltapipe._table_shape(target::regclass) = deltapipe._table_shape(newt::regclass);
+        DROP TABLE IF EXISTS pg_temp._dp_delta;
+        IF NOT same THEN
+            strategy := 'swap';
+            ins := n_new;
+            del := n_old;
+        ELSIF keyed THEN
+            kjoin := (SELECT string_agg(format('n.%1$I = o.%1$I', k), ' AND ') FROM unnest(m.key_cols) k);
+            EXECUTE format('CREATE TEMP TABLE _dp_delta AS
+                            SELECT CASE WHEN o._dp_hash IS NULL THEN %L WHEN n._dp_hash IS NULL THEN %L ELSE %L END AS _dp_op,
+                                   %s, CASE WHEN o._dp_hash IS NOT NULL THEN to_jsonb(o) - %L END AS _dp_before
+                              FROM %s n FULL JOIN %s o ON %s
+                             WHERE n._dp_hash IS DISTINCT FROM o._dp_hash',
+                           'I', 'D', 'U',
+                           (SELECT string_agg(format('coalesce(n.%1$I, o.%1$I) AS %1$I', k), ', ') FROM unnest(m.key_cols) k),
+                           '_dp_hash', newt, target, kjoin);
+            EXECUTE format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
+                            SELECT %L, %L, _dp_op, jsonb_build_object(%s), _dp_before FROM pg_temp._dp_delta',
+                           p_run_id, m.name,
+                           (SELECT string_agg(format('%L, %I', k, k), ', ') FROM unnest(m.key_cols) k));
+            SELECT count(*) FILTER (WHERE _dp_op = 'I'), count(*) FILTER (WHERE _dp_op = 'U'),
+                   count(*) FILTER (WHERE _dp_op = 'D')
+              INTO ins, upd, del FROM pg_temp._dp_delta;
+        ELSE
+            EXECUTE format('CREATE TEMP TABLE _dp_delta AS
+                            SELECT %L AS _dp_op, to_jsonb(o) - %L AS _dp_key, to_jsonb(o) - %L AS _dp_before
+                              FROM %s o WHERE NOT EXISTS (SELECT 1 FROM %s n WHERE n._dp_hash = o._dp_hash)
+                            UNION ALL
+                            SELECT %L, to_jsonb(n) - %L, NULL
+                              FROM %s n WHERE NOT EXISTS (SELECT 1 FROM %s o WHERE n._dp_hash = o._dp_hash)',
+                           'D', '_dp_hash', '_dp_hash', target, newt, 'I', '_dp_hash', newt, target);
+            INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
+            SELECT p_run_id, m.name, _dp_op, _dp_key, _dp_before FROM pg_temp._dp_delta;
+            SELECT count(*) FILTER (WHERE _dp_op = 'I'), count(*) FILTER (WHERE _dp_op = 'D')
+              INTO ins, del FROM pg_temp._dp_delta;
+        END IF;
+        IF strategy = 'auto' THEN
+            strategy := CASE WHEN NOT keyed OR full_ref OR ins + upd + del > threshold * greatest(n_old, 1)
+                             THEN 'swap' ELSE 'merge' END;
+        END IF;
+        IF strategy = 'swap' AND dependents > 0 AND same AND keyed THEN
+            strategy := 'merge';  -- views read the table: keep it, change its rows
+        END IF;
+        IF same AND ins + upd + del = 0 THEN
+            strategy := 'none';
+        END IF;
+    END IF;
+    phases := phases || jsonb_build_object('diff', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
+    t0 := clock_timestamp();
+
+    -- 3. apply
+    IF strategy = 'create' THEN
+        EXECUTE format('ALTER TABLE %s RENAME TO %I', newt, m.target_table);
+        IF keyed THEN
+            EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', target, tmpname || '_pkey', pkname);
+        END IF;
+        EXECUTE format('COMMENT ON TABLE %s IS %L', target, format('deltapipe model %s.%s', m.pipeline, m.name));
+    ELSIF strategy = 'none' THEN
+        EXECUTE format('DROP TABLE %s', newt);
+    ELSIF strategy = 'merge' THEN
+        cols := ARRAY(SELECT a.attname::text FROM pg_attribute a
+                       WHERE a.attrelid = newt::regclass AND a.attnum > 0 AND NOT a.attisdropped
+                         AND a.attname <> '_dp_hash' ORDER BY a.attnum);
+        EXECUTE format('MERGE INTO %s t
+                        USING (SELECT d._dp_op, %s%s n._dp_hash FROM pg_temp._dp_delta d LEFT JOIN %s n ON %s) s
+                           ON %s
+                        WHEN MATCHED AND s._dp_op = %L THEN DELETE
+                        WHEN MATCHED THEN UPDATE SET %s
+                        WHEN NOT MATCHED THEN INSERT (%s, _dp_hash) VALUES (%s, s._dp_hash)',
+                       target,
+                       (SELECT string_agg(format('d.%I, ', k), '') FROM unnest(m.key_cols) k),
+                       coalesce((SELECT string_agg(format('n.%I, ', c), '') FROM unnest(cols) c WHERE c <> ALL (m.key_cols)), ''),
+                       newt,
+                       (SELECT string_agg(format('d.%1$I = n.%1$I', k), ' AND ') FROM unnest(m.key_cols) k),
+                       (SELECT string_agg(format('t.%1$I = s.%1$I', k), ' AND ') FROM unnest(m.key_cols) k),
+                       'D',
+                       (SELECT string_agg(format('%1$I = s.%1$I', c), ', ') FROM unnest(cols || '_dp_hash'::text) c
+                         WHERE c <> ALL (m.key_cols)),
+                       (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c),
+                       (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c));
+        EXECUTE format('DROP TABLE %s', newt);
+    ELSE  -- swap
+        EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', target);
+        FOR acl IN SELECT a.grantee, a.privilege_type
+                     FROM pg_class c, aclexplode(c.relacl) a
+                    WHERE c.oid = target::regclass AND a.grantee <> c.relowner LOOP
+            EXECUTE format('GRANT %s ON %s TO %s', acl.privilege_type, newt,
+                           CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(acl.grantee::regrole::text) END);
+        END LOOP;
+        EXECUTE format('DROP TABLE IF EXISTS %I.%I', m.target_schema, oldname);
+        EXECUTE format('ALTER TABLE %s RENAME TO %I', target, oldname);
+        EXECUTE format('ALTER TABLE %s RENAME TO %I', newt, m.target_table);
+        EXECUTE format('DROP TABLE %I.%I', m.target_schema, oldname);
+        IF keyed THEN
+            EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', target, tmpname || '_pkey', pkname);
+        END IF;
+        EXECUTE format('COMMENT ON TABLE %s IS %L', target, format('deltapipe model %s.%s', m.pipeline, m.name));
+    END IF;
+    DROP TABLE IF EXISTS pg_temp._dp_delta;
+    phases := phases || jsonb_build_object('apply', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
+    UPDATE deltapipe.model SET checksum = csum, row_count = n_new, last_refreshed_at = now()
+     WHERE pipeline = m.pipeline AND name = m.name;
+    RETURN jsonb_build_object('strategy', strategy, 'rows_in', n_new, 'inserted', ins, 'updated', upd,
+                              'deleted', del, 'unchanged', greatest(n_new - ins - upd, 0),
+                              'checksum', csum, 'row_count', n_new, 'phases', phases);
+END
+$fn$;
+
+COMMENT ON FUNCTION deltapipe.refresh_model(text, text, bigint, jsonb) IS
+  'Rebuild a model: build its SELECT, diff it with the current table, then MERGE the net delta or swap the new table in (whichever is cheaper); records the delta in deltapipe.changeset.';

@@ -1,0 +1,62 @@
+CREATE OR REPLACE FUNCTION deltapipe.run_node(p_node_run_id bigint)
+RETURNS jsonb
+LANGUAGE plpgsql
+AS $fn$
+-- Execute one claimed model node of a pipeline run, in the caller's transaction:
+-- skip it when its SQL fingerprint and input checksums equal those of its last
+-- successful run (and its table exists), else refresh it (deltapipe.refresh_model).
+-- Both the Python workers and deltapipe.run_pipeline call this. Returns the node run.
+DECLARE
+    nr     deltapipe.node_run;
+    r      deltapipe.run;
+    m      record;
+    v_inputs jsonb;
+    last   record;
+    res    jsonb;
+    full_ref boolean;
+BEGIN
+    SELECT * INTO nr FROM deltapipe.node_run WHERE id = p_node_run_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'DP205', MESSAGE = format('unknown node run %s', p_node_run_id);
+    END IF;
+    SELECT * INTO r FROM deltapipe.run WHERE id = nr.run_id;
+    IF nr.node_kind <> 'model' THEN
+        RAISE EXCEPTION USING ERRCODE = 'DP206', MESSAGE = format('node %s is a %s node, not a model', nr.node, nr.node_kind),
+            HINT = 'source files are loaded by the deltapipe controller (`deltapipe run`)';
+    END IF;
+    SELECT * INTO m FROM deltapipe.model WHERE pipeline = r.pipeline AND name = nr.node;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'DP203', MESSAGE = format('unknown model %s in pipeline %s', nr.node, r.pipeline),
+            HINT = 'deploy the pipeline with `deltapipe deploy DIR`';
+    END IF;
+    v_inputs := deltapipe._node_inputs(r.pipeline, nr.node);
+    full_ref := coalesce((r.args->>'full_refresh')::boolean, false);
+    IF NOT full_ref AND to_regclass(format('%I.%I', m.target_schema, m.target_table)) IS NOT NULL THEN
+        SELECT n.run_id, n.fingerprint, n.inputs INTO last
+          FROM deltapipe.node_run n JOIN deltapipe.run x ON x.id = n.run_id
+         WHERE x.pipeline = r.pipeline AND n.node = nr.node AND n.node_kind = 'model' AND n.status = 'done'
+         ORDER BY n.id DESC LIMIT 1;
+        IF FOUND AND last.fingerprint = m.fingerprint AND last.inputs = v_inputs THEN
+            UPDATE deltapipe.node_run
+               SET status = 'skipped', finished_at = clock_timestamp(), fingerprint = m.fingerprint, inputs = v_inputs,
+                   output_checksum = m.checksum,
+                   skip_reason = format('unchanged: same SQL and same inputs as in run %s', last.run_id)
+             WHERE id = nr.id;
+            RETURN (SELECT to_jsonb(n) FROM deltapipe.node_run n WHERE n.id = nr.id);
+        END IF;
+    END IF;
+    res := deltapipe.refresh_model(r.pipeline, nr.node, nr.run_id, r.args);
+    UPDATE deltapipe.node_run
+       SET status = 'done', finished_at = clock_timestamp(), fingerprint = m.fingerprint, inputs = v_inputs,
+           strategy = res->>'strategy', phases = res->'phases',
+           rows_in = (res->>'rows_in')::bigint, inserted = (res->>'inserted')::bigint,
+           updated = (res->>'updated')::bigint, deleted = (res->>'deleted')::bigint,
+           unchanged = (res->>'unchanged')::bigint, output_checksum = (res->>'checksum')::numeric,
+           input_checksum = m.checksum
+     WHERE id = nr.id;
+    RETURN (SELECT to_jsonb(n) FROM deltapipe.node_run n WHERE n.id = nr.id);
+END
+$fn$;
+
+COMMENT ON FUNCTION deltapipe.run_node(bigint) IS
+  'Execute one claimed model node of a pipeline run: skip it when SQL and inputs are unchanged since its last successful run, else refresh it.';
