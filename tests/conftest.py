@@ -21,8 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 _tag = hashlib.sha256(str(ROOT).encode()).hexdigest()[:10]
 TEST_SERVER = LocalServer.at(os.environ.get("DELTAPIPE_TEST_DATA_DIR",
                                             "/var/tmp/deltapipe-test-%d-%s/pg" % (os.getuid(), _tag)))
+_WAS_RUNNING = TEST_SERVER.is_running()  # another pytest session may share the server
 TEST_SERVER.start()
 PORT = TEST_SERVER.port
+DBNAME = "dptest_%d" % os.getpid()  # template and test databases of this session only
 
 
 def _dsn(dbname: str) -> str:
@@ -33,13 +35,13 @@ def load_deltapipe(host, port, user, dbname, password=None, **_):
     install(_dsn(dbname))
 
 
-postgresql_noproc = factories.postgresql_noproc(host="127.0.0.1", port=PORT, user=DB_USER, dbname="dptest",
+postgresql_noproc = factories.postgresql_noproc(host="127.0.0.1", port=PORT, user=DB_USER, dbname=DBNAME,
                                                 load=[load_deltapipe])
 postgresql = factories.postgresql("postgresql_noproc")
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if not os.environ.get("DELTAPIPE_TEST_KEEP_SERVER"):
+    if not _WAS_RUNNING and not os.environ.get("DELTAPIPE_TEST_KEEP_SERVER"):
         TEST_SERVER.stop()
 
 

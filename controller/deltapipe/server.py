@@ -37,6 +37,8 @@ work_mem = '64MB'
 maintenance_work_mem = '256MB'
 max_wal_size = '4GB'
 synchronous_commit = off
+wal_level = minimal
+max_wal_senders = 0
 max_connections = 100
 log_min_messages = warning
 {preload}

@@ -35,13 +35,24 @@ DECLARE
     dcount    bigint;
     acl       record;
     dependents int;
+    dups      bigint := 0;
 BEGIN
     IF to_regclass(target) IS NULL THEN
         strategy := 'create';
-        EXECUTE format('CREATE TABLE %s AS SELECT %s, _dp_hash FROM %s %s', target, collist, typed,
-                       CASE WHEN mode = 'changes' THEN format('WHERE _dp_op <> %L', 'D') ELSE '' END);
-        EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I PRIMARY KEY (%s), ALTER COLUMN _dp_hash SET NOT NULL',
-                       target, pkname, klist);
+        -- duplicate keys surface as a unique violation of the new primary key;
+        -- only then are they removed (the last line wins) and the table rebuilt
+        BEGIN
+            EXECUTE format('CREATE TABLE %s AS SELECT %s, _dp_hash FROM %s %s', target, collist, typed,
+                           CASE WHEN mode = 'changes' THEN format('WHERE _dp_op <> %L', 'D') ELSE '' END);
+            EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I PRIMARY KEY (%s), ALTER COLUMN _dp_hash SET NOT NULL',
+                           target, pkname, klist);
+        EXCEPTION WHEN unique_violation THEN
+            dups := deltapipe._dedup(typed, keys);
+            EXECUTE format('CREATE TABLE %s AS SELECT %s, _dp_hash FROM %s %s', target, collist, typed,
+                           CASE WHEN mode = 'changes' THEN format('WHERE _dp_op <> %L', 'D') ELSE '' END);
+            EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I PRIMARY KEY (%s), ALTER COLUMN _dp_hash SET NOT NULL',
+                           target, pkname, klist);
+        END;
         EXECUTE format('COMMENT ON TABLE %s IS %L', target, format('deltapipe dataset %s', ds.name));
         EXECUTE format('ANALYZE %s', target);
         EXECUTE format('SELECT coalesce(sum(_dp_hash::numeric), 0), count(*) FROM %s', target) INTO csum, n_rows;
@@ -76,9 +87,12 @@ BEGIN
             -- the new table: the parsed rows plus the rows found unchanged by hash
             EXECUTE format('CREATE TABLE %I.%I AS SELECT %s, _dp_hash FROM %s', ds.target_schema, tmpname, collist, typed);
             IF to_regclass(same) IS NOT NULL THEN
-                EXECUTE format('INSERT INTO %I.%I SELECT %s, t._dp_hash FROM %s t WHERE t._dp_hash IN (SELECT h FROM %s)',
+                EXECUTE format('INSERT INTO %I.%I SELECT %s, t._dp_hash FROM %s t
+                                WHERE NOT EXISTS (SELECT 1 FROM %s g WHERE g._dp_line IS NULL AND g.h = t._dp_hash)
+                                  AND NOT EXISTS (SELECT 1 FROM %s s WHERE %s)',
                                ds.target_schema, tmpname,
-                               (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(cols) c), target, same);
+                               (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(cols) c), target, same,
+                               typed, kjoin);
             END IF;
             EXECUTE format('ALTER TABLE %I.%I ADD CONSTRAINT %I PRIMARY KEY (%s), ALTER COLUMN _dp_hash SET NOT NULL',
                            ds.target_schema, tmpname, tmpname || '_pkey', klist);
@@ -114,7 +128,7 @@ BEGIN
        SET checksum = csum, row_count = n_rows, last_loaded_at = now(),
            last_file_sha256 = coalesce(p_options->>'file_sha256', last_file_sha256)
      WHERE name = ds.name;
-    RETURN jsonb_build_object('strategy', strategy, 'checksum', csum, 'row_count', n_rows);
+    RETURN jsonb_build_object('strategy', strategy, 'checksum', csum, 'row_count', n_rows, 'duplicates', dups);
 END
 $fn$;
 

@@ -56,38 +56,45 @@ BEGIN
                                 (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(nonkeys) c),
                                 (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(nonkeys) c)) END;
 
-    -- duplicate keys among the parsed rows: keep one row per key
-    EXECUTE format('CREATE TEMP TABLE _dp_dup ON COMMIT DROP AS
-                    SELECT %1$s, %2$s AS keep, count(*) AS n FROM %3$s GROUP BY %1$s HAVING count(*) > 1',
-                   klist, keep, typed);
-    SELECT coalesce(sum(_dp_dup.n - 1), 0) INTO dups FROM _dp_dup;
-    IF dups > 0 THEN
-        EXECUTE format('DELETE FROM %s s USING _dp_dup t WHERE %s AND s._dp_line <> t.keep', typed, kjoin);
+    -- duplicate keys among the parsed rows: keep one row per key (on a first
+    -- load apply() finds them for free while building the primary key)
+    IF exists_t OR mode = 'changes' THEN
+        dups := deltapipe._dedup(typed, keys, keep);
     END IF;
-    DROP TABLE _dp_dup;
 
     IF has_same THEN
-        -- identical lines (same hash) are duplicates of each other
-        EXECUTE format('CREATE TEMP TABLE _dp_udup ON COMMIT DROP AS
-                        SELECT h, max(_dp_line) AS keep, count(*) AS n FROM %s GROUP BY h HAVING count(*) > 1', same);
-        SELECT coalesce(sum(_dp_udup.n - 1), 0) INTO n FROM _dp_udup;
-        IF n > 0 THEN
-            EXECUTE format('DELETE FROM %s u USING _dp_udup d WHERE u.h = d.h AND u._dp_line <> d.keep', same);
+        -- target rows no line matched by hash: updated or deleted
+        EXECUTE format('CREATE TEMP TABLE _dp_gone ON COMMIT DROP AS SELECT %s, h FROM %s WHERE _dp_line IS NULL',
+                       klist, same);
+        SELECT count(*) INTO n FROM _dp_gone;
+        EXECUTE format('SELECT count(*) FROM %s WHERE _dp_line IS NOT NULL AND h IS NOT NULL', same) INTO n_same;
+        IF n_same > ds.row_count - n THEN
+            -- identical lines matched one target row several times: keep the last
+            EXECUTE format('DELETE FROM %1$s u USING (SELECT h, max(_dp_line) AS keep FROM %1$s
+                                                      WHERE _dp_line IS NOT NULL AND h IS NOT NULL
+                                                      GROUP BY h HAVING count(*) > 1) d
+                            WHERE u.h = d.h AND u._dp_line <> d.keep', same);
+            GET DIAGNOSTICS n = ROW_COUNT;
             dups := dups + n;
+            n_same := n_same - n;
         END IF;
-        DROP TABLE _dp_udup;
         -- a key both unchanged on one line and changed on another: the later line wins
         EXECUTE format('CREATE TEMP TABLE _dp_x ON COMMIT DROP AS
-                        SELECT s._dp_line AS cline, u._dp_line AS uline
-                        FROM %s s JOIN %s t ON %s JOIN %s u ON u.h = t._dp_hash', typed, target, kjoin, same);
+                        SELECT s._dp_line AS cline, t._dp_hash AS h
+                        FROM %s s JOIN %s t ON %s
+                        WHERE NOT EXISTS (SELECT 1 FROM _dp_gone g WHERE g.h = t._dp_hash)', typed, target, kjoin);
         SELECT count(*) INTO n FROM _dp_x;
         IF n > 0 THEN
-            EXECUTE format('DELETE FROM %s s USING _dp_x x WHERE s._dp_line = x.cline AND x.uline > x.cline', typed);
-            EXECUTE format('DELETE FROM %s u USING _dp_x x WHERE u._dp_line = x.uline AND x.cline > x.uline', same);
+            EXECUTE format('CREATE TEMP TABLE _dp_x2 ON COMMIT DROP AS
+                            SELECT x.cline, u._dp_line AS uline FROM _dp_x x JOIN %s u ON u.h = x.h
+                            WHERE u._dp_line IS NOT NULL', same);
+            EXECUTE format('DELETE FROM %s s USING _dp_x2 x WHERE s._dp_line = x.cline AND x.uline > x.cline', typed);
+            EXECUTE format('DELETE FROM %s u USING _dp_x2 x WHERE u._dp_line = x.uline AND x.cline > x.uline', same);
             dups := dups + n;
+            n_same := n_same - (SELECT count(*) FROM _dp_x2 WHERE cline > uline);
+            DROP TABLE _dp_x2;
         END IF;
         DROP TABLE _dp_x;
-        EXECUTE format('SELECT count(*) FROM %s', same) INTO n_same;
     END IF;
     EXECUTE format('SELECT count(*) FROM %s', typed) INTO n_typed;
 
@@ -120,12 +127,11 @@ BEGIN
         IF mode = 'snapshot' THEN
             -- rows of the target that the file no longer has
             EXECUTE format('INSERT INTO %s (_dp_op, %s, _dp_old_hash)
-                            SELECT %L, %s, t._dp_hash FROM %s t
-                            WHERE NOT EXISTS (SELECT 1 FROM %s s WHERE %s) %s',
+                            SELECT %L, %s, t.%s FROM %s t
+                            WHERE NOT EXISTS (SELECT 1 FROM %s s WHERE %s)',
                            delta, klist, 'D', (SELECT string_agg(format('t.%I', k), ', ') FROM unnest(keys) k),
-                           target, typed, kjoin,
-                           CASE WHEN has_same THEN format('AND NOT EXISTS (SELECT 1 FROM %s u WHERE u.h = t._dp_hash)', same)
-                                ELSE '' END);
+                           CASE WHEN has_same THEN 'h' ELSE '_dp_hash' END,
+                           CASE WHEN has_same THEN '_dp_gone' ELSE target END, typed, kjoin);
         ELSIF mode = 'append' THEN
             -- append never changes an existing row: a different row under an existing key is refused
             EXECUTE format($q$
@@ -147,6 +153,10 @@ BEGIN
                            OR (s._dp_op <> %L AND (t._dp_hash IS NULL OR s._dp_hash <> t._dp_hash))',
                        delta, 'D', 'D', 'I', samerow, 'H', 'U', sel, typed, target, kjoin, 'D', 'D');
     END IF;
+    IF has_same THEN
+        DROP TABLE _dp_gone;
+    END IF;
+    EXECUTE format('ANALYZE %s', delta);
     EXECUTE format('SELECT count(*) FILTER (WHERE _dp_op = %L), count(*) FILTER (WHERE _dp_op = %L),
                            count(*) FILTER (WHERE _dp_op = %L), count(*) FILTER (WHERE _dp_op = %L) FROM %s',
                    'I', 'U', 'D', 'H', delta)

@@ -8,9 +8,11 @@ AS $fn$
 -- a NULL key or a value that does not cast go to deltapipe.reject with their
 -- line number, raw text, column, SQLSTATE and message.
 --
--- Casting runs chunk by chunk (ranges of heap pages). A chunk with a bad value
--- fails as a whole and is retried in smaller chunks; only the smallest failing
--- chunks are checked row by row, so a few bad rows cost little.
+-- Lines whose hash is already in the target are not parsed at all (see below).
+-- The others are cast in one statement. If a value does not cast, that statement
+-- fails; then only the rows failing cheap per-type tests (deltapipe._safe_cast_test)
+-- are checked one by one with exception handling, the bad ones are rejected and
+-- the statement runs again without them. A few bad rows cost little.
 DECLARE
     ds        deltapipe.dataset := deltapipe._dataset(p_dataset);
     stg       text := deltapipe._staging(p_staging);
@@ -42,23 +44,22 @@ DECLARE
     why       text;
     why_col   text;
     why_code  text;
-    typexprs  text := '';
-    castx     text[] := '{}';
+    gexprs    text := '';
+    cheap     text := '';
+    allcasts  text := '';
+    ctas      text;
+    ok        boolean;
+    attempt   int;
+    badl      text := format('deltapipe_stage.%I', stg || '_b');
+    susp      text := format('deltapipe_stage.%I', stg || '_q');
+    nbad      bigint;
     colnames  text := '';
-    rowexpr   text := '';
     decls     text := '';
     checks    text := '';
-    chunk_sql text;
-    leaf_sql  text;
     m         text[];
+    castx     text[] := '{}';
     base      text;
     i         int;
-    npages    bigint;
-    big       int := 64;
-    small     int := 4;
-    p         bigint;
-    p2        bigint;
-    skip      bigint[];
     unterminated bigint;
     rows_in   bigint;
     rows_ok   bigint;
@@ -66,6 +67,7 @@ DECLARE
     n_same    bigint := 0;
     target    text := format('%I.%I', ds.target_schema, ds.target_table);
     same      text := format('deltapipe_stage.%I', stg || '_s');
+    changed   text := format('deltapipe_stage.%I', stg || '_c');
 BEGIN
     IF fmt NOT IN ('csv', 'tsv', 'ndjson') THEN
         RAISE EXCEPTION USING ERRCODE = 'DP006', MESSAGE = format('unknown format %s', fmt),
@@ -174,31 +176,44 @@ BEGIN
     -- read (format options, header, column names and types). Equal hash, equal row.
     seed := hashtextextended(concat_ws(chr(31), fmt, delim, quote, nul, array_to_string(hdr, chr(30)),
                                        array_to_string(cols, chr(30)), array_to_string(types, chr(30))), 0);
-    EXECUTE format('SELECT count(*) FROM %s WHERE _dp_line > %s AND _dp_raw <> %L', src, hdr_line, '') INTO rows_in;
-
-    -- Unchanged rows skip parsing altogether: a line whose hash is already in the
-    -- target leaves the staging table and is remembered in <staging>_s.
-    EXECUTE format('DROP TABLE IF EXISTS %s', same);
+    -- Unchanged rows skip parsing altogether: one hash join of the staged lines
+    -- with the target by row hash gives <staging>_s with, per line, the target row
+    -- it equals (h) or its raw text (changed or new); target rows no line matched
+    -- ("gone": updated or deleted) come with their key. Only changed lines are
+    -- then parsed, from <staging>_c.
+    EXECUTE format('DROP TABLE IF EXISTS %s, %s', same, changed);
     IF mode <> 'changes' AND to_regclass(target) IS NOT NULL AND NOT coalesce((p_options->>'full_validate')::boolean, false) THEN
-        EXECUTE format('CREATE UNLOGGED TABLE %s (_dp_line bigint, h bigint)', same);
         EXECUTE format($q$
-            WITH d AS (
-                DELETE FROM %s s USING %s t
-                WHERE t._dp_hash = hashtextextended(s._dp_raw, %s) AND s._dp_line > %s AND s._dp_raw <> ''
-                RETURNING s._dp_line, t._dp_hash)
-            INSERT INTO %s SELECT * FROM d$q$, src, target, seed, hdr_line, same);
-        GET DIAGNOSTICS n_same = ROW_COUNT;
+            CREATE UNLOGGED TABLE %s AS
+            SELECT s._dp_line, t._dp_hash AS h, CASE WHEN t._dp_hash IS NULL THEN s._dp_raw END AS _dp_raw%s
+            FROM (SELECT _dp_line, _dp_raw, hashtextextended(_dp_raw, %s) AS hh FROM %s
+                  WHERE _dp_line > %s AND _dp_raw <> '') s
+            FULL JOIN %s t ON t._dp_hash = s.hh$q$,
+            same,
+            (SELECT string_agg(format(', CASE WHEN s._dp_line IS NULL THEN t.%1$I END AS %1$I', k), '') FROM unnest(ds.key_cols) k),
+            seed, src, hdr_line, target);
+        EXECUTE format('CREATE UNLOGGED TABLE %s AS SELECT _dp_line, _dp_raw FROM %s WHERE h IS NULL', changed, same);
+        EXECUTE format('SELECT count(*) FILTER (WHERE _dp_line IS NOT NULL AND h IS NOT NULL),
+                               count(*) FILTER (WHERE _dp_line IS NOT NULL) FROM %s', same) INTO n_same, rows_in;
         EXECUTE format('ANALYZE %s', same);
+        EXECUTE format('ANALYZE %s', changed);
+        src := changed;
+    ELSE
+        EXECUTE format('SELECT count(*) FROM %s WHERE _dp_line > %s AND _dp_raw <> %L', src, hdr_line, '') INTO rows_in;
     END IF;
 
+    -- Rows come from the (changed) staged lines, minus the lines already refused
+    -- for a value that does not cast (<staging>_b, filled below).
+    EXECUTE format('DROP TABLE IF EXISTS %s, %s', badl, susp);
+    EXECUTE format('CREATE UNLOGGED TABLE %s (_dp_line bigint PRIMARY KEY, e text)', badl);
     IF fmt = 'ndjson' THEN
         fsrc := format('SELECT _dp_line, _dp_raw, %s AS f FROM (SELECT r._dp_line, r._dp_raw, r._dp_raw::jsonb AS j
-                          FROM %s r WHERE r.ctid >= $1 AND r.ctid < $2 AND r._dp_raw <> %L AND r._dp_line <> ALL ($3) OFFSET 0) r',
-                       fexpr, src, '');
+                          FROM %s r WHERE r._dp_raw <> %L AND NOT EXISTS (SELECT 1 FROM %s b WHERE b._dp_line = r._dp_line)
+                          OFFSET 0) r', fexpr, src, '', badl);
     ELSE
         fsrc := format('SELECT r._dp_line, r._dp_raw, %s AS f FROM %s r
-                        WHERE r.ctid >= $1 AND r.ctid < $2 AND r._dp_line > %s AND r._dp_raw <> %L AND r._dp_line <> ALL ($3)
-                        OFFSET 0', fexpr, src, hdr_line, '');
+                        WHERE r._dp_line > %s AND r._dp_raw <> %L AND NOT EXISTS (SELECT 1 FROM %s b WHERE b._dp_line = r._dp_line)
+                        OFFSET 0', fexpr, src, hdr_line, '', badl);
     END IF;
 
     -- Shape checks: why a row is refused before any cast.
@@ -228,7 +243,7 @@ BEGIN
     why_col := why_col || ' END';
     why_code := why_code || ' END';
 
-    -- Typed expressions, the typed table and the row-by-row checker.
+    -- Typed expressions, and for each a cheap test that, when true, guarantees the cast succeeds.
     FOR i IN 1..ncol LOOP
         base := regexp_replace(types[i], '\(.*\)', '');
         m := regexp_match(types[i], '^(character varying|character|bit varying|bit)\((\d+)\)$');
@@ -241,36 +256,34 @@ BEGIN
         ELSE
             castx[i] := format('(f[%s])::%s', pos[i], types[i]);
         END IF;
-        typexprs := typexprs || format(', %s AS %I', castx[i], cols[i]);
+        cheap := cheap || format(' AND (f[%s] IS NULL OR %s)', pos[i], deltapipe._safe_cast_test(format('f[%s]', pos[i]), types[i]));
+        gexprs := gexprs || format(', CASE WHEN _dp_why IS NULL THEN %s END AS %I', castx[i], cols[i]);
         colnames := colnames || format(', %I', cols[i]);
-        rowexpr := rowexpr || CASE WHEN i > 1 THEN ', ' ELSE '' END || format('%I', cols[i]);
     END LOOP;
     IF mode = 'changes' THEN
-        typexprs := typexprs || format(', upper(left(btrim(f[%s]), 1))::"char" AS _dp_op', op_pos);
+        gexprs := gexprs || format(', upper(left(btrim(f[%s]), 1))::"char" AS _dp_op', op_pos);
         colnames := colnames || ', _dp_op';
     END IF;
 
-    EXECUTE format('DROP TABLE IF EXISTS %s', typed);
-    EXECUTE format('CREATE UNLOGGED TABLE %s (_dp_line bigint%s%s, _dp_hash bigint NOT NULL)', typed,
-                   (SELECT string_agg(format(', %I %s', c, t), '' ORDER BY o)
-                    FROM unnest(cols, types) WITH ORDINALITY u(c, t, o)),
-                   CASE WHEN mode = 'changes' THEN ', _dp_op "char"' ELSE '' END);
+    -- The typed table in one statement (parallel workers welcome). Rows of the wrong
+    -- shape are kept with NULL values and their reason in _dp_why, to be moved to
+    -- deltapipe.reject below; the others are cast, and a value that does not cast
+    -- makes the statement fail as a whole.
+    ctas := format($q$
+        CREATE UNLOGGED TABLE %1$s AS
+        SELECT _dp_line%2$s, hashtextextended(_dp_raw, %3$s) AS _dp_hash, _dp_why
+        FROM (SELECT _dp_line, _dp_raw, _dp_why%4$s
+              FROM (SELECT _dp_line, _dp_raw, f,
+                           CASE WHEN %5$s THEN concat_ws(chr(31), %6$s, coalesce(%7$s, ''), %8$s) END AS _dp_why
+                    FROM (%9$s) s0) s1
+              OFFSET 0) y$q$,
+        typed, colnames, seed, gexprs, bad, why_code, why_col, why, fsrc);
 
-    chunk_sql := format($q$
-        WITH s AS (%1$s),
-        rej AS (
-            INSERT INTO deltapipe.reject (run_id, node_run_id, dataset, source_file, line_no, raw_line, column_name, sqlstate, message)
-            SELECT %2$L::bigint, %3$L::bigint, %4$L, %5$L, s._dp_line, s._dp_raw, %6$s, %7$s, %8$s
-            FROM s WHERE %9$s)
-        INSERT INTO %10$s (_dp_line%11$s, _dp_hash)
-        SELECT _dp_line%11$s, hashtextextended(_dp_raw, %12$s)
-        FROM (SELECT _dp_line, _dp_raw%13$s FROM s WHERE NOT (%9$s) OFFSET 0) y$q$,
-        fsrc, run_id, nr_id, ds.name, src_file, why_col, why_code, why, bad, typed, colnames, seed, typexprs);
-
-    -- Row-by-row checker for the smallest failing chunks: a temporary function
-    -- with one exception block per column, returning column, SQLSTATE, message.
+    -- Row checker for suspicious rows: one exception block for the whole row, and
+    -- only when that fails one per column to name the column, SQLSTATE and message.
     FOR i IN 1..ncol LOOP
         decls := decls || format('v%s %s; ', i, types[i]);
+        allcasts := allcasts || format('v%s := %s; ', i, castx[i]);
         checks := checks || format($c$
             BEGIN v%1$s := %2$s; EXCEPTION WHEN others THEN RETURN %3$L || chr(31) || SQLSTATE || chr(31) || SQLERRM; END;$c$,
             i, castx[i], cols[i]);
@@ -281,7 +294,8 @@ BEGIN
         BEGIN
             %2$s
             IF %3$s THEN RETURN NULL; END IF;
-            %4$s
+            BEGIN %4$s RETURN NULL; EXCEPTION WHEN others THEN NULL; END;
+            %5$s
             RETURN NULL;
         END $body$$f$,
         decls,
@@ -289,40 +303,63 @@ BEGIN
              THEN format('BEGIN j := raw::jsonb; EXCEPTION WHEN others THEN RETURN %L || chr(31) || SQLSTATE || chr(31) || SQLERRM; END; f := %s;',
                          '', fexpr)
              ELSE format('f := %s;', replace(fexpr, 'r._dp_raw', 'raw')) END,
-        bad, checks);
+        bad, allcasts, checks);
 
-    leaf_sql := format($q$
-        WITH c AS (SELECT r._dp_line, r._dp_raw, pg_temp._dp_check(r._dp_raw) AS e
-                   FROM %1$s r WHERE r.ctid >= $1 AND r.ctid < $2 AND r._dp_line > %2$s AND r._dp_raw <> ''),
-        rej AS (
-            INSERT INTO deltapipe.reject (run_id, node_run_id, dataset, source_file, line_no, raw_line, column_name, sqlstate, message)
-            SELECT %3$L::bigint, %4$L::bigint, %5$L, %6$L, c._dp_line, c._dp_raw,
-                   nullif(split_part(e, chr(31), 1), ''), split_part(e, chr(31), 2),
-                   CASE WHEN split_part(e, chr(31), 1) = '' THEN 'invalid JSON: ' ELSE '' END || split_part(e, chr(31), 3)
-            FROM c WHERE e IS NOT NULL)
-        SELECT coalesce(array_agg(_dp_line), '{}') FROM c WHERE e IS NOT NULL$q$,
-        src, hdr_line, run_id, nr_id, ds.name, src_file);
-
-    npages := pg_relation_size(src::regclass) / current_setting('block_size')::int + 1;
-    p := 0;
-    WHILE p < npages LOOP
-        BEGIN
-            EXECUTE chunk_sql USING format('(%s,0)', p)::tid, format('(%s,0)', p + big)::tid, '{}'::bigint[];
-        EXCEPTION WHEN others THEN
-            p2 := p;
-            WHILE p2 < p + big LOOP
-                BEGIN
-                    EXECUTE chunk_sql USING format('(%s,0)', p2)::tid, format('(%s,0)', p2 + small)::tid, '{}'::bigint[];
-                EXCEPTION WHEN others THEN
-                    EXECUTE leaf_sql INTO skip USING format('(%s,0)', p2)::tid, format('(%s,0)', p2 + small)::tid;
-                    EXECUTE chunk_sql USING format('(%s,0)', p2)::tid, format('(%s,0)', p2 + small)::tid, skip;
-                END;
-                p2 := p2 + small;
-            END LOOP;
-        END;
-        p := p + big;
+    EXECUTE format('DROP TABLE IF EXISTS %s', typed);
+    BEGIN
+        EXECUTE ctas;
+        ok := true;
+    EXCEPTION WHEN others THEN
+        ok := false;
+    END;
+    FOR attempt IN 1..2 LOOP
+        EXIT WHEN ok;
+        -- Some value does not cast. Attempt 1: only rows failing the cheap tests are
+        -- suspicious; attempt 2 (should the cheap tests ever be wrong): every row.
+        IF fmt = 'ndjson' THEN
+            -- a line that is not JSON would fail any test reading its fields: check every line
+            EXECUTE format('CREATE UNLOGGED TABLE %s AS SELECT _dp_line, _dp_raw FROM %s r
+                            WHERE r._dp_raw <> %L AND NOT EXISTS (SELECT 1 FROM %s b WHERE b._dp_line = r._dp_line)',
+                           susp, src, '', badl);
+        ELSE
+            EXECUTE format('CREATE UNLOGGED TABLE %s AS SELECT _dp_line, _dp_raw FROM (%s) s WHERE NOT (%s) %s',
+                           susp, fsrc, bad, CASE WHEN attempt = 1 THEN format('AND NOT (true%s)', cheap) ELSE '' END);
+        END IF;
+        EXECUTE format('INSERT INTO %s SELECT _dp_line, e FROM (SELECT _dp_line, pg_temp._dp_check(_dp_raw) AS e FROM %s) c
+                        WHERE e IS NOT NULL', badl, susp);
+        EXECUTE format('DROP TABLE %s', susp);
+        EXECUTE format('ANALYZE %s', badl);
+        IF attempt = 1 THEN
+            BEGIN
+                EXECUTE ctas;
+                ok := true;
+            EXCEPTION WHEN others THEN
+                ok := false;
+            END;
+        ELSE
+            EXECUTE ctas;
+        END IF;
     END LOOP;
+    EXECUTE format($q$
+        INSERT INTO deltapipe.reject (run_id, node_run_id, dataset, source_file, line_no, raw_line, column_name, sqlstate, message)
+        SELECT %L::bigint, %L::bigint, %L, %L, b._dp_line, r._dp_raw,
+               nullif(split_part(e, chr(31), 1), ''), split_part(e, chr(31), 2),
+               CASE WHEN split_part(e, chr(31), 1) = '' THEN 'invalid JSON: ' ELSE '' END || split_part(e, chr(31), 3)
+        FROM %s b JOIN %s r ON r._dp_line = b._dp_line$q$,
+        run_id, nr_id, ds.name, src_file, badl, src);
+    EXECUTE format('DROP TABLE %s', badl);
 
+    -- rows of the wrong shape: to the rejects, with their raw line
+    EXECUTE format('SELECT count(*) FROM %s WHERE _dp_why IS NOT NULL', typed) INTO nbad;
+    IF nbad > 0 THEN
+        EXECUTE format($q$
+            INSERT INTO deltapipe.reject (run_id, node_run_id, dataset, source_file, line_no, raw_line, column_name, sqlstate, message)
+            SELECT %L::bigint, %L::bigint, %L, %L, t._dp_line, r._dp_raw, nullif(split_part(t._dp_why, chr(31), 2), ''),
+                   split_part(t._dp_why, chr(31), 1), split_part(t._dp_why, chr(31), 3)
+            FROM %s t JOIN %s r ON r._dp_line = t._dp_line WHERE t._dp_why IS NOT NULL$q$,
+            run_id, nr_id, ds.name, src_file, typed, src);
+        EXECUTE format('DELETE FROM %s WHERE _dp_why IS NOT NULL', typed);
+    END IF;
     EXECUTE format('ANALYZE %s', typed);
     EXECUTE format('SELECT count(*) FROM %s', typed) INTO rows_ok;
     RETURN jsonb_build_object('rows_in', rows_in, 'valid', rows_ok + n_same, 'unchanged_lines', n_same,

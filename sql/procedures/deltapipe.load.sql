@@ -60,18 +60,19 @@ BEGIN
     t1 := clock_timestamp();
     v_phases := v_phases || jsonb_build_object('apply', round(extract(epoch FROM t1 - t0)::numeric * 1000, 1));
 
-    EXECUTE format('DROP TABLE IF EXISTS deltapipe_stage.%I, deltapipe_stage.%I, deltapipe_stage.%I, deltapipe_stage.%I',
-                   stg, stg || '_t', stg || '_d', stg || '_s');
+    EXECUTE format('DROP TABLE IF EXISTS deltapipe_stage.%I, deltapipe_stage.%I, deltapipe_stage.%I,
+                                         deltapipe_stage.%I, deltapipe_stage.%I',
+                   stg, stg || '_t', stg || '_d', stg || '_s', stg || '_c');
     DELETE FROM deltapipe.staging WHERE table_name = stg;
 
     UPDATE deltapipe.node_run SET
         status = 'done', finished_at = clock_timestamp(), phases = node_run.phases || v_phases,
         mode = d->>'mode', strategy = a->>'strategy',
         rows_in = (v->>'rows_in')::bigint,
-        inserted = (d->>'inserted')::bigint, updated = (d->>'updated')::bigint,
+        inserted = (d->>'inserted')::bigint - (a->>'duplicates')::bigint, updated = (d->>'updated')::bigint,
         deleted = (d->>'deleted')::bigint, unchanged = (d->>'unchanged')::bigint,
         rejected = (v->>'rejected')::bigint + (d->>'refused')::bigint,
-        duplicates = (d->>'duplicates')::bigint,
+        duplicates = (d->>'duplicates')::bigint + (a->>'duplicates')::bigint,
         input_checksum = ds.checksum, output_checksum = (a->>'checksum')::numeric,
         source_file = coalesce(node_run.source_file, opts->>'source_file'),
         file_sha256 = coalesce(node_run.file_sha256, opts->>'file_sha256')

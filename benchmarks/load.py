@@ -1,0 +1,326 @@
+"""Load benchmark: deltapipe load times as RATIOS to a raw COPY measured in the same run.
+
+    /work/main/.venv/bin/python benchmarks/load.py                 # 1M rows + RSS at 1M and 3M
+    /work/main/.venv/bin/python benchmarks/load.py --rows 100000   # quick run (RSS at 100k and 300k)
+    /work/main/.venv/bin/python benchmarks/load.py --no-rss        # skip the subprocess RSS runs
+    /work/main/.venv/bin/python benchmarks/load.py --dsn postgresql://user@host/db
+
+The machine is shared and noisy, so absolute times mean little: every figure is
+printed as a ratio to the reference, a plain COPY of v1.csv into an UNLOGGED
+table of 8 text columns streamed from psycopg in 1 MB blocks (median of 3).
+
+Data: benchmarks/gendata.py writes v1.csv (N rows, 8 columns), v2.csv (1% of
+rows updated, 0.5% deleted, 0.5% new) and bad.csv (v1 with 1,000 malformed
+rows). Files are cached in --data-dir/<rows> (default /var/tmp/deltapipe-bench)
+and reused when a previous complete generation with the same row count exists.
+
+Measured, each as wall time of deltapipe.loader.load_file(..., progress=False):
+  initial   initial load of v1 into a fresh dataset         target <= 4.0 x ref
+  snapshot  snapshot load of v2 (1% changed)                target <= 2.5 x ref
+  unchanged v2 again (skipped: same SHA-256)                target <= 0.3 x ref
+  forced    v2 again with force=True (a full re-diff)       no target, for information
+  bad       initial load of bad.csv into a second dataset   target <= 1.3 x initial,
+            and it must report rejected == 1000
+  rss       controller peak RSS of an initial load of v1, in a fresh subprocess
+            each, at --rows and 3 x --rows                  target < 150 MB, flat
+
+Database: --dsn, else $DELTAPIPE_DSN, else a dedicated local server in
+/var/tmp/deltapipe-bench/pg (started if needed; deltapipe is (re)installed into
+it). With an external DSN deltapipe is installed only if it is missing. The
+benchmark creates and drops the datasets bench_clean, bench_bad and bench_rss
+and the table public.deltapipe_bench_ref.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import gendata  # noqa: E402
+
+from deltapipe.loader import LoadOptions, load_file  # noqa: E402
+
+REF_TABLE = "public.deltapipe_bench_ref"
+COPY_BLOCK = 1 << 20
+DS_CLEAN, DS_BAD, DS_RSS = "bench_clean", "bench_bad", "bench_rss"
+META = "meta.json"
+
+
+def log(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+# ---------------------------------------------------------------- data files
+
+def data_files(base: Path, rows: int) -> tuple[Path, dict]:
+    """Directory holding v1/v2/bad.csv for ``rows`` rows (generated once, then reused)."""
+    out = base / str(rows)
+    meta_path = out / META
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("rows") == rows and all((out / f).exists() for f in ("v1.csv", "v2.csv", "bad.csv")):
+            return out, meta
+    except (OSError, ValueError):
+        pass
+    print("generating %d rows into %s ..." % (rows, out), file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    meta_path.unlink(missing_ok=True)
+    counts = gendata.generate(out, rows)
+    meta = {"rows": rows, **counts}
+    meta_path.write_text(json.dumps(meta))  # written last: a partial generation is never reused
+    print("generated in %.1fs" % (time.perf_counter() - t0), file=sys.stderr, flush=True)
+    return out, meta
+
+
+# ---------------------------------------------------------------- database
+
+def get_dsn(args) -> tuple[str, str]:
+    from deltapipe.install import install
+
+    dsn = args.dsn or os.environ.get("DELTAPIPE_DSN")
+    if dsn:
+        with psycopg.connect(dsn) as c:
+            ok = c.execute("select to_regclass('deltapipe.dataset') is not null").fetchone()[0]
+        if not ok:
+            install(dsn)
+        return dsn, "--dsn" if args.dsn else "$DELTAPIPE_DSN"
+    from deltapipe.server import LocalServer
+    dsn = LocalServer.at(args.data_dir / "pg").start()
+    install(dsn)
+    return dsn, "local server %s" % (args.data_dir / "pg")
+
+
+def checkpoint(dsn: str) -> None:
+    """Flush dirty buffers before a measurement so one step does not pay for the previous one's writes."""
+    try:
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute("CHECKPOINT")
+    except psycopg.Error:
+        pass  # not superuser: measure without it
+
+
+def fresh_dataset(dsn: str, name: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as c:
+        if c.execute("SELECT 1 FROM deltapipe.dataset WHERE name = %s", (name,)).fetchone():
+            c.execute("SELECT deltapipe.drop_dataset(%s, true)", (name,))
+        c.execute("SELECT deltapipe.create_dataset(%s, ARRAY['id'], %s)", (name, gendata.COLUMNS))
+
+
+def drop_dataset(dsn: str, name: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as c:
+        if c.execute("SELECT 1 FROM deltapipe.dataset WHERE name = %s", (name,)).fetchone():
+            c.execute("SELECT deltapipe.drop_dataset(%s, true)", (name,))
+
+
+# ---------------------------------------------------------------- measurements
+
+def reference_copy(dsn: str, path: Path) -> tuple[float, int]:
+    """Raw COPY of ``path`` into a fresh UNLOGGED all-text table; returns seconds (COPY only)."""
+    cols = ", ".join("c%d text" % i for i in range(1, 9))
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("DROP TABLE IF EXISTS %s" % REF_TABLE)
+        c.execute("CREATE UNLOGGED TABLE %s (%s)" % (REF_TABLE, cols))
+        checkpoint(dsn)
+        with c.cursor() as cur:
+            t0 = time.perf_counter()
+            with cur.copy("COPY %s FROM STDIN (FORMAT csv, HEADER true)" % REF_TABLE) as cp, open(path, "rb") as f:
+                while block := f.read(COPY_BLOCK):
+                    cp.write(block)
+            secs = time.perf_counter() - t0
+        n = c.execute("SELECT count(*) FROM %s" % REF_TABLE).fetchone()[0]
+        c.execute("DROP TABLE %s" % REF_TABLE)
+    return secs, n
+
+
+def timed_load(dsn: str, dataset: str, path: Path, **opts) -> tuple[float, dict]:
+    checkpoint(dsn)
+    t0 = time.perf_counter()
+    r = load_file(dsn, dataset, path, LoadOptions(**opts), progress=False)
+    return time.perf_counter() - t0, r
+
+
+CHILD = r"""
+import json, resource, sys, time
+from deltapipe.loader import load_file, LoadOptions
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter()
+r = load_file(sys.argv[1], sys.argv[2], sys.argv[3], LoadOptions(), progress=False)
+secs = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"base_kb": base, "peak_kb": peak, "secs": secs, "status": r["status"],
+                  "inserted": r["inserted"], "rejected": r["rejected"]}))
+"""
+
+
+def rss_run(dsn: str, path: Path) -> dict:
+    """Initial load of ``path`` into a fresh dataset, in its own fresh interpreter; its peak RSS."""
+    fresh_dataset(dsn, DS_RSS)
+    checkpoint(dsn)
+    p = subprocess.run([sys.executable, "-c", CHILD, dsn, DS_RSS, str(path)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    drop_dataset(dsn, DS_RSS)
+    if p.returncode != 0:
+        raise RuntimeError("RSS child failed (exit %d):\n%s" % (p.returncode, p.stderr.strip()))
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- report
+
+COUNTS = ("inserted", "updated", "deleted", "unchanged", "rejected")
+PHASES = ("copy", "validate", "diff", "apply")
+
+
+def describe(label: str, secs: float, ref: float, r: dict) -> None:
+    counts = "  ".join("%s=%s" % (k, r.get(k)) for k in COUNTS)
+    ph = r.get("phases") or {}
+    phases = "  ".join("%s=%.0f" % (k, float(ph[k])) for k in PHASES if k in ph) or "-"
+    log("%-10s %7.2fs  %5.2fx ref  status=%s" % (label, secs, secs / ref, r.get("status")))
+    log("%-10s counts: %s  rows=%s" % ("", counts, r.get("row_count")))
+    log("%-10s phases ms: %s" % ("", phases))
+
+
+def mismatch(r: dict, **expect) -> list[str]:
+    return ["%s=%s (expected %s)" % (k, r.get(k), v) for k, v in expect.items() if r.get(k) != v]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=1_000_000, help="rows in v1.csv (default 1000000)")
+    ap.add_argument("--dsn", help="database (default $DELTAPIPE_DSN, else a dedicated local server)")
+    ap.add_argument("--data-dir", type=Path, default=Path("/var/tmp/deltapipe-bench"),
+                    help="cache of generated files and home of the local server (default %(default)s)")
+    ap.add_argument("--no-rss", action="store_true", help="skip the peak RSS runs (and the 3x file)")
+    ap.add_argument("--keep", action="store_true", help="keep the benchmark datasets afterwards")
+    args = ap.parse_args()
+
+    log("$ " + shlex.join([sys.executable, *sys.argv]))
+    rows = args.rows
+    d1, meta = data_files(args.data_dir, rows)
+    v1, v2, bad = d1 / "v1.csv", d1 / "v2.csv", d1 / "bad.csv"
+    dsn, where = get_dsn(args)
+    with psycopg.connect(dsn) as c:
+        pgver = c.execute("SHOW server_version").fetchone()[0]
+    log("rows=%d  v1.csv=%.1f MB  v2: %d updated, %d deleted, %d new  bad.csv: %d bad rows"
+        % (rows, v1.stat().st_size / 1e6, meta["updated"], meta["deleted"], meta["new"], meta["bad"]))
+    log("PostgreSQL %s (%s), %d CPUs, %s" % (pgver, where, os.cpu_count(), time.strftime("%Y-%m-%d %H:%M")))
+    log()
+    problems: list[str] = []
+
+    # reference
+    refs = []
+    for i in range(3):
+        secs, n = reference_copy(dsn, v1)
+        if n != rows:
+            problems.append("reference COPY loaded %d rows, expected %d" % (n, rows))
+        refs.append(secs)
+    ref = statistics.median(refs)
+    log("reference COPY (median of 3): %.2fs   runs: %s" % (ref, "  ".join("%.2f" % s for s in refs)))
+    log()
+
+    n_v2 = rows - meta["deleted"] + meta["new"]
+
+    # 1. initial load
+    fresh_dataset(dsn, DS_CLEAN)
+    t_init, r = timed_load(dsn, DS_CLEAN, v1)
+    describe("initial", t_init, ref, r)
+    problems += ["initial: " + m for m in mismatch(r, status="done", inserted=rows, rejected=0, row_count=rows)]
+
+    # 2. snapshot of v2
+    t_snap, r = timed_load(dsn, DS_CLEAN, v2)
+    describe("snapshot", t_snap, ref, r)
+    problems += ["snapshot: " + m for m in mismatch(
+        r, status="done", inserted=meta["new"], updated=meta["updated"], deleted=meta["deleted"],
+        unchanged=rows - meta["updated"] - meta["deleted"], rejected=0, row_count=n_v2)]
+
+    # 3. v2 again: skipped by SHA-256, then forced
+    t_same, r = timed_load(dsn, DS_CLEAN, v2)
+    describe("unchanged", t_same, ref, r)
+    problems += ["unchanged: " + m for m in mismatch(r, status="skipped")]
+    t_force, r = timed_load(dsn, DS_CLEAN, v2, force=True)
+    describe("forced", t_force, ref, r)
+    problems += ["forced: " + m for m in mismatch(
+        r, status="done", inserted=0, updated=0, deleted=0, unchanged=n_v2, rejected=0, row_count=n_v2)]
+
+    # 4. bad rows
+    fresh_dataset(dsn, DS_BAD)
+    t_bad, r = timed_load(dsn, DS_BAD, bad)
+    describe("bad", t_bad, ref, r)
+    log("%-10s %.2fx clean initial load" % ("", t_bad / t_init))
+    problems += ["bad: " + m for m in mismatch(
+        r, status="done", rejected=meta["bad"], inserted=rows - meta["bad"], row_count=rows - meta["bad"])]
+
+    # noise check: the reference once more, after the loads
+    ref_after, _ = reference_copy(dsn, v1)
+    log()
+    log("reference COPY again after the loads: %.2fs (%.2fx the median; shows the run's noise)"
+        % (ref_after, ref_after / ref))
+
+    # controller peak RSS
+    rss = []
+    if not args.no_rss:
+        log()
+        for n in (rows, 3 * rows):
+            d, _ = data_files(args.data_dir, n)
+            res = rss_run(dsn, d / "v1.csv")
+            rss.append((n, res))
+            log("rss %-7s peak %.0f MB (after imports %.0f MB), load %.1fs, status=%s inserted=%s"
+                % (fmt_rows(n), res["peak_kb"] / 1024, res["base_kb"] / 1024, res["secs"], res["status"],
+                   res["inserted"]))
+            if res["status"] != "done" or res["inserted"] != n:
+                problems.append("rss %s: status=%s inserted=%s (expected done, %d)"
+                                % (fmt_rows(n), res["status"], res["inserted"], n))
+
+    if not args.keep:
+        for name in (DS_CLEAN, DS_BAD):
+            drop_dataset(dsn, name)
+
+    # summary table
+    table = [("reference COPY", ref, 1.0, "", None),
+             ("initial load v1", t_init, t_init / ref, "<= 4.0x ref", t_init / ref <= 4.0),
+             ("snapshot v2 (1%)", t_snap, t_snap / ref, "<= 2.5x ref", t_snap / ref <= 2.5),
+             ("unchanged v2 (skip)", t_same, t_same / ref, "<= 0.3x ref", t_same / ref <= 0.3),
+             ("v2 forced re-diff", t_force, t_force / ref, "-", None),
+             ("bad rows (vs ref)", t_bad, t_bad / ref, "-", None),
+             ("bad rows (vs initial)", t_bad, t_bad / t_init, "<= 1.3x initial", t_bad / t_init <= 1.3)]
+    log()
+    log("%-22s %8s %7s  %-16s %s" % ("name", "seconds", "ratio", "target", "result"))
+    log("-" * 64)
+    for name, secs, ratio, target, ok in table:
+        log("%-22s %8.2f %7.2f  %-16s %s" % (name, secs, ratio, target, "" if ok is None else "PASS" if ok else "MISS"))
+    peaks = [res["peak_kb"] / 1024 for _, res in rss]
+    for (n, res), mb in zip(rss, peaks):
+        ok = mb < 150
+        log("%-22s %8s %7s  %-16s %s" % ("peak RSS %s rows" % fmt_rows(n), "%.0f MB" % mb, "", "< 150 MB",
+                                         "PASS" if ok else "MISS"))
+    if len(peaks) == 2:
+        growth = peaks[1] / peaks[0]
+        log("%-22s %8s %7.2f  %-16s %s" % ("RSS growth 3x rows", "", growth, "flat (<= 1.1)",
+                                           "PASS" if growth <= 1.1 else "MISS"))
+    log()
+    if problems:
+        log("CHECKS FAILED:")
+        for p in problems:
+            log("  " + p)
+    else:
+        log("all count checks passed (rejected == %d on bad.csv)" % meta["bad"])
+    return 1 if problems else 0
+
+
+def fmt_rows(n: int) -> str:
+    return "%gM" % (n / 1e6) if n >= 1_000_000 else "%gk" % (n / 1e3)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
