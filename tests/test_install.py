@@ -60,3 +60,13 @@ def test_fresh_install_equals_oldest_then_upgrade(dsn, postgresql):
     finally:
         with psycopg.connect(dsn, autocommit=True) as c:
             c.execute("DROP DATABASE dp_upgrade")
+
+
+def test_init_replaces_a_routine_whose_return_type_changed(dsn):
+    """CREATE OR REPLACE refuses a new return type; init drops the old version itself."""
+    with psycopg.connect(dsn) as c:
+        c.execute("DROP FUNCTION deltapipe._staging(text)")
+        c.execute("CREATE FUNCTION deltapipe._staging(p_staging text) RETURNS int LANGUAGE sql AS 'SELECT 1'")
+    install(dsn)
+    with psycopg.connect(dsn) as c:
+        assert c.execute("SELECT pg_get_function_result('deltapipe._staging(text)'::regprocedure)").fetchone()[0] == "text"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 from alembic import command
 from alembic.config import Config
@@ -21,6 +23,28 @@ def alembic_config() -> Config:
     return cfg
 
 
+_ROUTINE = re.compile(r"CREATE\s+OR\s+REPLACE\s+(?:FUNCTION|PROCEDURE)\s+deltapipe\.(\w+)\s*\(", re.I)
+
+
+def _apply_routine(raw: psycopg.Connection, path) -> None:
+    """CREATE OR REPLACE one routine file. When a new version changes the return
+    type or parameter names (which CREATE OR REPLACE refuses), drop the old
+    version of that routine first - inside the same install transaction."""
+    text = path.read_text()
+    try:
+        with raw.transaction():
+            raw.execute(text)
+    except psycopg.errors.InvalidFunctionDefinition:
+        m = _ROUTINE.search(text)
+        if not m:
+            raise
+        for (sig,) in raw.execute("SELECT p.oid::regprocedure::text FROM pg_proc p "
+                                  "WHERE p.pronamespace = 'deltapipe'::regnamespace AND p.proname = %s",
+                                  (m.group(1),)).fetchall():
+            raw.execute("DROP ROUTINE %s" % sig)
+        raw.execute(text)
+
+
 def install(dsn: str | None, *, revision: str = "head", routines: bool = True) -> dict:
     """Upgrade the catalog to ``revision`` and (re)apply every routine. Idempotent."""
     real = resolve_dsn(dsn)
@@ -36,7 +60,7 @@ def install(dsn: str | None, *, revision: str = "head", routines: bool = True) -
             command.upgrade(cfg, revision)
             if routines:
                 for path in manifest():
-                    raw.execute(path.read_text())
+                    _apply_routine(raw, path)
                     applied.append(path.name)
             rev = raw.execute("SELECT version_num FROM deltapipe.alembic_version").fetchone()[0]
     except psycopg.Error as e:
