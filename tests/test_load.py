@@ -302,3 +302,48 @@ def test_unknown_dataset_and_staging_raise_own_sqlstates(conn):
     with pytest.raises(psycopg.Error) as e:
         conn.execute("CALL deltapipe.load('x', 'public.x')")
     assert e.value.diag.sqlstate == "DP007"
+
+
+@pytest.mark.parametrize("mode", ["snapshot", "upsert"])
+def test_duplicates_against_unchanged_rows(dsn, conn, write, mode):
+    """Second loads find unchanged lines by hash without parsing them; duplicates must
+    still resolve as 'the last line wins' and be counted."""
+    mkds(conn, mode=mode)
+    a, b, c = "1,a,1,2024-01-01,true\n", "2,b,2,2024-01-01,true\n", "3,c,3,2024-01-01,true\n"
+    load(dsn, write("v1.csv", HEAD + a + b + c))
+    # identical line twice; key 2 unchanged then changed (changed wins); key 3 changed then unchanged (table wins)
+    r = load(dsn, write("v2.csv", HEAD + a + a + b + "2,B,2,2024-01-01,true\n" + "3,C,3,2024-01-01,true\n" + c))
+    assert (r["rows_in"], r["duplicates"], r["updated"], r["unchanged"], r["inserted"], r["deleted"]) == (6, 3, 1, 2, 0, 0)
+    assert [(x[0], x[1]) for x in table(conn)] == [(1, "a"), (2, "B"), (3, "c")]
+    kept, recomputed = conn.execute("SELECT d.checksum, (SELECT sum(_dp_hash::numeric) FROM t) "
+                                    "FROM deltapipe.dataset d WHERE name = 't'").fetchone()
+    assert kept == recomputed
+
+
+def test_first_load_duplicates_and_rejects_together(dsn, conn, write):
+    mkds(conn)
+    r = load(dsn, write("v.csv", HEAD + "1,a,1,2024-01-01,true\n1,b,x,2024-01-01,true\n2,c,2,2024-01-01,true\n"
+                                        "2,d,2,2024-01-01,true\n3,e,3,2024-01-01\n"))
+    assert (r["inserted"], r["duplicates"], r["rejected"]) == (2, 1, 2)
+    assert [(x[0], x[1]) for x in table(conn)] == [(1, "a"), (2, "d")]
+    # the target has exactly the dataset's columns plus _dp_hash, and its primary key
+    cols = [c[0] for c in conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = 'public.t'::regclass "
+                                       "AND attnum > 0 AND NOT attisdropped ORDER BY attnum").fetchall()]
+    assert cols == ["id", "name", "amount", "day", "ok", "_dp_hash"]
+    assert conn.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE '%dp_load%'").fetchone()[0] == 0
+
+
+def test_reread_with_other_options_rewrites_hashes_not_rows(dsn, conn, write):
+    """Hashes are of the raw line under given read options: the same data read another
+    way (here: TSV instead of CSV) matches nothing by hash, is compared by value,
+    and only the stored hashes are refreshed."""
+    mkds(conn)
+    load(dsn, write("a.csv", HEAD + "1,a,1,2024-01-01,true\n2,b,2,2024-01-02,true\n"))
+    r = load(dsn, write("a.tsv", HEAD.replace(",", "\t") + "1\ta\t1\t2024-01-01\ttrue\n2\tb\t2\t2024-01-02\ttrue\n"))
+    assert (r["inserted"], r["updated"], r["deleted"], r["unchanged"]) == (0, 0, 0, 2)
+    assert conn.execute("SELECT count(*) FROM deltapipe.changeset WHERE run_id = %s", (r["run_id"],)).fetchone()[0] == 0
+    before = conn.execute("SELECT ctid::text, xmin::text FROM t ORDER BY id").fetchall()
+    r = load(dsn, write("b.tsv", HEAD.replace(",", "\t") + "1\ta\t1\t2024-01-01\ttrue\n2\tb\t2\t2024-01-02\ttrue\n"),
+             force=True)
+    assert r["unchanged"] == 2 and r["strategy"] == "none"
+    assert conn.execute("SELECT ctid::text, xmin::text FROM t ORDER BY id").fetchall() == before

@@ -16,7 +16,7 @@ DECLARE
     strategy  text := coalesce(p_options->>'strategy', 'auto');
     threshold numeric := coalesce((p_options->>'swap_threshold')::numeric, 0.25);
     run_id    bigint := (p_options->>'run_id')::bigint;
-    typed     text := format('deltapipe_stage.%I', stg || '_t');
+    typed     text := deltapipe._typed_table(ds, stg);
     delta     text := format('deltapipe_stage.%I', stg || '_d');
     same      text := format('deltapipe_stage.%I', stg || '_s');
     target    text := format('%I.%I', ds.target_schema, ds.target_table);
@@ -39,20 +39,21 @@ DECLARE
 BEGIN
     IF to_regclass(target) IS NULL THEN
         strategy := 'create';
-        -- duplicate keys surface as a unique violation of the new primary key;
-        -- only then are they removed (the last line wins) and the table rebuilt
+        -- validate() wrote the rows into the future table: keep only what belongs
+        -- there and rename it. Duplicate keys surface as a unique violation of the
+        -- new primary key; only then are they removed (the last line wins).
+        IF mode = 'changes' THEN
+            EXECUTE format('DELETE FROM %s WHERE _dp_op = %L', typed, 'D');
+            EXECUTE format('ALTER TABLE %s DROP COLUMN _dp_op', typed);
+        END IF;
         BEGIN
-            EXECUTE format('CREATE TABLE %s AS SELECT %s, _dp_hash FROM %s %s', target, collist, typed,
-                           CASE WHEN mode = 'changes' THEN format('WHERE _dp_op <> %L', 'D') ELSE '' END);
-            EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I PRIMARY KEY (%s), ALTER COLUMN _dp_hash SET NOT NULL',
-                           target, pkname, klist);
+            EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I PRIMARY KEY (%s)', typed, pkname, klist);
         EXCEPTION WHEN unique_violation THEN
             dups := deltapipe._dedup(typed, keys);
-            EXECUTE format('CREATE TABLE %s AS SELECT %s, _dp_hash FROM %s %s', target, collist, typed,
-                           CASE WHEN mode = 'changes' THEN format('WHERE _dp_op <> %L', 'D') ELSE '' END);
-            EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I PRIMARY KEY (%s), ALTER COLUMN _dp_hash SET NOT NULL',
-                           target, pkname, klist);
+            EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I PRIMARY KEY (%s)', typed, pkname, klist);
         END;
+        EXECUTE format('ALTER TABLE %s DROP COLUMN _dp_line, DROP COLUMN _dp_why, ALTER COLUMN _dp_hash SET NOT NULL', typed);
+        EXECUTE format('ALTER TABLE %s RENAME TO %I', typed, ds.target_table);
         EXECUTE format('COMMENT ON TABLE %s IS %L', target, format('deltapipe dataset %s', ds.name));
         EXECUTE format('ANALYZE %s', target);
         EXECUTE format('SELECT coalesce(sum(_dp_hash::numeric), 0), count(*) FROM %s', target) INTO csum, n_rows;
@@ -64,12 +65,11 @@ BEGIN
                         FROM %s', 'I', 'D', 'I', 'D', delta) INTO n_delta, dcsum, dcount;
         IF run_id IS NOT NULL AND n_delta > 0 THEN
             EXECUTE format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
-                            SELECT %L, %L, s._dp_op, jsonb_build_object(%s),
-                                   CASE WHEN s._dp_op <> %L THEN to_jsonb(t) - %L END
-                            FROM %s s LEFT JOIN %s t ON %s WHERE s._dp_op <> %L',
+                            SELECT %L, %L, s._dp_op, jsonb_build_object(%s), s._dp_before
+                            FROM %s s WHERE s._dp_op <> %L',
                            run_id, ds.name,
                            (SELECT string_agg(format('%L, s.%I', k, k), ', ') FROM unnest(keys) k),
-                           'I', '_dp_hash', delta, target, kjoin, 'H');
+                           delta, 'H');
         END IF;
         SELECT count(*) INTO dependents FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
          WHERE d.refobjid = target::regclass AND d.classid = 'pg_rewrite'::regclass AND r.ev_class <> target::regclass;

@@ -13,7 +13,9 @@ DECLARE
     stg      text := deltapipe._staging(p_staging);
     mode     text := coalesce(p_options->>'mode', ds.mode);
     ord_col  text := p_options->>'order_column';
-    typed    text := format('deltapipe_stage.%I', stg || '_t');
+    typed    text := deltapipe._typed_table(ds, stg);
+    nstat    text := format('deltapipe_stage.%I', stg || '_n');
+    seed     bigint;
     same     text := format('deltapipe_stage.%I', stg || '_s');
     delta    text := format('deltapipe_stage.%I', stg || '_d');
     target   text := format('%I.%I', ds.target_schema, ds.target_table);
@@ -64,19 +66,14 @@ BEGIN
 
     IF has_same THEN
         -- target rows no line matched by hash: updated or deleted
-        EXECUTE format('CREATE TEMP TABLE _dp_gone ON COMMIT DROP AS SELECT %s, h FROM %s WHERE _dp_line IS NULL',
-                       klist, same);
+        EXECUTE format('CREATE TEMP TABLE _dp_gone ON COMMIT DROP AS
+                        SELECT %s, h, _dp_before FROM %s WHERE _dp_line IS NULL', klist, same);
         SELECT count(*) INTO n FROM _dp_gone;
-        EXECUTE format('SELECT count(*) FROM %s WHERE _dp_line IS NOT NULL AND h IS NOT NULL', same) INTO n_same;
+        EXECUTE format('SELECT matched, seed FROM %s', nstat) INTO n_same, seed;
         IF n_same > ds.row_count - n THEN
-            -- identical lines matched one target row several times: keep the last
-            EXECUTE format('DELETE FROM %1$s u USING (SELECT h, max(_dp_line) AS keep FROM %1$s
-                                                      WHERE _dp_line IS NOT NULL AND h IS NOT NULL
-                                                      GROUP BY h HAVING count(*) > 1) d
-                            WHERE u.h = d.h AND u._dp_line <> d.keep', same);
-            GET DIAGNOSTICS n = ROW_COUNT;
-            dups := dups + n;
-            n_same := n_same - n;
+            -- identical lines matched one target row several times
+            dups := dups + n_same - (ds.row_count - n);
+            n_same := ds.row_count - n;
         END IF;
         -- a key both unchanged on one line and changed on another: the later line wins
         EXECUTE format('CREATE TEMP TABLE _dp_x ON COMMIT DROP AS
@@ -86,12 +83,14 @@ BEGIN
         SELECT count(*) INTO n FROM _dp_x;
         IF n > 0 THEN
             EXECUTE format('CREATE TEMP TABLE _dp_x2 ON COMMIT DROP AS
-                            SELECT x.cline, u._dp_line AS uline FROM _dp_x x JOIN %s u ON u.h = x.h
-                            WHERE u._dp_line IS NOT NULL', same);
+                            SELECT x.cline, max(r._dp_line) AS uline
+                            FROM _dp_x x JOIN deltapipe_stage.%I r ON hashtextextended(r._dp_raw, %s) = x.h
+                            WHERE r._dp_line > 0 GROUP BY x.cline', stg, seed);
+            -- the changed line comes first: it is the duplicate, the table row stays
             EXECUTE format('DELETE FROM %s s USING _dp_x2 x WHERE s._dp_line = x.cline AND x.uline > x.cline', typed);
-            EXECUTE format('DELETE FROM %s u USING _dp_x2 x WHERE u._dp_line = x.uline AND x.cline > x.uline', same);
-            dups := dups + n;
+            -- the unchanged line comes first: it is the duplicate, the changed row applies
             n_same := n_same - (SELECT count(*) FROM _dp_x2 WHERE cline > uline);
+            dups := dups + n;
             DROP TABLE _dp_x2;
         END IF;
         DROP TABLE _dp_x;
@@ -115,7 +114,8 @@ BEGIN
             HINT = 'check the file and its rejects; pass --allow-empty (allow_empty) if the table should really be emptied';
     END IF;
 
-    sel := format('%s%s, s._dp_hash, t._dp_hash AS _dp_old_hash, s._dp_line',
+    sel := format('%s%s, s._dp_hash, t._dp_hash AS _dp_old_hash, s._dp_line,
+                   CASE WHEN t._dp_hash IS NOT NULL THEN to_jsonb(t) - ''_dp_hash'' END AS _dp_before',
                   (SELECT string_agg(format('coalesce(s.%1$I, t.%1$I) AS %1$I', k), ', ') FROM unnest(keys) k),
                   coalesce((SELECT string_agg(format(', s.%I', c), '') FROM unnest(nonkeys) c), ''));
     IF mode IN ('snapshot', 'upsert', 'append') THEN
@@ -126,11 +126,11 @@ BEGIN
                        delta, 'I', samerow, 'H', 'U', sel, typed, target, kjoin);
         IF mode = 'snapshot' THEN
             -- rows of the target that the file no longer has
-            EXECUTE format('INSERT INTO %s (_dp_op, %s, _dp_old_hash)
-                            SELECT %L, %s, t.%s FROM %s t
+            EXECUTE format('INSERT INTO %s (_dp_op, %s, _dp_old_hash, _dp_before)
+                            SELECT %L, %s, %s FROM %s t
                             WHERE NOT EXISTS (SELECT 1 FROM %s s WHERE %s)',
                            delta, klist, 'D', (SELECT string_agg(format('t.%I', k), ', ') FROM unnest(keys) k),
-                           CASE WHEN has_same THEN 'h' ELSE '_dp_hash' END,
+                           CASE WHEN has_same THEN 't.h, t._dp_before' ELSE format('t._dp_hash, to_jsonb(t) - %L', '_dp_hash') END,
                            CASE WHEN has_same THEN '_dp_gone' ELSE target END, typed, kjoin);
         ELSIF mode = 'append' THEN
             -- append never changes an existing row: a different row under an existing key is refused

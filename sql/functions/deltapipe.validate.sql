@@ -27,7 +27,9 @@ DECLARE
     nr_id     bigint := (p_options->>'node_run_id')::bigint;
     src_file  text := p_options->>'source_file';
     src       text := format('deltapipe_stage.%I', stg);
-    typed     text := format('deltapipe_stage.%I', stg || '_t');
+    first_load boolean := to_regclass(format('%I.%I', ds.target_schema, ds.target_table)) IS NULL;
+    typed     text := deltapipe._typed_table(ds, stg, first_load);
+    nstat     text := format('deltapipe_stage.%I', stg || '_n');
     cols      text[] := ARRAY(SELECT c->>'name' FROM jsonb_array_elements(ds.columns) c);
     types     text[] := ARRAY(SELECT c->>'type' FROM jsonb_array_elements(ds.columns) c);
     ncol      int := cardinality(cols);
@@ -177,43 +179,45 @@ BEGIN
     seed := hashtextextended(concat_ws(chr(31), fmt, delim, quote, nul, array_to_string(hdr, chr(30)),
                                        array_to_string(cols, chr(30)), array_to_string(types, chr(30))), 0);
     -- Unchanged rows skip parsing altogether: one hash join of the staged lines
-    -- with the target by row hash gives <staging>_s with, per line, the target row
-    -- it equals (h) or its raw text (changed or new); target rows no line matched
-    -- ("gone": updated or deleted) come with their key. Only changed lines are
-    -- then parsed, from <staging>_c.
-    EXECUTE format('DROP TABLE IF EXISTS %s, %s', same, changed);
-    IF mode <> 'changes' AND to_regclass(target) IS NOT NULL AND NOT coalesce((p_options->>'full_validate')::boolean, false) THEN
+    -- with the target by row hash. Only what did not match is kept, in
+    -- <staging>_s: lines that are changed or new (with their raw text, then
+    -- copied to <staging>_c to be parsed) and target rows that no line matched
+    -- ("gone": updated or deleted, with key, hash and before-image).
+    -- <staging>_n keeps the number of matched lines and the hash seed.
+    EXECUTE format('SELECT count(*) FROM %s WHERE _dp_line > %s AND _dp_raw <> %L', src, hdr_line, '') INTO rows_in;
+    EXECUTE format('DROP TABLE IF EXISTS %s, %s, %s', same, changed, nstat);
+    IF mode <> 'changes' AND NOT first_load AND NOT coalesce((p_options->>'full_validate')::boolean, false) THEN
         EXECUTE format($q$
             CREATE UNLOGGED TABLE %s AS
-            SELECT s._dp_line, t._dp_hash AS h, CASE WHEN t._dp_hash IS NULL THEN s._dp_raw END AS _dp_raw%s
+            SELECT s._dp_line, t._dp_hash AS h, s._dp_raw%s,
+                   CASE WHEN s._dp_line IS NULL THEN to_jsonb(t) - '_dp_hash' END AS _dp_before
             FROM (SELECT _dp_line, _dp_raw, hashtextextended(_dp_raw, %s) AS hh FROM %s
                   WHERE _dp_line > %s AND _dp_raw <> '') s
-            FULL JOIN %s t ON t._dp_hash = s.hh$q$,
+            FULL JOIN %s t ON t._dp_hash = s.hh
+            WHERE s._dp_line IS NULL OR t._dp_hash IS NULL$q$,
             same,
-            (SELECT string_agg(format(', CASE WHEN s._dp_line IS NULL THEN t.%1$I END AS %1$I', k), '') FROM unnest(ds.key_cols) k),
+            (SELECT string_agg(format(', t.%1$I', k), '') FROM unnest(ds.key_cols) k),
             seed, src, hdr_line, target);
-        EXECUTE format('CREATE UNLOGGED TABLE %s AS SELECT _dp_line, _dp_raw FROM %s WHERE h IS NULL', changed, same);
-        EXECUTE format('SELECT count(*) FILTER (WHERE _dp_line IS NOT NULL AND h IS NOT NULL),
-                               count(*) FILTER (WHERE _dp_line IS NOT NULL) FROM %s', same) INTO n_same, rows_in;
+        EXECUTE format('CREATE UNLOGGED TABLE %s AS SELECT _dp_line, _dp_raw FROM %s WHERE _dp_line IS NOT NULL', changed, same);
+        EXECUTE format('SELECT %s - count(*) FROM %s', rows_in, changed) INTO n_same;
+        EXECUTE format('CREATE UNLOGGED TABLE %s AS SELECT %s::bigint AS matched, %s::bigint AS seed', nstat, n_same, seed);
         EXECUTE format('ANALYZE %s', same);
         EXECUTE format('ANALYZE %s', changed);
         src := changed;
-    ELSE
-        EXECUTE format('SELECT count(*) FROM %s WHERE _dp_line > %s AND _dp_raw <> %L', src, hdr_line, '') INTO rows_in;
     END IF;
 
     -- Rows come from the (changed) staged lines, minus the lines already refused
     -- for a value that does not cast (<staging>_b, filled below).
     EXECUTE format('DROP TABLE IF EXISTS %s, %s', badl, susp);
-    EXECUTE format('CREATE UNLOGGED TABLE %s (_dp_line bigint PRIMARY KEY, e text)', badl);
+    EXECUTE format('CREATE UNLOGGED TABLE %s (_dp_line bigint, e text)', badl);
     IF fmt = 'ndjson' THEN
         fsrc := format('SELECT _dp_line, _dp_raw, %s AS f FROM (SELECT r._dp_line, r._dp_raw, r._dp_raw::jsonb AS j
-                          FROM %s r WHERE r._dp_raw <> %L AND NOT EXISTS (SELECT 1 FROM %s b WHERE b._dp_line = r._dp_line)
-                          OFFSET 0) r', fexpr, src, '', badl);
+                          FROM %s r WHERE r._dp_raw <> %L /*EXCL*/
+                          OFFSET 0) r', fexpr, src, '');
     ELSE
         fsrc := format('SELECT r._dp_line, r._dp_raw, %s AS f FROM %s r
-                        WHERE r._dp_line > %s AND r._dp_raw <> %L AND NOT EXISTS (SELECT 1 FROM %s b WHERE b._dp_line = r._dp_line)
-                        OFFSET 0', fexpr, src, hdr_line, '', badl);
+                        WHERE r._dp_line > %s AND r._dp_raw <> %L /*EXCL*/
+                        OFFSET 0', fexpr, src, hdr_line, '');
     END IF;
 
     -- Shape checks: why a row is refused before any cast.
@@ -270,14 +274,14 @@ BEGIN
     -- deltapipe.reject below; the others are cast, and a value that does not cast
     -- makes the statement fail as a whole.
     ctas := format($q$
-        CREATE UNLOGGED TABLE %1$s AS
+        CREATE %10$s TABLE %1$s AS
         SELECT _dp_line%2$s, hashtextextended(_dp_raw, %3$s) AS _dp_hash, _dp_why
         FROM (SELECT _dp_line, _dp_raw, _dp_why%4$s
               FROM (SELECT _dp_line, _dp_raw, f,
                            CASE WHEN %5$s THEN concat_ws(chr(31), %6$s, coalesce(%7$s, ''), %8$s) END AS _dp_why
                     FROM (%9$s) s0) s1
               OFFSET 0) y$q$,
-        typed, colnames, seed, gexprs, bad, why_code, why_col, why, fsrc);
+        typed, colnames, seed, gexprs, bad, why_code, why_col, why, fsrc, CASE WHEN first_load THEN '' ELSE 'UNLOGGED' END);
 
     -- Row checker for suspicious rows: one exception block for the whole row, and
     -- only when that fails one per column to name the column, SQLSTATE and message.
@@ -329,6 +333,9 @@ BEGIN
                         WHERE e IS NOT NULL', badl, susp);
         EXECUTE format('DROP TABLE %s', susp);
         EXECUTE format('ANALYZE %s', badl);
+        -- from now on, leave out the lines already refused
+        ctas := replace(ctas, '/*EXCL*/', format('AND NOT EXISTS (SELECT 1 FROM %s b WHERE b._dp_line = r._dp_line)', badl));
+        fsrc := replace(fsrc, '/*EXCL*/', format('AND NOT EXISTS (SELECT 1 FROM %s b WHERE b._dp_line = r._dp_line)', badl));
         IF attempt = 1 THEN
             BEGIN
                 EXECUTE ctas;
@@ -350,6 +357,7 @@ BEGIN
     EXECUTE format('DROP TABLE %s', badl);
 
     -- rows of the wrong shape: to the rejects, with their raw line
+    EXECUTE format('ANALYZE %s', typed);
     EXECUTE format('SELECT count(*) FROM %s WHERE _dp_why IS NOT NULL', typed) INTO nbad;
     IF nbad > 0 THEN
         EXECUTE format($q$

@@ -61,8 +61,8 @@ BEGIN
     v_phases := v_phases || jsonb_build_object('apply', round(extract(epoch FROM t1 - t0)::numeric * 1000, 1));
 
     EXECUTE format('DROP TABLE IF EXISTS deltapipe_stage.%I, deltapipe_stage.%I, deltapipe_stage.%I,
-                                         deltapipe_stage.%I, deltapipe_stage.%I',
-                   stg, stg || '_t', stg || '_d', stg || '_s', stg || '_c');
+                                         deltapipe_stage.%I, deltapipe_stage.%I, deltapipe_stage.%I',
+                   stg, stg || '_t', stg || '_d', stg || '_s', stg || '_c', stg || '_n');
     DELETE FROM deltapipe.staging WHERE table_name = stg;
 
     UPDATE deltapipe.node_run SET
