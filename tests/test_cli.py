@@ -57,7 +57,7 @@ def test_bad_input_gives_one_line_and_leaves_target(cli, conn, write, tmp_path):
     cases = {
         "missing file": (["load", "t", tmp_path / "nope.csv"], "not found"),
         "unknown dataset": (["load", "nope", write("x.csv", HEAD)], "unknown dataset nope"),
-        "wrong delimiter": (["load", "t", write("semi.csv", "id;name;amount;day\n1;a;1;2024-01-01\n")], "lacks column"),
+        "wrong delimiter": (["load", "t", write("semi.csv", "id;name;amount;day\n1;a;1;2024-01-01\n")], "delimiter right"),
         "invalid encoding": (["load", "t", write("enc.csv", HEAD.encode() + b"2,caf\xe9,1,2024-01-01\n")], "UTF8"),
         "unterminated quote": (["load", "t", write("uq.csv", HEAD + '2,"open,1,2024-01-01\n')], "unterminated"),
         "empty file": (["load", "t", write("empty.csv", "")], "empty"),

@@ -176,6 +176,68 @@ def dataset_drop(name, drop_table, dsn):
     click.echo("dropped dataset %s%s" % (name, " and its table" if drop_table else ""))
 
 
+@dataset.group("rule")
+def dataset_rule():
+    """Validation rules: boolean SQL expressions every row must satisfy."""
+
+
+@dataset_rule.command("add")
+@click.argument("name")
+@click.argument("rule")
+@click.argument("predicate")
+@dsn_option
+def dataset_rule_add(name, rule, predicate, dsn):
+    """Add (or replace) RULE on dataset NAME, e.g. `positive amount >= 0`.
+
+    Rows for which PREDICATE is false are rejected with the rule's name; NULL passes."""
+    datasets.add_rule(dsn, name, rule, predicate)
+    click.echo("rule %s on %s: %s" % (rule, name, predicate))
+
+
+@dataset_rule.command("list")
+@click.argument("name")
+@dsn_option
+def dataset_rule_list(name, dsn):
+    """List the rules of dataset NAME."""
+    rs = datasets.rules(dsn, name)
+    if not rs:
+        click.echo("no rules on %s" % name)
+    for r in rs:
+        click.echo("%-24s %s" % (r["name"], r["predicate"]))
+
+
+@dataset_rule.command("drop")
+@click.argument("name")
+@click.argument("rule")
+@dsn_option
+def dataset_rule_drop(name, rule, dsn):
+    """Remove RULE from dataset NAME."""
+    datasets.drop_rule(dsn, name, rule)
+    click.echo("dropped rule %s from %s" % (rule, name))
+
+
+@dataset.command("set")
+@click.argument("name")
+@click.option("--max-rejects", help="Default reject limit for loads: N rows or P% of the rows read ('' removes it).")
+@dsn_option
+def dataset_set(name, max_rejects, dsn):
+    """Set per-dataset defaults."""
+    if max_rejects is None:
+        raise DeltapipeError("nothing to set", hint="give --max-rejects")
+    opts = datasets.set_option(dsn, name, "max_rejects", max_rejects or None)
+    click.echo("%s: max_rejects %s" % (name, opts.get("max_rejects", "none")))
+
+
+@dataset.command("add-columns")
+@click.argument("name")
+@click.option("--columns", required=True, help='New typed columns, e.g. "email text, score int".')
+@dsn_option
+def dataset_add_columns(name, columns, dsn):
+    """Add columns to dataset NAME and its table (existing rows get NULL until reloaded)."""
+    added = datasets.add_columns(dsn, name, columns)
+    click.echo("added: %s" % (", ".join("%s %s" % (c["name"], c["type"]) for c in added) or "nothing (already there)"))
+
+
 # ---------------------------------------------------------------- load
 def print_load(r: dict) -> None:
     if r["status"] == "skipped":
@@ -211,14 +273,18 @@ def print_load(r: dict) -> None:
 @click.option("--strategy", type=click.Choice(["auto", "merge", "swap"]), help="How to publish (default auto).")
 @click.option("--force", is_flag=True, help="Load even if the file is identical to the last one loaded.")
 @click.option("--allow-empty", is_flag=True, help="snapshot mode: allow a file with no rows to empty the table.")
+@click.option("--max-rejects", help="Publish nothing if more rows than this are rejected: N rows or P%.")
+@click.option("--on-schema-change", type=click.Choice(["fail", "add-columns"]), default="fail", show_default=True,
+              help="A header with columns the dataset lacks: stop with one line, or add them (types inferred).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @dsn_option
 def load(name, file, mode, fmt, delimiter, quote, null, encoding, no_header, op_column, order_column, strategy,
-         force, allow_empty, as_json, dsn):
+         force, allow_empty, max_rejects, on_schema_change, as_json, dsn):
     """Load FILE into dataset NAME, writing only what changed."""
     opts = LoadOptions(mode=mode, format=fmt, delimiter=delimiter, quote=quote, null=null, encoding=encoding,
                        header=not no_header, op_column=op_column, order_column=order_column, strategy=strategy,
-                       force=force, allow_empty=allow_empty)
+                       force=force, allow_empty=allow_empty, max_rejects=max_rejects,
+                       on_schema_change=on_schema_change)
     r = load_file(dsn, name, file, opts)
     if as_json:
         click.echo(json.dumps(r, default=str))
@@ -294,3 +360,6 @@ def demo(workdir, dsn):
 from . import cli_pipeline  # noqa: E402  - pipeline commands live in their own module
 
 cli_pipeline.register(main)
+
+from . import cli_lineage  # noqa: E402
+cli_lineage.register(main)

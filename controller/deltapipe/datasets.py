@@ -67,3 +67,32 @@ def drop(dsn: str | None, name: str, drop_table: bool = False) -> None:
             conn.execute("SELECT deltapipe.drop_dataset(%s, %s)", (name, drop_table))
         except psycopg.Error as e:
             raise from_db(e) from e
+
+
+def _call(dsn: str | None, sql: str, args: tuple):
+    with connect(dsn) as conn:
+        require_installed(conn)
+        try:
+            return conn.execute(sql, args).fetchone()[0]
+        except psycopg.Error as e:
+            raise from_db(e) from e
+
+
+def add_rule(dsn: str | None, name: str, rule: str, predicate: str) -> list:
+    return _call(dsn, "SELECT deltapipe.add_rule(%s, %s, %s)", (name, rule, predicate))
+
+
+def drop_rule(dsn: str | None, name: str, rule: str) -> list:
+    return _call(dsn, "SELECT deltapipe.drop_rule(%s, %s)", (name, rule))
+
+
+def rules(dsn: str | None, name: str) -> list:
+    return show(dsn, name)["options"].get("rules", [])
+
+
+def set_option(dsn: str | None, name: str, option: str, value: str | None) -> dict:
+    return _call(dsn, "SELECT deltapipe.set_dataset_option(%s, %s, %s)", (name, option, value))
+
+
+def add_columns(dsn: str | None, name: str, columns: str) -> list:
+    return _call(dsn, "SELECT deltapipe.add_columns(%s, %s)", (name, columns))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ class LoadOptions:
     strategy: str | None = None
     force: bool = False
     allow_empty: bool = False
+    max_rejects: str | None = None
+    on_schema_change: str = "fail"
     extra: dict = field(default_factory=dict)
 
 
@@ -126,6 +129,11 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
     opts = opts or LoadOptions()
     path = check_file(Path(path))
     fmt = guess_format(path, opts.format)
+    if opts.max_rejects is not None and not re.match(r"^\d+(\.\d+)?%$|^\d+$", opts.max_rejects.strip()):
+        raise DeltapipeError("invalid reject limit %r" % opts.max_rejects,
+                             hint="give a number of rows (10) or a share of the rows read (2.5%)", sqlstate="DP006")
+    if opts.on_schema_change not in ("fail", "add-columns"):
+        raise DeltapipeError("unknown --on-schema-change %s" % opts.on_schema_change, hint="use fail or add-columns")
     if opts.mode and opts.mode not in MODES:
         raise DeltapipeError("unknown load mode %s" % opts.mode, hint="use snapshot, upsert, append or changes")
     size = path.stat().st_size
@@ -157,7 +165,7 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
 
         options = {"mode": mode, "format": fmt, "header": opts.header, "source_file": str(path),
                    "file_sha256": sha, "run_id": run_id, "node_run_id": nr_id}
-        for key in ("delimiter", "quote", "null", "op_column", "order_column", "strategy"):
+        for key in ("delimiter", "quote", "null", "op_column", "order_column", "strategy", "max_rejects"):
             val = getattr(opts, key)
             if val is not None:
                 options[key] = val
@@ -167,6 +175,10 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
         show = sys.stderr.isatty() if progress is None else progress
         try:
             with conn.transaction():
+                if opts.on_schema_change == "add-columns":
+                    added = _add_new_columns(conn, dataset, path, fmt, opts)
+                    if added:
+                        options["added_columns"] = added
                 stg = conn.execute("SELECT deltapipe.stage(%s)", (dataset,)).fetchone()[0]
                 t0 = time.perf_counter()
                 _copy(conn, stg, path, opts.encoding, size, show and size > (16 << 20))
@@ -183,6 +195,21 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
         return _record(conn, nr_id)
     finally:
         conn.close()
+
+
+def _add_new_columns(conn: psycopg.Connection, dataset: str, path: Path, fmt: str, opts: LoadOptions) -> list:
+    """Columns of the file's header that the dataset lacks: add them, typed by inference."""
+    from .infer import columns_spec, infer_columns
+    if not opts.header and fmt != "ndjson":
+        return []
+    have = {c["name"] for c in conn.execute("SELECT columns FROM deltapipe.dataset WHERE name = %s",
+                                            (dataset,)).fetchone()[0]}
+    skip = {opts.op_column or "op"} if (opts.mode == "changes") else set()
+    cols = infer_columns(path, fmt, delimiter=opts.delimiter, quote=opts.quote, encoding=opts.encoding)
+    new = [(n, t) for n, t in cols if n not in have and n not in skip]
+    if not new:
+        return []
+    return conn.execute("SELECT deltapipe.add_columns(%s, %s)", (dataset, columns_spec(new))).fetchone()[0]
 
 
 def _copy(conn: psycopg.Connection, stg: str, path: Path, encoding: str, size: int, show: bool) -> None:

@@ -50,6 +50,7 @@ DECLARE
     cheap     text := '';
     allcasts  text := '';
     ctas      text;
+    rulecheck text;
     ok        boolean;
     attempt   int;
     badl      text := format('deltapipe_stage.%I', stg || '_b');
@@ -148,17 +149,16 @@ BEGIN
                              WHERE array_position(hdr, c) IS NULL ORDER BY o);
             extra := ARRAY(SELECT h FROM unnest(hdr) WITH ORDINALITY u(h, o)
                            WHERE h <> ALL (cols) AND NOT (mode = 'changes' AND h = op_col) ORDER BY o);
-            IF cardinality(missing) > 0 THEN
-                RAISE EXCEPTION USING ERRCODE = 'DP010',
-                    MESSAGE = format('the file header lacks column(s) %s of dataset %s', array_to_string(missing, ', '), ds.name),
+            IF cardinality(missing) > 0 OR cardinality(extra) > 0 THEN
+                RAISE EXCEPTION USING ERRCODE = CASE WHEN cardinality(missing) > 0 THEN 'DP010' ELSE 'DP011' END,
+                    MESSAGE = format('the file header does not match dataset %s: %s', ds.name,
+                                     concat_ws('; ',
+                                               CASE WHEN cardinality(missing) > 0 THEN 'missing ' || array_to_string(missing, ', ') END,
+                                               CASE WHEN cardinality(extra) > 0 THEN 'not in the dataset ' || array_to_string(extra, ', ') END)),
                     DETAIL = format('header: %s', array_to_string(hdr, ', ')),
-                    HINT = CASE WHEN cardinality(hdr) = 1 THEN 'is the delimiter right? (--delimiter, --format)'
-                                ELSE 'rename the columns in the file or recreate the dataset' END;
-            END IF;
-            IF cardinality(extra) > 0 THEN
-                RAISE EXCEPTION USING ERRCODE = 'DP011',
-                    MESSAGE = format('the file has column(s) %s that dataset %s does not have', array_to_string(extra, ', '), ds.name),
-                    HINT = 'add them to the dataset or remove them from the file';
+                    HINT = CASE WHEN cardinality(hdr) = 1 AND ncol > 1 THEN 'is the delimiter right? (--delimiter, --format)'
+                                WHEN cardinality(missing) = 0 THEN 'load with --on-schema-change add-columns to add them'
+                                ELSE 'rename the columns in the file, or add/recreate the dataset''s columns' END;
             END IF;
             op_pos := array_position(hdr, op_col);
             IF mode = 'changes' AND op_pos IS NULL THEN
@@ -177,7 +177,8 @@ BEGIN
     -- Row hash: the raw record text, seeded with everything that shapes how it is
     -- read (format options, header, column names and types). Equal hash, equal row.
     seed := hashtextextended(concat_ws(chr(31), fmt, delim, quote, nul, array_to_string(hdr, chr(30)),
-                                       array_to_string(cols, chr(30)), array_to_string(types, chr(30))), 0);
+                                       array_to_string(cols, chr(30)), array_to_string(types, chr(30)),
+                                       (ds.options->'rules')::text), 0);
     -- Unchanged rows skip parsing altogether: one hash join of the staged lines
     -- with the target by row hash. Only what did not match is kept, in
     -- <staging>_s: lines that are changed or new (with their raw text, then
@@ -273,15 +274,21 @@ BEGIN
     -- shape are kept with NULL values and their reason in _dp_why, to be moved to
     -- deltapipe.reject below; the others are cast, and a value that does not cast
     -- makes the statement fail as a whole.
+    -- Validation rules: a row for which one is false is rejected with the rule's name.
+    SELECT 'CASE' || string_agg(format(' WHEN NOT coalesce((%s)::boolean, true) THEN %L', r->>'predicate',
+                                       concat_ws(chr(31), 'DP120', '', format('rule %s failed: %s', r->>'name', r->>'predicate'))), '')
+           || ' END'
+      INTO rulecheck FROM jsonb_array_elements(ds.options->'rules') r;
     ctas := format($q$
         CREATE %10$s TABLE %1$s AS
-        SELECT _dp_line%2$s, hashtextextended(_dp_raw, %3$s) AS _dp_hash, _dp_why
+        SELECT _dp_line%2$s, hashtextextended(_dp_raw, %3$s) AS _dp_hash, %11$s AS _dp_why
         FROM (SELECT _dp_line, _dp_raw, _dp_why%4$s
               FROM (SELECT _dp_line, _dp_raw, f,
                            CASE WHEN %5$s THEN concat_ws(chr(31), %6$s, coalesce(%7$s, ''), %8$s) END AS _dp_why
                     FROM (%9$s) s0) s1
               OFFSET 0) y$q$,
-        typed, colnames, seed, gexprs, bad, why_code, why_col, why, fsrc, CASE WHEN first_load THEN '' ELSE 'UNLOGGED' END);
+        typed, colnames, seed, gexprs, bad, why_code, why_col, why, fsrc, CASE WHEN first_load THEN '' ELSE 'UNLOGGED' END,
+        CASE WHEN rulecheck IS NULL THEN '_dp_why' ELSE format('coalesce(_dp_why, %s)', rulecheck) END);
 
     -- Row checker for suspicious rows: one exception block for the whole row, and
     -- only when that fails one per column to name the column, SQLSTATE and message.

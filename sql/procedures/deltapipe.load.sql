@@ -8,7 +8,7 @@ AS $fn$
 --   COPY deltapipe_stage.orders_1a2b3c4d (_dp_raw) FROM STDIN;
 --   CALL deltapipe.load('orders', 'deltapipe_stage.orders_1a2b3c4d', '{"mode": "upsert"}');
 -- Options: mode, format (csv|tsv|ndjson), delimiter, quote, null, header,
--- op_column, order_column, strategy (auto|merge|swap), swap_threshold,
+-- op_column, order_column, strategy (auto|merge|swap), swap_threshold, max_rejects,
 -- source_file, file_sha256, run_id, node_run_id, copy_ms.
 DECLARE
     ds      deltapipe.dataset;
@@ -24,6 +24,8 @@ DECLARE
     a       jsonb;
     v_phases jsonb := '{}';
     ms      numeric;
+    lim     bigint;
+    summary text;
 BEGIN
     PERFORM deltapipe._dataset(p_dataset);
     -- JIT compilation costs more than it saves on these short set-based statements
@@ -51,6 +53,24 @@ BEGIN
     v := deltapipe.validate(p_dataset, p_staging, opts);
     t1 := clock_timestamp();
     v_phases := v_phases || jsonb_build_object('validate', round(extract(epoch FROM t1 - t0)::numeric * 1000, 1));
+    -- too many rejects: publish nothing, say why
+    lim := deltapipe._reject_limit(coalesce(opts->>'max_rejects', ds.options->>'max_rejects'), (v->>'rows_in')::bigint);
+    IF lim IS NOT NULL AND (v->>'rejected')::bigint > lim THEN
+        SELECT string_agg(format('%s x %s%s (lines %s)', n, coalesce(column_name || ' ', ''), reason, lines), '; ')
+          INTO summary
+          FROM (SELECT count(*) AS n, column_name,
+                       CASE WHEN sqlstate LIKE 'DP%' THEN min(message) ELSE sqlstate || ' ' || min(split_part(message, ':', 1)) END AS reason,
+                       array_to_string((array_agg(line_no ORDER BY line_no))[1:3], ', ')
+                         || CASE WHEN count(*) > 3 THEN ', ...' ELSE '' END AS lines
+                  FROM deltapipe.reject WHERE node_run_id = nr_id
+                 GROUP BY column_name, sqlstate, CASE WHEN sqlstate LIKE 'DP%' THEN message END
+                 ORDER BY count(*) DESC LIMIT 5) top;
+        RAISE EXCEPTION USING ERRCODE = 'DP021',
+            MESSAGE = format('%s of %s rows rejected, more than the limit of %s: nothing was published',
+                             v->>'rejected', v->>'rows_in', coalesce(opts->>'max_rejects', ds.options->>'max_rejects')),
+            DETAIL = summary,
+            HINT = 'fix the file, or raise the limit with --max-rejects';
+    END IF;
     t0 := t1;
     d := deltapipe.diff(p_dataset, p_staging, opts);
     t1 := clock_timestamp();
