@@ -345,6 +345,21 @@ def runs_show(run_id, rejects, dsn):
             click.echo("       | %s" % (raw[:150] + ("..." if len(raw) > 150 else "")))
 
 
+@main.command()
+@click.argument("run_id", type=int)
+@click.option("--cascade", is_flag=True, help="Also roll back later runs that changed the same tables (newest first).")
+@dsn_option
+def rollback(run_id, cascade, dsn):
+    """Restore every table RUN changed to its state before the run."""
+    r = runs_mod.rollback(dsn, run_id, cascade)
+    for c in r["cascaded"]:
+        click.echo("rolled back run %s first" % c)
+    for n in r["restored"]:
+        click.echo("%-20s %s: %s" % (n["node"], n["table"], "dropped (the run created it)" if n["strategy"] == "create"
+                                     else "%d rows restored" % n["rows"]))
+    click.echo("run %s rolled back" % run_id)
+
+
 # ---------------------------------------------------------------- demo
 @main.command()
 @click.option("--dir", "workdir", default=".deltapipe/demo", show_default=True, type=click.Path(file_okay=False))

@@ -50,7 +50,7 @@ def run_demo(dsn: str | None, workdir: str, echo=print, show_load=None) -> None:
     with connect(dsn) as conn:
         echo("\n== what changed (deltapipe.changeset: before-image -> now)")
         for op, key, before, now in conn.execute(
-                "SELECT c.op, c.key, c.before, to_jsonb(p) - '_dp_hash' FROM deltapipe.changeset c "
+                "SELECT c.op, c.key, c.before - '_dp_hash', to_jsonb(p) - '_dp_hash' FROM deltapipe.changeset c "
                 "LEFT JOIN public.demo_people p ON p.id = (c.key->>'id')::bigint "
                 "WHERE c.run_id = %s ORDER BY c.key->>'id'", (r2["run_id"],)):
             echo("   %s id=%s  %s -> %s" % (op, key["id"], before or "-", now or "-"))

@@ -173,28 +173,85 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
             options["allow_empty"] = True
         options.update(opts.extra)
         show = sys.stderr.isatty() if progress is None else progress
-        try:
-            with conn.transaction():
+
+        def attempt(c: psycopg.Connection) -> None:
+            with c.transaction():
                 if opts.on_schema_change == "add-columns":
-                    added = _add_new_columns(conn, dataset, path, fmt, opts)
+                    added = _add_new_columns(c, dataset, path, fmt, opts)
                     if added:
                         options["added_columns"] = added
-                stg = conn.execute("SELECT deltapipe.stage(%s)", (dataset,)).fetchone()[0]
+                stg = c.execute("SELECT deltapipe.stage(%s)", (dataset,)).fetchone()[0]
                 t0 = time.perf_counter()
-                _copy(conn, stg, path, opts.encoding, size, show and size > (16 << 20))
+                _copy(c, stg, path, opts.encoding, size, show and size > (16 << 20))
                 options["copy_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-                conn.execute("CALL deltapipe.load(%s, %s, %s)", (dataset, stg, Jsonb(options)))
+                c.execute("CALL deltapipe.load(%s, %s, %s)", (dataset, stg, Jsonb(options)))
+
+        try:
+            conn = retrying(attempt, conn, dsn, run_id, nr_id)
         except psycopg.Error as e:
             err = from_db(e)
+            conn = _alive(conn, dsn)
             _fail(conn, run_id, nr_id, err)
             raise err from e
         except BaseException as e:  # KeyboardInterrupt included: record, then re-raise
+            conn = _alive(conn, dsn)
             _fail(conn, run_id, nr_id, DeltapipeError("interrupted: %s" % type(e).__name__))
             raise
         conn.execute("UPDATE deltapipe.run SET status = 'done', finished_at = clock_timestamp() WHERE id = %s", (run_id,))
         return _record(conn, nr_id)
     finally:
         conn.close()
+
+
+# Errors worth another try: the work is one transaction, so a retry starts clean.
+TRANSIENT = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected, psycopg.errors.AdminShutdown,
+             psycopg.errors.CrashShutdown, psycopg.errors.CannotConnectNow, psycopg.errors.TooManyConnections,
+             psycopg.errors.LockNotAvailable)
+RETRY_ATTEMPTS = 5
+RETRY_BUDGET_S = 60.0
+
+
+def _transient(e: BaseException, conn: psycopg.Connection) -> bool:
+    if isinstance(e, TRANSIENT):
+        return True
+    # a lost connection (server restart, network) shows as OperationalError on a closed connection
+    return isinstance(e, psycopg.OperationalError) and conn.closed
+
+
+def _alive(conn: psycopg.Connection, dsn: str | None) -> psycopg.Connection:
+    if not conn.closed and not conn.broken:
+        return conn
+    try:
+        return connect(dsn, autocommit=True)
+    except DeltapipeError:
+        return conn
+
+
+def retrying(work, conn: psycopg.Connection, dsn: str | None, run_id: int, nr_id: int) -> psycopg.Connection:
+    """Run ``work(conn)``; on a transient error, back off (exponential, with jitter), reconnect if
+    needed and try again, within RETRY_ATTEMPTS and RETRY_BUDGET_S. Each retry is recorded on
+    the node run (phases.retries, phases.retry_errors). Returns the connection finally used."""
+    import random
+
+    start = time.monotonic()
+    errors: list[str] = []
+    for n in range(RETRY_ATTEMPTS + 1):
+        try:
+            work(conn)
+            if errors:
+                conn.execute("UPDATE deltapipe.node_run SET phases = phases || %s WHERE id = %s",
+                             (Jsonb({"retries": len(errors), "retry_errors": errors}), nr_id))
+            return conn
+        except Exception as e:
+            if not _transient(e, conn) or n == RETRY_ATTEMPTS or time.monotonic() - start > RETRY_BUDGET_S:
+                raise
+            errors.append(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+            time.sleep(min(8.0, 0.25 * 2 ** n) * (0.5 + random.random()))
+            if conn.closed or conn.broken:
+                conn = connect(dsn, autocommit=True)
+                # the run belongs to this connection now (dead-run detection looks at backend_pid)
+                conn.execute("UPDATE deltapipe.run SET backend_pid = pg_backend_pid() WHERE id = %s", (run_id,))
+    raise AssertionError("unreachable")
 
 
 def _add_new_columns(conn: psycopg.Connection, dataset: str, path: Path, fmt: str, opts: LoadOptions) -> list:

@@ -39,3 +39,16 @@ def show_run(dsn: str | None, run_id: int, reject_limit: int = 20) -> dict:
         run["reject_count"] = conn.execute("SELECT count(*) FROM deltapipe.reject WHERE run_id = %s",
                                            (run_id,)).fetchone()[0]
         return run
+
+
+def rollback(dsn: str | None, run_id: int, cascade: bool = False) -> dict:
+    """Restore every table the run changed to its state before the run."""
+    import psycopg
+
+    from .errors import from_db
+    with connect(dsn) as conn:
+        require_installed(conn)
+        try:
+            return conn.execute("CALL deltapipe.rollback(%s, %s)", (run_id, cascade)).fetchone()[0]
+        except psycopg.Error as e:
+            raise from_db(e) from e

@@ -115,7 +115,7 @@ BEGIN
     END IF;
 
     sel := format('%s%s, s._dp_hash, t._dp_hash AS _dp_old_hash, s._dp_line,
-                   CASE WHEN t._dp_hash IS NOT NULL THEN to_jsonb(t) - ''_dp_hash'' END AS _dp_before',
+                   CASE WHEN t._dp_hash IS NOT NULL THEN to_jsonb(t) END AS _dp_before',
                   (SELECT string_agg(format('coalesce(s.%1$I, t.%1$I) AS %1$I', k), ', ') FROM unnest(keys) k),
                   coalesce((SELECT string_agg(format(', s.%I', c), '') FROM unnest(nonkeys) c), ''));
     IF mode IN ('snapshot', 'upsert', 'append') THEN
@@ -130,7 +130,7 @@ BEGIN
                             SELECT %L, %s, %s FROM %s t
                             WHERE NOT EXISTS (SELECT 1 FROM %s s WHERE %s)',
                            delta, klist, 'D', (SELECT string_agg(format('t.%I', k), ', ') FROM unnest(keys) k),
-                           CASE WHEN has_same THEN 't.h, t._dp_before' ELSE format('t._dp_hash, to_jsonb(t) - %L', '_dp_hash') END,
+                           CASE WHEN has_same THEN 't.h, t._dp_before' ELSE 't._dp_hash, to_jsonb(t)' END,
                            CASE WHEN has_same THEN '_dp_gone' ELSE target END, typed, kjoin);
         ELSIF mode = 'append' THEN
             -- append never changes an existing row: a different row under an existing key is refused

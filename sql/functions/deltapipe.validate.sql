@@ -191,7 +191,7 @@ BEGIN
         EXECUTE format($q$
             CREATE UNLOGGED TABLE %s AS
             SELECT s._dp_line, t._dp_hash AS h, s._dp_raw%s,
-                   CASE WHEN s._dp_line IS NULL THEN to_jsonb(t) - '_dp_hash' END AS _dp_before
+                   CASE WHEN s._dp_line IS NULL THEN to_jsonb(t) END AS _dp_before
             FROM (SELECT _dp_line, _dp_raw, hashtextextended(_dp_raw, %s) AS hh FROM %s
                   WHERE _dp_line > %s AND _dp_raw <> '') s
             FULL JOIN %s t ON t._dp_hash = s.hh

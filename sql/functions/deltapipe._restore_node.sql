@@ -1,0 +1,43 @@
+CREATE OR REPLACE FUNCTION deltapipe._restore_node(p_run bigint, p_node text, p_kind text, p_strategy text,
+                                                   p_table text, p_key text[])
+RETURNS bigint
+LANGUAGE plpgsql
+AS $fn$
+-- Put one table back as it was before run p_run, from the before-images the run
+-- recorded in deltapipe.changeset: inserted keys are deleted, updated rows get
+-- their old values back, deleted rows come back. A table the run created
+-- (strategy 'create') is dropped. Returns the number of rows restored.
+DECLARE
+    kjoin text := (SELECT string_agg(format('t.%1$I = b.%1$I', k), ' AND ') FROM unnest(p_key) k);
+    cols  text;
+    n     bigint := 0;
+    m     bigint;
+BEGIN
+    IF p_strategy = 'create' THEN
+        EXECUTE format('DROP TABLE IF EXISTS %s', p_table);
+        RETURN 0;
+    END IF;
+    IF to_regclass(p_table) IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'DP034', MESSAGE = format('table %s of %s is gone: cannot restore it', p_table, p_node);
+    END IF;
+    SELECT string_agg(format('%I', attname), ', ' ORDER BY attnum) INTO cols
+      FROM pg_attribute WHERE attrelid = p_table::regclass AND attnum > 0 AND NOT attisdropped;
+    EXECUTE format('DELETE FROM %1$s t USING (SELECT (jsonb_populate_record(NULL::%1$s, key)).* FROM deltapipe.changeset
+                                                WHERE run_id = %2$s AND node = %3$L AND op = ''I'') b WHERE %4$s',
+                   p_table, p_run, p_node, kjoin);
+    GET DIAGNOSTICS m = ROW_COUNT; n := n + m;
+    EXECUTE format('UPDATE %1$s t SET (%5$s) = (SELECT %5$s FROM (SELECT b.*) x)
+                    FROM (SELECT (jsonb_populate_record(NULL::%1$s, before)).* FROM deltapipe.changeset
+                          WHERE run_id = %2$s AND node = %3$L AND op = ''U'') b WHERE %4$s',
+                   p_table, p_run, p_node, kjoin, cols);
+    GET DIAGNOSTICS m = ROW_COUNT; n := n + m;
+    EXECUTE format('INSERT INTO %1$s (%4$s) SELECT %4$s FROM (SELECT (jsonb_populate_record(NULL::%1$s, before)).*
+                    FROM deltapipe.changeset WHERE run_id = %2$s AND node = %3$L AND op = ''D'') b',
+                   p_table, p_run, p_node, cols);
+    GET DIAGNOSTICS m = ROW_COUNT; n := n + m;
+    RETURN n;
+END
+$fn$;
+
+COMMENT ON FUNCTION deltapipe._restore_node(bigint, text, text, text, text, text[]) IS
+  'Private: restore one table to its state before a run from the changeset before-images.';
