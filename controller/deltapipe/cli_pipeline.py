@@ -68,6 +68,8 @@ def plan_cmd(directory, full_refresh, dsn):
     click.echo("plan for pipeline %s:" % p.name)
     for r in rows:
         click.echo("  %-4s %-7s %-24s %s" % (r["action"], r["kind"], r["node"], r["reason"]))
+        if r.get("refresh"):
+            click.echo("  %-4s %-7s %-24s   refresh: %s" % ("", "", "", r["refresh"]))
     runs = sum(r["action"] in ("run", "load") for r in rows)
     click.echo("%d to run, %d to skip" % (runs, len(rows) - runs))
     for e in getattr(p, "externals", []):
@@ -101,8 +103,10 @@ def dag_cmd(directory, fmt, offline, dsn):
 @click.option("--resume", type=int, metavar="RUN", help="Continue run RUN (e.g. after its controller died).")
 @click.option("--wait", is_flag=True, help="If the pipeline is running, wait for it instead of exiting.")
 @click.option("--timeline/--no-timeline", default=True, show_default=True, help="Print a text timeline at the end.")
+@click.option("--incremental-threshold", type=click.FloatRange(0), default=None, metavar="SHARE",
+              help="Refresh a model in full when its inputs' change exceeds this share of their rows [default: 0.15].")
 @_dsn_option
-def run_cmd(target, workers, select, keep_going, full_refresh, resume, wait, timeline, dsn):
+def run_cmd(target, workers, select, keep_going, full_refresh, resume, wait, timeline, incremental_threshold, dsn):
     """Run pipeline TARGET (a directory, or the name of a deployed pipeline): load changed source files,
     then refresh the models that need it."""
     from . import runner
@@ -110,7 +114,7 @@ def run_cmd(target, workers, select, keep_going, full_refresh, resume, wait, tim
     t0 = time.perf_counter()
     r = runner.run(dsn, target, workers=workers, select=list(select), keep_going=keep_going,
                    full_refresh=full_refresh, resume=resume, wait=wait,
-                   on_event=lambda msg: click.echo(msg))
+                   on_event=lambda msg: click.echo(msg), incremental_threshold=incremental_threshold)
     print_run(r, timeline)
     counts = {}
     for n in r["nodes"]:
@@ -189,9 +193,58 @@ def schedules_cmd(dsn):
                                                   r["last_start"] or "-", r["last_status"] or "-"))
 
 
+@click.command("verify")
+@click.argument("models", nargs=-1)
+@click.option("--pipeline", "-p", help="Only models of this pipeline.")
+@click.option("--limit", type=int, default=20, show_default=True, help="Mismatching rows shown per model.")
+@_dsn_option
+def verify_cmd(models, pipeline, limit, dsn):
+    """Recompute models in full and compare them with their tables as multisets (all models, or MODELS).
+    Prints mismatching rows (- missing from the table, + not in the recompute); exit status 1 on any mismatch."""
+    from .errors import DeltapipeError, from_db
+    import psycopg
+    bad: list[str] = []
+    checked = 0
+    with _conn(dsn) as conn:
+        names = list(models) or [None]
+        try:
+            for name in names:
+                rows = conn.execute("SELECT pipeline, model, side, row::text FROM deltapipe.verify(%s::text, %s::text)",
+                                    (pipeline, name)).fetchall()
+                shown: dict[str, int] = {}
+                if name is None:
+                    q = "SELECT pipeline, name FROM deltapipe.model WHERE %s::text IS NULL OR pipeline = %s ORDER BY 1, 2"
+                    targets = conn.execute(q, (pipeline, pipeline)).fetchall()
+                else:
+                    targets = conn.execute("SELECT pipeline, name FROM deltapipe.model WHERE name = %s AND "
+                                           "(%s::text IS NULL OR pipeline = %s) ORDER BY 1", (name, pipeline, pipeline)).fetchall()
+                by = {}
+                for r in rows:
+                    by.setdefault((r[0], r[1]), []).append(r)
+                for t in targets:
+                    checked += 1
+                    diffs = by.get(tuple(t), [])
+                    if not diffs:
+                        click.echo("ok        %s.%s" % t)
+                        continue
+                    bad.append(t[1])
+                    click.echo("MISMATCH  %s.%s: %d row(s) differ" % (t[0], t[1], len(diffs)))
+                    for r in diffs[:limit]:
+                        click.echo("  %s %s" % (r[2], r[3]))
+                    if len(diffs) > limit:
+                        click.echo("  ... %d more" % (len(diffs) - limit))
+                    shown[t[1]] = len(diffs)
+        except psycopg.Error as e:
+            raise from_db(e) from e
+    if bad:
+        raise DeltapipeError("%d model(s) differ from a full recompute: %s" % (len(bad), ", ".join(bad)),
+                             hint="`deltapipe run DIR --full-refresh` rebuilds them")
+    click.echo("%d model(s) equal their full recompute" % checked)
+
+
 def register(main) -> None:
     """Add the pipeline commands to the `deltapipe` group."""
-    for cmd in (new_cmd, deploy_cmd, plan_cmd, dag_cmd, run_cmd, schedule_cmd, unschedule_cmd, schedules_cmd):
+    for cmd in (new_cmd, deploy_cmd, plan_cmd, dag_cmd, run_cmd, verify_cmd, schedule_cmd, unschedule_cmd, schedules_cmd):
         main.add_command(cmd)
     runs = main.commands.get("runs")
     if runs is not None and hasattr(runs, "add_command"):

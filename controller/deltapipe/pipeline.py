@@ -412,11 +412,64 @@ def deploy(conn: psycopg.Connection, p: Pipeline) -> dict:
             with conn.cursor() as cur:
                 cur.executemany("INSERT INTO deltapipe.model_edge (pipeline, node, upstream, upstream_kind) "
                                 "VALUES (%s, %s, %s, %s)", [(p.name, a, b, k) for a, b, k in p.edges()])
+            for name, c in compile_pipeline(conn, p).items():
+                conn.execute("""UPDATE deltapipe.model SET incremental = %s, why_full = %s, shape = %s, delta_sql = %s,
+                                       delta_inputs = %s, state_sql = %s, hidden_cols = %s, agg_spec = %s,
+                                       watermark = CASE WHEN fingerprint_changed THEN NULL ELSE watermark END
+                                  FROM (SELECT %s AS fingerprint_changed) x
+                                 WHERE pipeline = %s AND name = %s""",
+                             (c.incremental, c.why_full, c.shape, c.delta_sql, c.delta_inputs or None, c.state_sql,
+                              c.hidden_cols or None, Jsonb(c.agg_spec) if c.agg_spec else None,
+                              name in changed, p.name, name))
     except psycopg.Error as e:
         raise from_db(e) from e
     return {"pipeline": p.name, "models": len(p.models), "sources": len(p.sources), "datasets_created": created,
             "added": sorted(added), "changed": sorted(changed), "removed": sorted(removed),
             "externals": getattr(p, "externals", [])}
+
+
+# ------------------------------------------------------------------ incremental compilation
+def compile_pipeline(conn: psycopg.Connection, p: Pipeline) -> dict:
+    """Classify every model and compile its delta statements (deltapipe.incremental), in dependency order."""
+    from .incremental import compile_model
+    columns: dict[str, list[str] | None] = {}
+    for s in p.sources.values():
+        row = conn.execute("SELECT columns FROM deltapipe.dataset WHERE name = %s", (s.dataset,)).fetchone()
+        if row:
+            columns[s.dataset] = [c["name"] for c in row[0]]
+        elif s.columns:  # not deployed yet: the columns declared in pipeline.toml
+            parts = re.split(r",(?![^()]*\))", s.columns)
+            columns[s.dataset] = [x.strip().split()[0].strip('"') if x.strip().startswith('"') else x.strip().split()[0].lower()
+                                  for x in parts if x.strip()]
+        else:
+            columns[s.dataset] = None
+    by_table = {(s.schema, s.table): s.dataset for s in p.sources.values()}
+    out = {}
+    for name in topo_order(p):
+        m = p.models[name]
+        tables = {}
+        for schema, table, _line in m.reads:
+            if schema in ("", p.schema) and table in p.models:
+                tables[(schema, table)] = (table, "model", "%s.%s" % (_q(p.schema), _q(table)))
+            elif (schema or "public", table) in by_table or (not schema and (p.schema, table) in by_table):
+                ds = by_table.get((schema or "public", table)) or by_table[(p.schema, table)]
+                src = p.sources[ds]
+                tables[(schema, table)] = (ds, "source", "%s.%s" % (_q(src.schema), _q(src.table)))
+            else:
+                tables[(schema, table)] = (table, "external", table)
+        c = compile_model(m.sql, tables, columns)
+        if c.incremental and any(k == "external" for k in m.upstreams.values()):
+            c.incremental, c.why_full = False, "depends on an external table (no change log)"
+        cols = c.columns
+        if cols is None:
+            row = conn.execute("""SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
+                                   WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped
+                                     AND a.attname NOT LIKE '\\_dp\\_%%'""",
+                               ("%s.%s" % (_q(p.schema), _q(name)),)).fetchone()
+            cols = row[0] if row else None
+        columns[name] = cols
+        out[name] = c
+    return out
 
 
 # ------------------------------------------------------------------ plan
@@ -477,7 +530,14 @@ def plan(conn: psycopg.Connection, p: Pipeline, full_refresh: bool = False) -> l
                 action, why = "run", "input changed: %s" % (", ".join(diff) or "dependencies changed")
         if action == "run":
             will_change.add(name)
-        out.append({"node": name, "kind": "model", "action": action, "reason": why})
+        inc = conn.execute("SELECT incremental, why_full, shape, fingerprint FROM deltapipe.model "
+                           "WHERE pipeline = %s AND name = %s", (p.name, name)).fetchone()
+        if inc is None or inc[3] != m.fingerprint:
+            c = compile_pipeline(conn, p)[name]
+            inc = (c.incremental, c.why_full, c.shape)
+        refresh = ("incremental (%s)" % inc[2]) if inc[0] else "full: %s" % inc[1]
+        out.append({"node": name, "kind": "model", "action": action, "reason": why, "refresh": refresh,
+                    "incremental": bool(inc[0]), "why_full": inc[1]})
     return out
 
 

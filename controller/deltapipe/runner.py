@@ -74,7 +74,7 @@ def _pipeline_from_catalog(conn, name: str) -> pl.Pipeline:
 
 def run(dsn: str | None, target: str, *, workers: int = 1, select: list[str] | None = None,
         keep_going: bool = False, full_refresh: bool = False, resume: int | None = None, wait: bool = False,
-        trigger: str = "cli", deploy: bool = True, on_event=None) -> dict:
+        trigger: str = "cli", deploy: bool = True, on_event=None, incremental_threshold: float | None = None) -> dict:
     """Run a pipeline (a directory, or the name of a deployed pipeline). Returns the run with its nodes."""
     real = resolve_dsn(dsn)
     conn = connect(real, autocommit=True, application_name="deltapipe run")
@@ -106,6 +106,8 @@ def run(dsn: str | None, target: str, *, workers: int = 1, select: list[str] | N
                            any(p.models[m].upstreams.get(s) == "source" for m in wanted)]
                 args = {"workers": workers, "keep_going": keep_going, "full_refresh": full_refresh,
                         "select": select or [], "root": str(p.root.resolve())}
+                if incremental_threshold is not None:
+                    args["incremental_threshold"] = incremental_threshold
                 run_id = conn.execute("SELECT deltapipe.start_run(%s, %s, %s, %s, %s)",
                                       (p.name, trigger, Jsonb(args), models, sources)).fetchone()[0]
             if on_event:

@@ -63,13 +63,20 @@ BEGIN
     EXECUTE format('CREATE TEMP TABLE _dp_shape AS SELECT * FROM (%s) _dp_q LIMIT 0', m.sql);
     cols := ARRAY(SELECT a.attname::text FROM pg_attribute a
                    WHERE a.attrelid = 'pg_temp._dp_shape'::regclass AND a.attnum > 0 AND NOT a.attisdropped
-                     AND a.attname <> '_dp_hash' ORDER BY a.attnum);
+                     AND a.attname NOT LIKE '\_dp\_%' ORDER BY a.attnum);
     DROP TABLE pg_temp._dp_shape;
+    -- aggregate and distinct models keep hidden state columns (counts, sums, group hash)
+    cols := cols || coalesce(m.hidden_cols, '{}');
     EXECUTE format('CREATE TABLE %s AS SELECT %s, hashtextextended(ROW(%s)::text, 0) AS _dp_hash FROM (%s) _dp_q',
                    newt, (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c),
-                   (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c), m.sql);
+                   (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c), coalesce(m.state_sql, m.sql));
     GET DIAGNOSTICS n_new = ROW_COUNT;
     PERFORM set_config('search_path', old_path, true);
+    IF '_dp_gh' = ANY (cols) THEN
+        EXECUTE format('CREATE INDEX ON %s (_dp_gh)', newt);
+    ELSIF NOT (m.key_cols IS NOT NULL AND cardinality(m.key_cols) > 0) THEN
+        EXECUTE format('CREATE INDEX ON %s (_dp_hash)', newt);
+    END IF;
     IF keyed THEN
         klist := (SELECT string_agg(format('%I', k), ', ') FROM unnest(m.key_cols) k);
         BEGIN
@@ -101,7 +108,7 @@ BEGIN
         same := deltapipe._table_shape(target::regclass) = deltapipe._table_shape(newt::regclass);
         DROP TABLE IF EXISTS pg_temp._dp_delta;
         IF NOT same THEN
-            strategy := 'swap';
+            strategy := 'rebuild';  -- a new shape: no changeset, downstream refreshes in full
             ins := n_new;
             del := n_old;
         ELSIF keyed THEN
@@ -122,13 +129,18 @@ BEGIN
                    count(*) FILTER (WHERE _dp_op = 'D')
               INTO ins, upd, del FROM pg_temp._dp_delta;
         ELSE
+            -- a multiset: the k-th copy of a row matches the k-th copy on the other side
             EXECUTE format('CREATE TEMP TABLE _dp_delta AS
-                            SELECT %L AS _dp_op, to_jsonb(o) - %L AS _dp_key, to_jsonb(o) - %L AS _dp_before
-                              FROM %s o WHERE NOT EXISTS (SELECT 1 FROM %s n WHERE n._dp_hash = o._dp_hash)
-                            UNION ALL
-                            SELECT %L, to_jsonb(n) - %L, NULL
-                              FROM %s n WHERE NOT EXISTS (SELECT 1 FROM %s o WHERE n._dp_hash = o._dp_hash)',
-                           'D', '_dp_hash', '_dp_hash', target, newt, 'I', '_dp_hash', newt, target);
+                            SELECT CASE WHEN n._dp_hash IS NULL THEN %L ELSE %L END AS _dp_op,
+                                   CASE WHEN n._dp_hash IS NULL THEN o._dp_row ELSE n._dp_row END AS _dp_key,
+                                   CASE WHEN n._dp_hash IS NULL THEN o._dp_row END AS _dp_before
+                              FROM (SELECT _dp_hash, to_jsonb(x) - %L AS _dp_row,
+                                           row_number() OVER (PARTITION BY _dp_hash) AS _dp_rn FROM %s x) o
+                              FULL JOIN (SELECT _dp_hash, to_jsonb(x) - %L AS _dp_row,
+                                                row_number() OVER (PARTITION BY _dp_hash) AS _dp_rn FROM %s x) n
+                                ON n._dp_hash = o._dp_hash AND n._dp_rn = o._dp_rn
+                             WHERE n._dp_hash IS NULL OR o._dp_hash IS NULL',
+                           'D', 'I', '_dp_hash', target, '_dp_hash', newt);
             INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
             SELECT p_run_id, m.name, _dp_op, _dp_key, _dp_before FROM pg_temp._dp_delta;
             SELECT count(*) FILTER (WHERE _dp_op = 'I'), count(*) FILTER (WHERE _dp_op = 'D')
@@ -179,7 +191,7 @@ BEGIN
                        (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c),
                        (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c));
         EXECUTE format('DROP TABLE %s', newt);
-    ELSE  -- swap
+    ELSE  -- swap or rebuild
         EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', target);
         FOR acl IN SELECT a.grantee, a.privilege_type
                      FROM pg_class c, aclexplode(c.relacl) a

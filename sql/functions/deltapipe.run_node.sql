@@ -4,7 +4,10 @@ LANGUAGE plpgsql
 AS $fn$
 -- Execute one claimed model node of a pipeline run, in the caller's transaction:
 -- skip it when its SQL fingerprint and input checksums equal those of its last
--- successful run (and its table exists), else refresh it (deltapipe.refresh_model).
+-- successful run (and its table exists), else refresh it: from the changes of
+-- its inputs (deltapipe._refresh_incremental) when it can, else in full
+-- (deltapipe.refresh_model, which still emits only the net change). Then the
+-- model's watermark moves to the inputs' current change positions.
 -- Both the Python workers and deltapipe.run_pipeline call this. Returns the node run.
 DECLARE
     nr     deltapipe.node_run;
@@ -14,6 +17,12 @@ DECLARE
     last   record;
     res    jsonb;
     full_ref boolean;
+    hi     jsonb := '{}';
+    e      record;
+    tbl    text;
+    nrows  bigint;
+    maxnr  bigint;
+    why    text;
 BEGIN
     SELECT * INTO nr FROM deltapipe.node_run WHERE id = p_node_run_id;
     IF NOT FOUND THEN
@@ -45,10 +54,40 @@ BEGIN
             RETURN (SELECT to_jsonb(n) FROM deltapipe.node_run n WHERE n.id = nr.id);
         END IF;
     END IF;
-    res := deltapipe.refresh_model(r.pipeline, nr.node, nr.run_id, r.args);
+    -- the change position of every input: SHARE locks wait for writers of the
+    -- inputs to commit and hold off new ones until this node commits
+    FOR e IN SELECT upstream, upstream_kind FROM deltapipe.model_edge
+              WHERE pipeline = r.pipeline AND node = nr.node AND upstream_kind <> 'external' ORDER BY upstream LOOP
+        IF e.upstream_kind = 'source' THEN
+            SELECT format('%I.%I', target_schema, target_table) INTO tbl FROM deltapipe.dataset WHERE name = e.upstream;
+        ELSE
+            SELECT format('%I.%I', target_schema, target_table) INTO tbl FROM deltapipe.model
+             WHERE pipeline = r.pipeline AND name = e.upstream;
+        END IF;
+        IF tbl IS NOT NULL AND to_regclass(tbl) IS NOT NULL THEN
+            EXECUTE format('LOCK TABLE %s IN SHARE MODE', tbl);
+        END IF;
+        IF e.upstream_kind = 'source' THEN
+            SELECT row_count INTO nrows FROM deltapipe.dataset WHERE name = e.upstream;
+        ELSE
+            SELECT row_count INTO nrows FROM deltapipe.model WHERE pipeline = r.pipeline AND name = e.upstream;
+        END IF;
+        hi := hi || jsonb_build_object(e.upstream, jsonb_build_object(
+                  'seq', (SELECT coalesce(max(c.seq), 0) FROM deltapipe.changeset c WHERE c.node = e.upstream),
+                  'rows', nrows));
+    END LOOP;
+    SELECT coalesce(max(id), 0) INTO maxnr FROM deltapipe.node_run;
+    res := deltapipe._refresh_incremental(r.pipeline, nr.node, nr.run_id, r.args, hi);
+    IF res ? 'fallback' THEN
+        why := res->>'fallback';
+        res := deltapipe.refresh_model(r.pipeline, nr.node, nr.run_id, r.args);
+    END IF;
+    UPDATE deltapipe.model
+       SET watermark = (SELECT jsonb_object_agg(k, v || jsonb_build_object('nr', maxnr)) FROM jsonb_each(hi) x(k, v))
+     WHERE pipeline = r.pipeline AND name = nr.node;
     UPDATE deltapipe.node_run
        SET status = 'done', finished_at = clock_timestamp(), fingerprint = m.fingerprint, inputs = v_inputs,
-           strategy = res->>'strategy', phases = res->'phases',
+           strategy = res->>'strategy', phases = res->'phases', full_because = why,
            rows_in = (res->>'rows_in')::bigint, inserted = (res->>'inserted')::bigint,
            updated = (res->>'updated')::bigint, deleted = (res->>'deleted')::bigint,
            unchanged = (res->>'unchanged')::bigint, output_checksum = (res->>'checksum')::numeric,

@@ -1,0 +1,373 @@
+"""Classify a model with sqlglot and compile its delta statements (DBSP-style, at deploy time).
+
+A model is maintained incrementally when its SELECT is built from:
+- filter / projection / UNION ALL / inner equi-joins of upstream tables, CTEs and
+  derived tables of the same kind (shape "linear");
+- one top-level GROUP BY with count(*), count(x), sum, avg, min, max over such an
+  input (shape "aggregate"), or a top-level SELECT DISTINCT (shape "distinct").
+
+The compiled delta statement (``delta_sql``) is a SELECT returning the change of
+the model (linear) or of the aggregate's input rows (aggregate/distinct) as rows
+with a weight ``_dp_w`` (+n inserted copies, -n deleted copies). It reads, for
+upstream ``delta_inputs[i]``, the temp table ``pg_temp._dp_d_<i>`` (that
+upstream's net change since the model last consumed it, built by
+deltapipe._input_delta) and the upstream tables themselves in their post-change
+state. A join of n inputs expands into the 2^n - 1 terms of
+dA⋈B' + A'⋈dB - dA⋈dB (and its n-way generalisation).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import OptimizeError, SqlglotError
+from sqlglot.optimizer.qualify import qualify
+from sqlglot.schema import MappingSchema
+
+AGGS = {exp.Count: "count", exp.Sum: "sum", exp.Avg: "avg", exp.Min: "min", exp.Max: "max"}
+VOLATILE = {"random", "now", "clock_timestamp", "statement_timestamp", "timeofday", "nextval", "gen_random_uuid",
+            "uuid_generate_v4", "txid_current", "setseed"}
+VOLATILE_NODES = (exp.CurrentTimestamp, exp.CurrentDate, exp.CurrentTime, exp.Rand)
+
+
+class NotIncremental(Exception):
+    def __init__(self, what: str, node: exp.Expression | None = None, line: int | None = None):
+        if line is None and node is not None:
+            line = _line(node)
+        super().__init__("%s at line %d" % (what, line) if line else what)
+
+
+@dataclass
+class Compiled:
+    incremental: bool
+    why_full: str | None = None
+    shape: str | None = None
+    delta_sql: str | None = None
+    delta_inputs: list[str] = field(default_factory=list)
+    state_sql: str | None = None
+    hidden_cols: list[str] = field(default_factory=list)
+    agg_spec: dict | None = None
+    columns: list[str] | None = None       # output column names (as PostgreSQL names them)
+
+
+def _line(node: exp.Expression) -> int | None:
+    for n in [node, *node.walk()] if node is not None else []:
+        meta = getattr(n, "meta", None) or {}
+        if meta.get("line"):
+            return int(meta["line"])
+        if isinstance(n, exp.Identifier) and n.meta.get("line"):
+            return int(n.meta["line"])
+    return None
+
+
+def _pg_name(e: exp.Expression) -> str | None:
+    """The column name PostgreSQL gives a projection, when it is simple to know."""
+    if isinstance(e, exp.Alias):
+        return e.alias
+    if isinstance(e, exp.Column):
+        return e.name
+    for cls, name in AGGS.items():
+        if type(e) is cls:
+            return name
+    return None
+
+
+def compile_model(sql: str, tables: dict[tuple[str, str], tuple[str, str, str]],
+                  columns: dict[str, list[str]], text: str | None = None) -> Compiled:
+    """Compile one model.
+
+    tables: (schema or '', table) as read by the SQL -> (upstream name, kind, qualified table "schema"."table")
+    columns: upstream name -> its visible column names (None entries mean unknown)
+    """
+    try:
+        return _compile(sql, tables, columns)
+    except NotIncremental as e:
+        return Compiled(False, str(e), columns=_output_names_safe(sql))
+    except (OptimizeError, SqlglotError) as e:
+        return Compiled(False, "cannot resolve the query's columns (%s)" % str(e).splitlines()[0])
+
+
+def _output_names_safe(sql: str) -> list[str] | None:
+    try:
+        tree = sqlglot.parse_one(sql, read="postgres")
+        names = [_pg_name(p) for p in tree.selects]
+        return None if any(n is None or n == "*" for n in names) else names
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _compile(sql: str, tables, columns) -> Compiled:
+    tree = sqlglot.parse_one(sql, read="postgres")
+    # checks that do not need column resolution
+    for node in tree.walk():
+        if isinstance(node, exp.Window):
+            raise NotIncremental("window function", node)
+        if isinstance(node, VOLATILE_NODES) or (isinstance(node, exp.Anonymous) and node.name.lower() in VOLATILE):
+            raise NotIncremental("non-deterministic function %s" % (node.sql("postgres").split("(")[0]), node)
+        if isinstance(node, exp.Lateral):
+            raise NotIncremental("LATERAL", node)
+        if isinstance(node, exp.With) and node.args.get("recursive"):
+            raise NotIncremental("WITH RECURSIVE", node)
+        if isinstance(node, (exp.Intersect, exp.Except)):
+            raise NotIncremental(node.key.upper(), node)
+        if isinstance(node, exp.Union) and node.args.get("distinct"):
+            raise NotIncremental("UNION without ALL (use UNION ALL)", node)
+    # upstream tables -> schema for star expansion
+    schema: dict = {}
+    inputs: list[str] = []
+    for (sch, tbl), (up, kind, _qual) in tables.items():
+        if kind == "external":
+            line = _table_line(tree, tbl)
+            raise NotIncremental("reads external table %s (no change log)" % (("%s.%s" % (sch, tbl)) if sch else tbl),
+                                 line=line)
+        cols = columns.get(up)
+        if cols is None:
+            raise NotIncremental("the columns of %s are not known yet (run the pipeline once and deploy again)" % up)
+        schema.setdefault('"%s"' % (sch or "_dp_default"), {})['"%s"' % tbl] = {'"%s"' % c: "text" for c in cols}
+        if up not in inputs:
+            inputs.append(up)
+    top_names = []
+    for p in tree.selects:
+        if isinstance(p, exp.Star) or (isinstance(p, exp.Column) and isinstance(p.this, exp.Star)):
+            top_names = None
+            break
+        n = _pg_name(p)
+        if n is None:
+            raise NotIncremental("give the expression %s a name (AS name)" % p.sql("postgres")[:40], p)
+        top_names.append(n)
+    try:
+        q = qualify(tree.copy(), schema=MappingSchema(schema, dialect="postgres") if schema else None,
+                    dialect="postgres", quote_identifiers=True, expand_stars=True, validate_qualify_columns=True,
+                    db="_dp_default")
+    except OptimizeError as e:
+        raise NotIncremental("cannot resolve columns: %s" % str(e).splitlines()[0]) from e
+    if top_names is None:
+        top_names = [p.alias_or_name for p in q.selects]
+    if len(top_names) != len(q.selects):
+        raise NotIncremental("cannot resolve the output columns")
+    ctes = {}
+    w = q.args.get("with_") or q.args.get("with")
+    if w:
+        for cte in w.expressions:
+            ctes[cte.alias] = cte.this
+        q.set("with_", None)
+    ctx = _Ctx(tables, inputs, ctes)
+    if isinstance(q, exp.Select) and (q.args.get("group") or q.args.get("distinct")
+                                      or any(isinstance(p.unalias(), tuple(AGGS)) for p in q.selects)
+                                      or list(q.find_all(*AGGS))):
+        return _compile_aggregate(q, top_names, ctx)
+    for i, p in enumerate(q.selects):
+        p.replace(exp.alias_(p.unalias(), top_names[i], quoted=True))
+    delta = ctx.delta(q)
+    return Compiled(True, shape="linear", delta_sql=delta.sql("postgres"), delta_inputs=inputs, columns=top_names)
+
+
+def _table_line(tree, tbl: str) -> int | None:
+    for t in tree.find_all(exp.Table):
+        if t.name.lower() == tbl.lower():
+            return _line(t)
+    return None
+
+
+class _Ctx:
+    def __init__(self, tables, inputs, ctes):
+        self.by_table = {}
+        for (sch, tbl), (up, _kind, qual) in tables.items():
+            self.by_table[(sch, tbl)] = (up, qual)
+        self.inputs = inputs
+        self.ctes = ctes
+
+    def resolve(self, t: exp.Table):
+        db = t.args.get("db").name if t.args.get("db") else ""
+        key = ("" if db == "_dp_default" else db, t.name)
+        if key in self.by_table:
+            return self.by_table[key]
+        for (sch, tbl), v in self.by_table.items():
+            if tbl == t.name and (not key[0] or key[0] == (sch or "public")):
+                return v
+        return None
+
+    # Δ(node) -> a query with node's columns plus _dp_w
+    def delta(self, node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Subquery):
+            return self.delta(node.this)
+        if isinstance(node, exp.Union):
+            left, right = self.delta(node.left), self.delta(node.right)
+            return exp.union(left, right, distinct=False)
+        if isinstance(node, exp.Select):
+            return self._delta_select(node)
+        raise NotIncremental("unsupported construct %s" % node.key.upper(), node)
+
+    def resolve_all(self, tree: exp.Expression) -> exp.Expression:
+        """A copy of tree with CTE references inlined and upstream tables schema-qualified."""
+        def fix(node):
+            if isinstance(node, exp.Table) and isinstance(node.parent, (exp.From, exp.Join)):
+                return self.post(node)
+            return node
+        return tree.copy().transform(fix)
+
+    def post(self, item: exp.Expression) -> exp.Expression:
+        """The post-change version of a FROM item (CTE references inlined)."""
+        if isinstance(item, exp.Table) and item.name in self.ctes and not item.args.get("db"):
+            return exp.Subquery(this=self.resolve_all(self.ctes[item.name]),
+                                alias=exp.TableAlias(this=exp.to_identifier(item.alias_or_name, quoted=True)))
+        if isinstance(item, exp.Table):
+            r = self.resolve(item)
+            if r is None:
+                raise NotIncremental("unknown table %s" % item.name, item)
+            t = exp.to_table(r[1], dialect="postgres")
+            t.set("alias", exp.TableAlias(this=exp.to_identifier(item.alias_or_name, quoted=True)))
+            return t
+        return self.resolve_all(item)
+
+    def delta_item(self, item: exp.Expression) -> exp.Expression:
+        alias = exp.TableAlias(this=exp.to_identifier(item.alias_or_name, quoted=True))
+        if isinstance(item, exp.Table) and item.name in self.ctes and not item.args.get("db"):
+            return exp.Subquery(this=self.delta(self.ctes[item.name]), alias=alias)
+        if isinstance(item, exp.Table):
+            r = self.resolve(item)
+            if r is None:
+                raise NotIncremental("unknown table %s" % item.name, item)
+            t = exp.Table(this=exp.to_identifier("_dp_d_%d" % (self.inputs.index(r[0]) + 1), quoted=True),
+                          db=exp.to_identifier("pg_temp"))
+            t.set("alias", alias)
+            return t
+        if isinstance(item, exp.Subquery):
+            return exp.Subquery(this=self.delta(item.this), alias=alias)
+        raise NotIncremental("unsupported FROM item %s" % item.key.upper(), item)
+
+    def _delta_select(self, s: exp.Select) -> exp.Expression:
+        for key, what in (("group", "GROUP BY"), ("having", "HAVING"), ("limit", "LIMIT"), ("offset", "OFFSET"),
+                          ("distinct", "DISTINCT")):
+            if s.args.get(key):
+                raise NotIncremental("%s inside a subquery or CTE" % what, s.args[key])
+        for p in s.selects:
+            a = p.find(*AGGS)
+            if a is not None:
+                raise NotIncremental("aggregate %s inside a subquery, CTE or expression" % a.key, a)
+        for where in filter(None, [s.args.get("where"), *s.selects]):
+            for sub in where.find_all(exp.Subquery, exp.Exists):
+                if list(sub.find_all(exp.Table)):
+                    raise NotIncremental("subquery reading a table in WHERE or SELECT", sub)
+        frm = s.args.get("from_")
+        if frm is None:
+            raise NotIncremental("SELECT without FROM", s)
+        items = [frm.this]
+        for j in s.args.get("joins") or []:
+            kind = (j.args.get("kind") or "").upper()
+            side = (j.args.get("side") or "").upper()
+            if side or kind not in ("", "INNER", "CROSS"):
+                raise NotIncremental("%s JOIN" % " ".join(x for x in (side, kind) if x), j)
+            if j.args.get("method"):
+                raise NotIncremental("%s JOIN" % j.args["method"].upper(), j)
+            items.append(j.this)
+        terms = []
+        n = len(items)
+        for k in range(1, n + 1):
+            for subset in itertools.combinations(range(n), k):
+                t = s.copy()
+                t.set("order", None)
+                new_items = [self.delta_item(items[i]) if i in subset else self.post(items[i]) for i in range(n)]
+                t.args["from_"].set("this", new_items[0])
+                for ji, j in enumerate(t.args.get("joins") or []):
+                    j.set("this", new_items[ji + 1])
+                w: exp.Expression = None  # type: ignore[assignment]
+                for i in subset:
+                    col = exp.column("_dp_w", table=exp.to_identifier(items[i].alias_or_name, quoted=True))
+                    w = col if w is None else exp.Mul(this=w, expression=col)
+                if k % 2 == 0:
+                    w = exp.Neg(this=exp.Paren(this=w))
+                t.select(exp.alias_(w, "_dp_w", quoted=True), copy=False)
+                terms.append(t)
+        out = terms[0]
+        for t in terms[1:]:
+            out = exp.union(out, t, distinct=False)
+        if len(terms) > 1:
+            out = exp.select("*").from_(exp.Subquery(this=out, alias=exp.TableAlias(this=exp.to_identifier("_dp_t"))))
+        return out
+
+
+def _compile_aggregate(q: exp.Select, names: list[str], ctx: _Ctx) -> Compiled:
+    if q.args.get("having"):
+        raise NotIncremental("HAVING", q.args["having"])
+    for key, what in (("limit", "LIMIT"), ("offset", "OFFSET")):
+        if q.args.get(key):
+            raise NotIncremental(what, q.args[key])
+    distinct = q.args.get("distinct")
+    group = q.args.get("group")
+    if distinct and (group or distinct.args.get("on")):
+        raise NotIncremental("DISTINCT ON or DISTINCT with GROUP BY", distinct)
+    if not distinct and not group:
+        raise NotIncremental("aggregate without GROUP BY (it returns a row even when its input is empty)", q)
+    gexprs = [g for g in group.expressions] if group else [p.unalias() for p in q.selects]
+    gsql = [g.sql("postgres") for g in gexprs]
+    groups, aggs = [], []
+    in_proj: list[exp.Expression] = []
+    matched = set()
+    for i, p in enumerate(q.selects):
+        e = p.unalias()
+        esql = e.sql("postgres")
+        if esql in gsql:
+            k = gsql.index(esql)
+            matched.add(k)
+            groups.append({"col": names[i], "g": len(groups)})
+            in_proj.append(exp.alias_(e.copy(), "_dp_g%d" % (len(groups) - 1), quoted=True))
+            continue
+        if type(e) in AGGS:
+            fn = AGGS[type(e)]
+            arg = e.this
+            if isinstance(arg, exp.Distinct):
+                raise NotIncremental("%s(DISTINCT ...)" % fn, e)
+            if list(arg.find_all(*AGGS)) if arg is not None else False:
+                raise NotIncremental("nested aggregate", e)
+            if fn == "count" and (arg is None or isinstance(arg, exp.Star)):
+                aggs.append({"col": names[i], "fn": "count_star", "a": None})
+                continue
+            j = len(aggs)
+            aggs.append({"col": names[i], "fn": fn, "a": j})
+            in_proj.append(exp.alias_(arg.copy(), "_dp_a%d" % j, quoted=True))
+            continue
+        bad = e.find(*AGGS)
+        raise NotIncremental("expression over an aggregate (%s)" % esql[:40] if bad else
+                             "output column %s is neither a GROUP BY expression nor an aggregate" % names[i], e)
+    if len(matched) != len(gexprs):
+        missing = [gsql[k] for k in range(len(gexprs)) if k not in matched]
+        raise NotIncremental("GROUP BY expression %s is not in the SELECT list" % missing[0][:40], group)
+    # input of the aggregation: same FROM/WHERE, projections = group exprs and aggregate arguments
+    inp = q.copy()
+    inp.set("group", None)
+    inp.set("distinct", None)
+    inp.set("order", None)
+    inp.set("expressions", [x.copy() for x in in_proj] or [exp.alias_(exp.Literal.number(1), "_dp_one", quoted=True)])
+    delta = ctx.delta(inp)
+    # state statement: the query with hidden state columns
+    st = ctx.resolve_all(q)
+    st.set("order", None)
+    for i, p in enumerate(st.selects):
+        p.replace(exp.alias_(p.unalias(), names[i], quoted=True))
+    hidden = ["_dp_cnt"]
+    st.select(exp.alias_(exp.Count(this=exp.Star()), "_dp_cnt", quoted=True), copy=False)
+    arg_sql = {j: in_proj[len(groups) + k].unalias() for k, j in enumerate(a["a"] for a in aggs if a["a"] is not None)}
+    for a in aggs:
+        j = a["a"]
+        if a["fn"] in ("sum", "avg"):
+            st.select(exp.alias_(exp.Sum(this=arg_sql[j].copy()), "_dp_s%d" % j, quoted=True), copy=False)
+            st.select(exp.alias_(exp.Count(this=arg_sql[j].copy()), "_dp_n%d" % j, quoted=True), copy=False)
+            hidden += ["_dp_s%d" % j, "_dp_n%d" % j]
+        elif a["fn"] == "count":
+            st.select(exp.alias_(exp.Count(this=arg_sql[j].copy()), "_dp_n%d" % j, quoted=True), copy=False)
+            hidden.append("_dp_n%d" % j)
+    if distinct:
+        st.set("distinct", None)
+        st.set("group", exp.Group(expressions=[g.copy() for g in gexprs]))
+    gcols = ", ".join('_dp_st.%s' % exp.to_identifier(g["col"], quoted=True).sql("postgres") for g in groups)
+    state_sql = "SELECT _dp_st.*, hashtextextended(ROW(%s)::text, 0) AS _dp_gh FROM (%s) _dp_st" % (
+        gcols, st.sql("postgres"))
+    hidden.append("_dp_gh")
+    post = q.copy()
+    return Compiled(True, shape="distinct" if distinct else "aggregate", delta_sql=delta.sql("postgres"),
+                    delta_inputs=ctx.inputs, state_sql=state_sql, hidden_cols=hidden,
+                    agg_spec={"cols": names, "groups": groups, "aggs": aggs}, columns=names)

@@ -1,0 +1,292 @@
+CREATE OR REPLACE FUNCTION deltapipe._refresh_incremental(p_pipeline text, p_model text, p_run_id bigint,
+                                                          p_options jsonb, p_hi jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+AS $fn$
+-- Refresh one model from the changes of its inputs, in the caller's transaction:
+-- build each input's net change since the model's watermark (_input_delta),
+-- run the compiled delta statement, and apply the model's net change to its
+-- table with one statement (MERGE, or DELETE/INSERT of copies for keyless
+-- models), recording it in deltapipe.changeset. Aggregates keep hidden counts
+-- and sums per group; groups losing rows recompute min/max from their inputs.
+-- Returns the refresh result, or {"fallback": reason} when a full refresh is needed.
+DECLARE
+    m        record;
+    target   text;
+    tshape   text;
+    thr      numeric := coalesce((p_options->>'incremental_threshold')::numeric, 0.15);
+    i        int;
+    u        text;
+    kind     text;
+    wm       jsonb;
+    d        jsonb;
+    total_in numeric := 0;
+    total_d  numeric := 0;
+    cols     text[];
+    types    text[];
+    keys     text[];
+    cl       text;
+    ins      bigint := 0;
+    upd      bigint := 0;
+    del      bigint := 0;
+    dsum     numeric := 0;
+    dcnt     bigint := 0;
+    old_path text := current_setting('search_path');
+    t0       timestamptz := clock_timestamp();
+    phases   jsonb := '{}';
+    spec     jsonb;
+    gcols    text[];
+    a        jsonb;
+    expr     jsonb := '{}';
+    hasmm    boolean;
+    gmatch   text;
+    q        text;
+    last_fp  text;
+BEGIN
+    SELECT * INTO m FROM deltapipe.model WHERE pipeline = p_pipeline AND name = p_model;
+    target := format('%I.%I', m.target_schema, m.target_table);
+    IF NOT m.incremental THEN
+        RETURN jsonb_build_object('fallback', coalesce(m.why_full, 'not incremental'));
+    ELSIF coalesce((p_options->>'full_refresh')::boolean, false) THEN
+        RETURN jsonb_build_object('fallback', 'full refresh requested');
+    ELSIF to_regclass(target) IS NULL THEN
+        RETURN jsonb_build_object('fallback', 'first build');
+    ELSIF m.watermark IS NULL THEN
+        RETURN jsonb_build_object('fallback', 'no change position recorded yet');
+    END IF;
+    SELECT n.fingerprint INTO last_fp FROM deltapipe.node_run n JOIN deltapipe.run x ON x.id = n.run_id
+     WHERE x.pipeline = p_pipeline AND n.node = p_model AND n.node_kind = 'model' AND n.status = 'done'
+     ORDER BY n.id DESC LIMIT 1;
+    IF last_fp IS DISTINCT FROM m.fingerprint THEN
+        RETURN jsonb_build_object('fallback', 'SQL changed');
+    END IF;
+    FOR i IN 1 .. cardinality(m.delta_inputs) LOOP
+        u := m.delta_inputs[i];
+        SELECT upstream_kind INTO kind FROM deltapipe.model_edge WHERE pipeline = p_pipeline AND node = p_model AND upstream = u;
+        wm := m.watermark->u;
+        IF wm IS NULL OR p_hi->u IS NULL THEN
+            RETURN jsonb_build_object('fallback', format('new input %s', u));
+        END IF;
+        IF EXISTS (SELECT 1 FROM deltapipe.node_run n WHERE n.node = u AND n.id > (wm->>'nr')::bigint
+                      AND n.status = 'done' AND n.strategy IN ('create', 'rebuild')) THEN
+            RETURN jsonb_build_object('fallback', format('%s was rebuilt (no change log)', u));
+        END IF;
+        d := deltapipe._input_delta(p_pipeline, u, kind, i, (wm->>'seq')::bigint, (p_hi->u->>'seq')::bigint);
+        IF (wm->>'rows')::bigint + (d->>'net')::bigint <> (p_hi->u->>'rows')::bigint THEN
+            RETURN jsonb_build_object('fallback', format('the change log of %s does not add up to its row count', u));
+        END IF;
+        total_in := total_in + (p_hi->u->>'rows')::numeric;
+        total_d := total_d + (d->>'rows')::numeric;
+    END LOOP;
+    IF total_d > thr * greatest(total_in, 1) THEN
+        RETURN jsonb_build_object('fallback', format('change of %s rows is more than %s%% of the %s input rows',
+                                                      total_d, round(thr * 100, 1), total_in));
+    END IF;
+    phases := jsonb_build_object('inputs', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
+    t0 := clock_timestamp();
+
+    SELECT array_agg(a.attname::text ORDER BY a.attnum), array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
+      INTO cols, types
+      FROM pg_attribute a WHERE a.attrelid = target::regclass AND a.attnum > 0 AND NOT a.attisdropped
+       AND a.attname <> '_dp_hash';
+    keys := CASE WHEN cardinality(m.key_cols) > 0 THEN m.key_cols END;
+    DROP TABLE IF EXISTS pg_temp._dp_z, pg_temp._dp_s, pg_temp._dp_new, pg_temp._dp_in, pg_temp._dp_gd;
+    PERFORM set_config('search_path', format('%I, public', m.target_schema), true);
+
+    IF m.shape = 'linear' THEN
+        cl := (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c);
+        EXECUTE format('CREATE TEMP TABLE _dp_z AS SELECT %s, _dp_w, hashtextextended(ROW(%s)::text, 0) AS _dp_hash
+                          FROM (SELECT %s, sum(_dp_w)::bigint AS _dp_w FROM (%s) _dp_q GROUP BY %s HAVING sum(_dp_w) <> 0) _dp_q',
+                       (SELECT string_agg(format('_dp_q.%I::%s AS %I', c, t, c), ', ') FROM unnest(cols, types) x(c, t)),
+                       (SELECT string_agg(format('_dp_q.%I::%s', c, t), ', ') FROM unnest(cols, types) x(c, t)),
+                       (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c), m.delta_sql,
+                       (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c));
+        PERFORM set_config('search_path', old_path, true);
+        phases := phases || jsonb_build_object('delta', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
+        t0 := clock_timestamp();
+        IF keys IS NULL THEN
+            -- keyless: remove -n copies, add +n copies, one statement
+            EXECUTE format($q$
+                WITH del AS (
+                    DELETE FROM %1$s t WHERE t.ctid = ANY (ARRAY(
+                        SELECT x.ctid FROM (SELECT t2.ctid, row_number() OVER (PARTITION BY z.ctid) AS rn, -z._dp_w AS n
+                                              FROM pg_temp._dp_z z JOIN %1$s t2 ON t2._dp_hash = z._dp_hash AND %2$s
+                                             WHERE z._dp_w < 0) x
+                         WHERE x.rn <= x.n))
+                    RETURNING t.*),
+                ins AS (
+                    INSERT INTO %1$s (%3$s, _dp_hash)
+                    SELECT %4$s, z._dp_hash FROM pg_temp._dp_z z, generate_series(1, z._dp_w) WHERE z._dp_w > 0
+                    RETURNING *)
+                INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
+                SELECT %5$s, %6$L, 'D', to_jsonb(del) - '_dp_hash', to_jsonb(del) - '_dp_hash' FROM del
+                UNION ALL
+                SELECT %5$s, %6$L, 'I', to_jsonb(ins) - '_dp_hash', NULL FROM ins$q$,
+                target,
+                (SELECT string_agg(format('t2.%1$I IS NOT DISTINCT FROM z.%1$I', c), ' AND ') FROM unnest(cols) c),
+                cl, (SELECT string_agg(format('z.%I', c), ', ') FROM unnest(cols) c), p_run_id, m.name);
+            SELECT coalesce(sum(_dp_w) FILTER (WHERE _dp_w > 0), 0), coalesce(-sum(_dp_w) FILTER (WHERE _dp_w < 0), 0),
+                   coalesce(sum(_dp_w * _dp_hash::numeric), 0), coalesce(sum(_dp_w), 0)
+              INTO ins, del, dsum, dcnt FROM pg_temp._dp_z;
+        ELSE
+            EXECUTE format('CREATE TEMP TABLE _dp_s AS
+                            SELECT s.*, t._dp_hash AS _dp_old, CASE WHEN t._dp_hash IS NOT NULL THEN to_jsonb(t) - %L END AS _dp_before
+                              FROM (SELECT DISTINCT ON (%s) * FROM pg_temp._dp_z ORDER BY %s, _dp_w DESC) s
+                              LEFT JOIN %s t ON %s
+                             WHERE (t._dp_hash IS NOT NULL OR s._dp_w > 0)
+                               AND (s._dp_w < 0 OR t._dp_hash IS DISTINCT FROM s._dp_hash)',
+                           '_dp_hash',
+                           (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k),
+                           (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k), target,
+                           (SELECT string_agg(format('t.%1$I = s.%1$I', k), ' AND ') FROM unnest(keys) k));
+            EXECUTE format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
+                            SELECT %s, %L, CASE WHEN _dp_old IS NULL THEN %L WHEN _dp_w < 0 THEN %L ELSE %L END,
+                                   jsonb_build_object(%s), _dp_before FROM pg_temp._dp_s',
+                           p_run_id, m.name, 'I', 'D', 'U',
+                           (SELECT string_agg(format('%L, %I', k, k), ', ') FROM unnest(keys) k));
+            EXECUTE format('MERGE INTO %s t USING pg_temp._dp_s s ON %s
+                            WHEN MATCHED AND s._dp_w < 0 THEN DELETE
+                            WHEN MATCHED THEN UPDATE SET %s, _dp_hash = s._dp_hash
+                            WHEN NOT MATCHED THEN INSERT (%s, _dp_hash) VALUES (%s, s._dp_hash)',
+                           target, (SELECT string_agg(format('t.%1$I = s.%1$I', k), ' AND ') FROM unnest(keys) k),
+                           coalesce((SELECT string_agg(format('%1$I = s.%1$I', c), ', ') FROM unnest(cols) c WHERE c <> ALL (keys)),
+                                    format('%1$I = s.%1$I', keys[1])),
+                           cl, (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c));
+            SELECT count(*) FILTER (WHERE _dp_old IS NULL), count(*) FILTER (WHERE _dp_old IS NOT NULL AND _dp_w > 0),
+                   count(*) FILTER (WHERE _dp_w < 0),
+                   coalesce(sum(CASE WHEN _dp_w > 0 THEN _dp_hash::numeric ELSE 0 END - coalesce(_dp_old::numeric, 0)), 0)
+              INTO ins, upd, del, dsum FROM pg_temp._dp_s;
+            dcnt := ins - del;
+        END IF;
+    ELSE
+        -- aggregate / distinct: hidden _dp_cnt, _dp_s<j>, _dp_n<j>, _dp_gh per group
+        spec := m.agg_spec;
+        gcols := ARRAY(SELECT g->>'col' FROM jsonb_array_elements(spec->'groups') g ORDER BY (g->>'g')::int);
+        hasmm := EXISTS (SELECT 1 FROM jsonb_array_elements(spec->'aggs') x WHERE x->>'fn' IN ('min', 'max'));
+        EXECUTE format('CREATE TEMP TABLE _dp_in AS SELECT * FROM (%s) _dp_q', m.delta_sql);
+        PERFORM set_config('search_path', old_path, true);
+        q := '';
+        FOR a IN SELECT x FROM jsonb_array_elements(spec->'aggs') x LOOP
+            IF a->>'fn' IN ('sum', 'avg') THEN
+                q := q || format(', sum(_dp_w * _dp_a%1$s) AS ds%1$s, sum(_dp_w) FILTER (WHERE _dp_a%1$s IS NOT NULL) AS dn%1$s', a->>'a');
+            ELSIF a->>'fn' = 'count' THEN
+                q := q || format(', sum(_dp_w) FILTER (WHERE _dp_a%1$s IS NOT NULL) AS dn%1$s', a->>'a');
+            ELSIF a->>'fn' IN ('min', 'max') THEN
+                q := q || format(', %2$s(_dp_a%1$s) FILTER (WHERE _dp_w > 0) AS dm%1$s', a->>'a', a->>'fn');
+            END IF;
+        END LOOP;
+        EXECUTE format('CREATE TEMP TABLE _dp_gd AS
+                        SELECT g.*, hashtextextended(ROW(%s)::text, 0) AS _dp_gh
+                          FROM (SELECT %s, sum(_dp_w) AS dc, bool_or(_dp_w < 0) AS neg %s FROM pg_temp._dp_in GROUP BY %s) g',
+                       (SELECT string_agg(format('g._dp_g%s::%s', k - 1,
+                                                 types[array_position(cols, gcols[k])]), ', ')
+                          FROM generate_subscripts(gcols, 1) k),
+                       (SELECT string_agg(format('_dp_g%s', k - 1), ', ') FROM generate_subscripts(gcols, 1) k),
+                       q,
+                       (SELECT string_agg(format('_dp_g%s', k - 1), ', ') FROM generate_subscripts(gcols, 1) k));
+        gmatch := (SELECT string_agg(format('o.%I IS NOT DISTINCT FROM d._dp_g%s', gcols[k], k - 1), ' AND ')
+                     FROM generate_subscripts(gcols, 1) k);
+        -- expressions for every target column from old state o and group delta d
+        expr := jsonb_build_object('_dp_cnt', 'coalesce(o._dp_cnt, 0) + d.dc', '_dp_gh', 'd._dp_gh');
+        FOR i IN 1 .. cardinality(gcols) LOOP
+            expr := expr || jsonb_build_object(gcols[i], format('d._dp_g%s', i - 1));
+        END LOOP;
+        FOR a IN SELECT x FROM jsonb_array_elements(spec->'aggs') x LOOP
+            IF a->>'fn' IN ('sum', 'avg') THEN
+                expr := expr || jsonb_build_object(
+                    format('_dp_n%s', a->>'a'), format('coalesce(o._dp_n%1$s, 0) + coalesce(d.dn%1$s, 0)', a->>'a'),
+                    format('_dp_s%s', a->>'a'), format('CASE WHEN coalesce(o._dp_n%1$s, 0) + coalesce(d.dn%1$s, 0) = 0 THEN NULL
+                                                            ELSE coalesce(o._dp_s%1$s, 0) + coalesce(d.ds%1$s, 0) END', a->>'a'));
+            ELSIF a->>'fn' = 'count' THEN
+                expr := expr || jsonb_build_object(format('_dp_n%s', a->>'a'),
+                                                   format('coalesce(o._dp_n%1$s, 0) + coalesce(d.dn%1$s, 0)', a->>'a'));
+            END IF;
+        END LOOP;
+        FOR a IN SELECT x FROM jsonb_array_elements(spec->'aggs') x LOOP
+            expr := expr || jsonb_build_object(a->>'col', CASE a->>'fn'
+                WHEN 'count_star' THEN expr->>'_dp_cnt'
+                WHEN 'count' THEN expr->>format('_dp_n%s', a->>'a')
+                WHEN 'sum' THEN expr->>format('_dp_s%s', a->>'a')
+                WHEN 'avg' THEN format('((%s)::numeric / nullif(%s, 0))', expr->>format('_dp_s%s', a->>'a'),
+                                       expr->>format('_dp_n%s', a->>'a'))
+                ELSE format('CASE WHEN d.neg THEN NULL ELSE %s(o.%I, d.dm%s) END',
+                            CASE a->>'fn' WHEN 'min' THEN 'least' ELSE 'greatest' END, a->>'col', a->>'a')
+            END);
+        END LOOP;
+        -- new state of every affected group (rows with _dp_cnt = 0 are gone)
+        EXECUTE format($q$
+            CREATE TEMP TABLE _dp_s AS
+            SELECT %1$s, d._dp_gh AS _dp_k_gh, %2$s, o._dp_hash AS _dp_old,
+                   CASE WHEN o._dp_hash IS NOT NULL THEN to_jsonb(o) - '_dp_hash' END AS _dp_before,
+                   %3$s AS _dp_re
+              FROM pg_temp._dp_gd d LEFT JOIN %4$s o ON o._dp_gh = d._dp_gh AND %5$s$q$,
+            (SELECT string_agg(format('(%s)::%s AS %I', expr->>c, t, c), ', ') FROM unnest(cols, types) x(c, t)),
+            (SELECT string_agg(format('d._dp_g%s AS _dp_k%s', k - 1, k - 1), ', ') FROM generate_subscripts(gcols, 1) k),
+            CASE WHEN hasmm THEN 'd.neg' ELSE 'false' END, target, gmatch);
+        cl := (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c);
+        EXECUTE format($q$
+            CREATE TEMP TABLE _dp_new AS
+            SELECT x.*, hashtextextended(ROW(%1$s)::text, 0) AS _dp_hash FROM (
+                SELECT %2$s FROM pg_temp._dp_s s WHERE NOT s._dp_re
+                UNION ALL
+                SELECT %3$s FROM (%4$s) r WHERE r._dp_gh IN (SELECT _dp_k_gh FROM pg_temp._dp_s WHERE _dp_re)) x
+             WHERE x._dp_cnt > 0$q$,
+            (SELECT string_agg(format('x.%I', c), ', ') FROM unnest(cols) c),
+            (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c),
+            (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(cols, types) x(c, t)),
+            m.state_sql);
+        phases := phases || jsonb_build_object('delta', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
+        t0 := clock_timestamp();
+        gmatch := (SELECT string_agg(format('n.%I IS NOT DISTINCT FROM s._dp_k%s', gcols[k], k - 1), ' AND ')
+                     FROM generate_subscripts(gcols, 1) k);
+        DROP TABLE IF EXISTS pg_temp._dp_z;
+        EXECUTE format('CREATE TEMP TABLE _dp_z AS
+                        SELECT s._dp_k_gh, %s, s._dp_old, s._dp_before, n.* FROM pg_temp._dp_s s
+                          LEFT JOIN pg_temp._dp_new n ON n._dp_gh = s._dp_k_gh AND %s
+                         WHERE s._dp_old IS DISTINCT FROM n._dp_hash',
+                       (SELECT string_agg(format('s._dp_k%s', k - 1), ', ') FROM generate_subscripts(gcols, 1) k), gmatch);
+        IF keys IS NULL THEN
+            INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
+            SELECT p_run_id, m.name, 'D', z._dp_before, z._dp_before FROM pg_temp._dp_z z WHERE z._dp_old IS NOT NULL
+            UNION ALL
+            SELECT p_run_id, m.name, 'I', to_jsonb(z) - ARRAY['_dp_hash', '_dp_k_gh', '_dp_old', '_dp_before']
+                   - ARRAY(SELECT format('_dp_k%s', k - 1) FROM generate_subscripts(gcols, 1) k), NULL
+              FROM pg_temp._dp_z z WHERE z._dp_hash IS NOT NULL;
+        ELSE
+            EXECUTE format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
+                            SELECT %s, %L, CASE WHEN z._dp_old IS NULL THEN %L WHEN z._dp_hash IS NULL THEN %L ELSE %L END,
+                                   CASE WHEN z._dp_hash IS NULL THEN jsonb_build_object(%s) ELSE jsonb_build_object(%s) END,
+                                   z._dp_before FROM pg_temp._dp_z z',
+                           p_run_id, m.name, 'I', 'D', 'U',
+                           (SELECT string_agg(format('%L, z._dp_before->%L', k, k), ', ') FROM unnest(keys) k),
+                           (SELECT string_agg(format('%L, z.%I', k, k), ', ') FROM unnest(keys) k));
+        END IF;
+        EXECUTE format('MERGE INTO %s t USING pg_temp._dp_z s ON t._dp_gh = s._dp_k_gh AND %s
+                        WHEN MATCHED AND s._dp_hash IS NULL THEN DELETE
+                        WHEN MATCHED THEN UPDATE SET %s, _dp_hash = s._dp_hash
+                        WHEN NOT MATCHED THEN INSERT (%s, _dp_hash) VALUES (%s, s._dp_hash)',
+                       target,
+                       (SELECT string_agg(format('t.%I IS NOT DISTINCT FROM s._dp_k%s', gcols[k], k - 1), ' AND ')
+                          FROM generate_subscripts(gcols, 1) k),
+                       (SELECT string_agg(format('%1$I = s.%1$I', c), ', ') FROM unnest(cols) c),
+                       cl, (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c));
+        SELECT count(*) FILTER (WHERE _dp_old IS NULL), count(*) FILTER (WHERE _dp_old IS NOT NULL AND _dp_hash IS NOT NULL),
+               count(*) FILTER (WHERE _dp_hash IS NULL),
+               coalesce(sum(coalesce(_dp_hash::numeric, 0) - coalesce(_dp_old::numeric, 0)), 0)
+          INTO ins, upd, del, dsum FROM pg_temp._dp_z;
+        dcnt := ins - del;
+    END IF;
+    DROP TABLE IF EXISTS pg_temp._dp_z, pg_temp._dp_s, pg_temp._dp_new, pg_temp._dp_in, pg_temp._dp_gd;
+    phases := phases || jsonb_build_object('apply', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
+    UPDATE deltapipe.model SET checksum = coalesce(checksum, 0) + dsum, row_count = row_count + dcnt,
+                               last_refreshed_at = now()
+     WHERE pipeline = m.pipeline AND name = m.name
+     RETURNING checksum, row_count INTO dsum, dcnt;
+    RETURN jsonb_build_object('strategy', 'incremental', 'rows_in', total_d, 'inserted', ins, 'updated', upd,
+                              'deleted', del, 'unchanged', greatest(dcnt - ins - upd, 0),
+                              'checksum', dsum, 'row_count', dcnt, 'phases', phases);
+END
+$fn$;
+
+COMMENT ON FUNCTION deltapipe._refresh_incremental(text, text, bigint, jsonb, jsonb) IS
+  'Private: refresh a model from its inputs'' changes with its compiled delta statement, or say why it needs a full refresh.';
