@@ -360,6 +360,25 @@ def rollback(run_id, cascade, dsn):
     click.echo("run %s rolled back" % run_id)
 
 
+@main.command()
+@click.option("--retention", default="30 days", show_default=True,
+              help="Prune finished runs (with their rejects and changesets) older than this PostgreSQL interval.")
+@dsn_option
+def maintain(retention, dsn):
+    """Housekeeping: mark dead runs, drop orphaned staging tables, prune old runs, ANALYZE loaded tables.
+
+    Safe while loads run. The same as CALL deltapipe.maintain(); schedule that with pg_cron."""
+    from .db import connect, require_installed
+    with connect(dsn) as conn:
+        require_installed(conn)
+        try:
+            r = conn.execute("CALL deltapipe.maintain(%s::interval)", (retention,)).fetchone()[0]
+        except psycopg.Error as e:
+            raise from_db(e) from e
+    for k, v in r.items():
+        click.echo("%-24s %s" % (k.replace("_", " "), v))
+
+
 # ---------------------------------------------------------------- demo
 @main.command()
 @click.option("--dir", "workdir", default=".deltapipe/demo", show_default=True, type=click.Path(file_okay=False))

@@ -50,6 +50,7 @@ def install(dsn: str | None, *, revision: str = "head", routines: bool = True) -
     real = resolve_dsn(dsn)
     engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(real), poolclass=NullPool)
     applied = []
+    roles = None
     try:
         with engine.begin() as conn:
             raw = conn.connection.driver_connection
@@ -62,6 +63,8 @@ def install(dsn: str | None, *, revision: str = "head", routines: bool = True) -
                 for path in manifest():
                     _apply_routine(raw, path)
                     applied.append(path.name)
+                # roles last, so that they cover every table and routine
+                roles = raw.execute("SELECT deltapipe._setup_roles()").fetchone()[0]
             rev = raw.execute("SELECT version_num FROM deltapipe.alembic_version").fetchone()[0]
     except psycopg.Error as e:
         raise from_db(e) from e
@@ -69,4 +72,4 @@ def install(dsn: str | None, *, revision: str = "head", routines: bool = True) -
         raise
     finally:
         engine.dispose()
-    return {"revision": rev, "routines": len(applied)}
+    return {"revision": rev, "routines": len(applied), "roles": roles}

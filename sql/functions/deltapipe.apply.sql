@@ -55,6 +55,9 @@ BEGIN
         EXECUTE format('ALTER TABLE %s DROP COLUMN _dp_line, DROP COLUMN _dp_why, ALTER COLUMN _dp_hash SET NOT NULL', typed);
         EXECUTE format('ALTER TABLE %s RENAME TO %I', typed, ds.target_table);
         EXECUTE format('COMMENT ON TABLE %s IS %L', target, format('deltapipe dataset %s', ds.name));
+        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'deltapipe_reader') THEN
+            EXECUTE format('GRANT SELECT ON %s TO deltapipe_reader', target);
+        END IF;
         EXECUTE format('ANALYZE %s', target);
         EXECUTE format('SELECT coalesce(sum(_dp_hash::numeric), 0), count(*) FROM %s', target) INTO csum, n_rows;
     ELSE

@@ -1,0 +1,67 @@
+CREATE OR REPLACE PROCEDURE deltapipe.maintain(p_retention interval DEFAULT '30 days', INOUT result jsonb DEFAULT NULL)
+LANGUAGE plpgsql
+AS $fn$
+-- Housekeeping, safe while loads and runs are going on:
+-- 1. runs whose controller connection is gone are marked failed;
+-- 2. staging tables of dead sessions (and their work tables) are dropped;
+-- 3. finished runs older than p_retention are pruned with their node runs,
+--    rejects and changesets - except the last successful run of every node,
+--    which skip-unchanged compares against;
+-- 4. the target tables of datasets loaded since the last maintenance are ANALYZEd.
+-- Schedule it with pg_cron:  SELECT cron.schedule('deltapipe-maintain', '17 3 * * *', 'CALL deltapipe.maintain()');
+DECLARE
+    dead_runs int;
+    dropped   int := 0;
+    pruned    int;
+    analyzed  int := 0;
+    t         record;
+    last_maint timestamptz := coalesce((SELECT max(finished_at) FROM deltapipe.run WHERE args->>'maintenance' = 'true'),
+                                       '-infinity');
+BEGIN
+    UPDATE deltapipe.run r SET status = 'failed', finished_at = clock_timestamp(),
+           error = coalesce(error, 'the controller went away before the run finished')
+     WHERE r.status = 'running' AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = r.backend_pid);
+    GET DIAGNOSTICS dead_runs = ROW_COUNT;
+    UPDATE deltapipe.node_run n SET status = 'failed', finished_at = clock_timestamp(), error = coalesce(n.error, 'the run died')
+      FROM deltapipe.run r WHERE r.id = n.run_id AND r.status = 'failed' AND n.status IN ('running', 'pending');
+
+    FOR t IN
+        SELECT c.relname
+          FROM pg_class c
+         WHERE c.relnamespace = 'deltapipe_stage'::regnamespace AND c.relkind = 'r'
+           AND NOT EXISTS (SELECT 1 FROM deltapipe.staging s JOIN pg_stat_activity a ON a.pid = s.backend_pid
+                            WHERE c.relname = s.table_name OR c.relname LIKE s.table_name || '\__')
+    LOOP
+        -- skip tables some session is using right now
+        BEGIN
+            EXECUTE format('LOCK TABLE deltapipe_stage.%I IN ACCESS EXCLUSIVE MODE NOWAIT', t.relname);
+            EXECUTE format('DROP TABLE deltapipe_stage.%I', t.relname);
+            dropped := dropped + 1;
+        EXCEPTION WHEN lock_not_available THEN
+            NULL;
+        END;
+    END LOOP;
+    DELETE FROM deltapipe.staging s WHERE to_regclass(format('deltapipe_stage.%I', s.table_name)) IS NULL;
+
+    DELETE FROM deltapipe.run r
+     WHERE r.status <> 'running' AND r.finished_at < now() - p_retention
+       AND NOT EXISTS (SELECT 1 FROM deltapipe.node_run n
+                        WHERE n.run_id = r.id AND n.status = 'done'
+                          AND n.id = (SELECT max(n2.id) FROM deltapipe.node_run n2 WHERE n2.node = n.node AND n2.status = 'done'));
+    GET DIAGNOSTICS pruned = ROW_COUNT;
+
+    FOR t IN SELECT target_schema, target_table FROM deltapipe.dataset
+              WHERE last_loaded_at > last_maint AND to_regclass(format('%I.%I', target_schema, target_table)) IS NOT NULL LOOP
+        EXECUTE format('ANALYZE %I.%I', t.target_schema, t.target_table);
+        analyzed := analyzed + 1;
+    END LOOP;
+
+    result := jsonb_build_object('dead_runs_marked', dead_runs, 'staging_tables_dropped', dropped,
+                                 'runs_pruned', pruned, 'tables_analyzed', analyzed);
+    INSERT INTO deltapipe.run (kind, trigger, status, finished_at, args)
+    VALUES ('load', 'sql', 'done', clock_timestamp(), jsonb_build_object('maintenance', true) || result);
+END
+$fn$;
+
+COMMENT ON PROCEDURE deltapipe.maintain(interval, jsonb) IS
+  'Housekeeping: mark dead runs, drop orphaned staging tables, prune old runs/rejects/changesets (keeping each node''s last success), ANALYZE loaded targets.';
