@@ -1,0 +1,166 @@
+"""Crash safety with real processes, no mocks: the controller killed with SIGKILL in the
+middle of COPY and of CALL deltapipe.load, its backend terminated, PostgreSQL stopped
+with `pg_ctl -m immediate` during a load. Afterwards every target is exactly in its
+before- or after-state (checksum and content), no staging is left once the next load
+ran, the killed run is marked failed, and the next load succeeds."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from deltapipe.install import install
+from deltapipe.server import LocalServer
+from fault_helpers import (leftovers, one_line, spawn_load, state, wait_gone, wait_phase, write_version)
+
+ROWS = 30_000
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("faults")
+    out = {}
+    for v in (0, 1, 2):
+        p = d / ("v%d.csv" % v)
+        out[v] = (p, write_version(p, v, ROWS))
+    return out
+
+
+def setup_dataset(dsn: str, files, name: str = "big") -> None:
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("SELECT deltapipe.create_dataset(%s, ARRAY['id'], 'id bigint, name text, n int, pad text')", (name,))
+    p = spawn_load(dsn, name, files[0][0])
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+
+
+def next_load_ok(conn, dsn, files, version, killed_run):
+    """The next load succeeds, marks the killed run failed, leaves no staging; the target is the file."""
+    p = spawn_load(dsn, "big", files[version][0])
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r["status"] == "done" and r["rows_in"] == r["inserted"] + r["updated"] + r["unchanged"] + r["rejected"] \
+        + r["duplicates"]
+    assert state(conn, "big") == files[version][1]
+    assert leftovers(conn) == (0, 0)
+    if killed_run is not None:
+        st, err = conn.execute("SELECT status, error FROM deltapipe.run WHERE id = %s", (killed_run,)).fetchone()
+        assert st == "failed" and err, (st, err)
+        assert conn.execute("SELECT status FROM deltapipe.node_run WHERE run_id = %s", (killed_run,)).fetchone()[0] \
+            == "failed"
+    assert conn.execute("SELECT count(*) FROM deltapipe.run WHERE status = 'running'").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("phase", ["copy", "call"])
+def test_sigkill_controller(conn, dsn, files, phase):
+    setup_dataset(dsn, files)
+    before = state(conn, "big")
+    assert before == files[0][1]
+    p = spawn_load(dsn, "big", files[1][0])
+    pid = wait_phase(conn, p, phase)
+    assert pid is not None, "the load ended before reaching %s: %s" % (phase, p.communicate())
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait(timeout=10)
+    killed_run = conn.execute("SELECT max(id) FROM deltapipe.run").fetchone()[0]
+    # the orphaned backend finishes what it was doing, then finds its client gone and rolls back
+    wait_gone(conn, pid)
+    assert state(conn, "big") == before
+    assert conn.execute("SELECT status FROM deltapipe.run WHERE id = %s", (killed_run,)).fetchone()[0] == "running"
+    next_load_ok(conn, dsn, files, 1, killed_run)
+
+
+@pytest.mark.parametrize("phase", ["copy", "call"])
+def test_terminate_backend_mid_load(conn, dsn, files, phase):
+    """pg_terminate_backend of the loader's backend: the load is retried (or fails with one
+    line); the target is in its before- or after-state, never a mix."""
+    setup_dataset(dsn, files)
+    before = state(conn, "big")
+    p = spawn_load(dsn, "big", files[1][0])
+    pid = wait_phase(conn, p, phase)
+    assert pid is not None
+    assert conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+    out, err = p.communicate(timeout=120)
+    after = state(conn, "big")
+    assert "Traceback" not in err
+    if p.returncode == 0:  # retried: the after-state, and the retry is recorded
+        assert after == files[1][1]
+        r = json.loads(out.strip().splitlines()[-1])
+        assert r["phases"]["retries"] >= 1 and r["phases"]["retry_errors"]
+        assert conn.execute("SELECT status FROM deltapipe.run WHERE id = %s", (r["run_id"],)).fetchone()[0] == "done"
+    else:
+        assert err.strip().splitlines()[-1].startswith("error: ")
+        assert after == before
+    assert leftovers(conn) == (0, 0)
+    next_load_ok(conn, dsn, files, 2, None)
+
+
+@pytest.mark.xfail(strict=True, reason="when the connection is lost during COPY (backend terminated, server "
+                   "restart) psycopg prints 'error ignored terminating <psycopg.Copy [BAD] at 0x...>: the connection "
+                   "is lost' on stderr from loader._copy's `with cur.copy(...)`: a successful retried load prints that "
+                   "line, a failed one prints it before its `error:` line")
+def test_connection_lost_during_copy_prints_nothing_extra(conn, dsn, files):
+    setup_dataset(dsn, files)
+    p = spawn_load(dsn, "big", files[1][0])
+    pid = wait_phase(conn, p, "copy")
+    assert pid is not None
+    conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    out, err = p.communicate(timeout=120)
+    if p.returncode == 0:
+        assert err.strip() == ""
+    else:
+        one_line(err)
+
+
+@pytest.fixture
+def own_server():
+    """A separate cluster of this test only: stopping it does not disturb the shared test server."""
+    base = Path("/var/tmp/dp-faults-%s" % uuid.uuid4().hex[:10])
+    base.mkdir(mode=0o755)
+    srv = LocalServer.at(base / "pg")
+    try:
+        dsn = srv.start()
+        install(dsn)
+        yield srv, dsn
+    finally:
+        srv._pg_ctl("stop", "-m", "immediate", "-w")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("phase", ["copy", "call"])
+def test_immediate_postgres_shutdown_mid_load(own_server, files, phase):
+    srv, dsn = own_server
+    setup_dataset(dsn, files)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        before = state(c, "big")
+        assert before == files[0][1]
+        p = spawn_load(dsn, "big", files[1][0])
+        pid = wait_phase(c, p, phase)
+        assert pid is not None
+    r = srv._pg_ctl("stop", "-m", "immediate", "-w")
+    assert r.returncode == 0, r.stdout
+    dsn = srv.start()  # crash recovery (the port may change)
+    out, err = p.communicate(timeout=120)  # the controller retries or gives up
+    assert "Traceback" not in err
+    if p.returncode != 0:
+        assert err.strip().splitlines()[-1].startswith("error: ")
+    with psycopg.connect(dsn, autocommit=True) as c:
+        now = state(c, "big")
+        assert now in (before, files[1][1])
+        if p.returncode == 0:
+            assert now == files[1][1]
+        run = c.execute("SELECT max(id) FROM deltapipe.run").fetchone()[0]
+        p = spawn_load(dsn, "big", files[2][0])
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        assert state(c, "big") == files[2][1]
+        assert leftovers(c) == (0, 0)
+        assert c.execute("SELECT status FROM deltapipe.run WHERE id = %s", (run,)).fetchone()[0] in ("done", "failed")
+        assert c.execute("SELECT count(*) FROM deltapipe.run WHERE status = 'running'").fetchone()[0] == 0
