@@ -62,4 +62,6 @@ def run_demo(dsn: str | None, workdir: str, echo=print, show_load=None) -> None:
     echo("\n== load people_v2.csv again: identical file, nothing to do")
     r3 = load_file(dsn, "demo_people", d / "people_v2.csv", LoadOptions(), progress=False)
     show_load(r3) if show_load else echo(r3)
-    echo("\nTry: deltapipe runs; deltapipe runs show %s; psql -c 'table demo_people'" % r2["run_id"])
+    from .db import resolve_dsn
+    echo("\nTry: deltapipe runs; deltapipe runs show %s; psql %s -c 'table demo_people'"
+         % (r2["run_id"], resolve_dsn(dsn)))
