@@ -183,22 +183,22 @@ BEGIN
     -- with the target by row hash. Only what did not match is kept, in
     -- <staging>_s: lines that are changed or new (with their raw text, then
     -- copied to <staging>_c to be parsed) and target rows that no line matched
-    -- ("gone": updated or deleted, with key, hash and before-image).
+    -- ("gone": updated or deleted, with key and hash).
     -- <staging>_n keeps the number of matched lines and the hash seed.
     EXECUTE format('SELECT count(*) FROM %s WHERE _dp_line > %s AND _dp_raw <> %L', src, hdr_line, '') INTO rows_in;
     EXECUTE format('DROP TABLE IF EXISTS %s, %s, %s', same, changed, nstat);
     IF mode <> 'changes' AND NOT first_load AND NOT coalesce((p_options->>'full_validate')::boolean, false) THEN
         EXECUTE format($q$
             CREATE UNLOGGED TABLE %s AS
-            SELECT s._dp_line, t._dp_hash AS h, s._dp_raw%s,
-                   CASE WHEN s._dp_line IS NULL THEN to_jsonb(t) END AS _dp_before
+            SELECT s._dp_line, t._dp_hash AS h, s._dp_raw%s
             FROM (SELECT _dp_line, _dp_raw, hashtextextended(_dp_raw, %s) AS hh FROM %s
                   WHERE _dp_line > %s AND _dp_raw <> '') s
-            FULL JOIN %s t ON t._dp_hash = s.hh
+            FULL JOIN (SELECT _dp_hash%s FROM %s) t ON t._dp_hash = s.hh
             WHERE s._dp_line IS NULL OR t._dp_hash IS NULL$q$,
             same,
             (SELECT string_agg(format(', t.%1$I', k), '') FROM unnest(ds.key_cols) k),
-            seed, src, hdr_line, target);
+            seed, src, hdr_line,
+            (SELECT string_agg(format(', %I', k), '') FROM unnest(ds.key_cols) k), target);
         EXECUTE format('CREATE UNLOGGED TABLE %s AS SELECT _dp_line, _dp_raw FROM %s WHERE _dp_line IS NOT NULL', changed, same);
         EXECUTE format('SELECT %s - count(*) FROM %s', rows_in, changed) INTO n_same;
         EXECUTE format('CREATE UNLOGGED TABLE %s AS SELECT %s::bigint AS matched, %s::bigint AS seed', nstat, n_same, seed);

@@ -30,6 +30,9 @@ BEGIN
     PERFORM deltapipe._dataset(p_dataset);
     -- JIT compilation costs more than it saves on these short set-based statements
     PERFORM set_config('jit', 'off', true);
+    -- hash joins over a whole table stay in memory; small deltas probe the primary key
+    PERFORM set_config('work_mem', '256MB', true);
+    PERFORM set_config('random_page_cost', '1.1', true);
     -- one load per dataset at a time
     SELECT * INTO ds FROM deltapipe.dataset WHERE name = p_dataset FOR UPDATE;
     opts := jsonb_build_object('mode', ds.mode) || opts;
