@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 
 import click
@@ -36,6 +37,11 @@ def dsn_option(f):
     def wrapper(*a, **kw):
         return f(*a, **kw)
     return wrapper
+
+
+# psycopg logs "error ignored terminating Copy" at WARNING when a connection drops during
+# COPY; the loader reports (or retries) that error itself, so keep it off the terminal.
+logging.getLogger("psycopg").setLevel(logging.ERROR)
 
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})

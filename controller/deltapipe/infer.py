@@ -56,7 +56,8 @@ def sample(path: Path, fmt: str, delimiter: str | None = None, quote: str | None
            encoding: str = "utf8", header: bool = True) -> tuple[list[str], list[list[str]]]:
     """Header names and up to SAMPLE_ROWS rows of the file, read without loading it whole."""
     try:
-        with open(path, encoding=encoding, errors="strict", newline="") as f:
+        enc = "utf-8-sig" if encoding.lower().replace("-", "").replace("_", "") == "utf8" else encoding
+        with open(path, encoding=enc, errors="strict", newline="") as f:
             if fmt == "ndjson":
                 names: list[str] = []
                 rows: list[dict] = []

@@ -247,10 +247,16 @@ def retrying(work, conn: psycopg.Connection, dsn: str | None, run_id: int, nr_id
                 raise
             errors.append(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
             time.sleep(min(8.0, 0.25 * 2 ** n) * (0.5 + random.random()))
-            if conn.closed or conn.broken:
-                conn = connect(dsn, autocommit=True)
-                # the run belongs to this connection now (dead-run detection looks at backend_pid)
-                conn.execute("UPDATE deltapipe.run SET backend_pid = pg_backend_pid() WHERE id = %s", (run_id,))
+            while conn.closed or conn.broken:
+                # the server may still be restarting: keep trying within the budget
+                try:
+                    conn = connect(dsn, autocommit=True)
+                    # the run belongs to this connection now (dead-run detection looks at backend_pid)
+                    conn.execute("UPDATE deltapipe.run SET backend_pid = pg_backend_pid() WHERE id = %s", (run_id,))
+                except (DeltapipeError, psycopg.OperationalError):
+                    if time.monotonic() - start > RETRY_BUDGET_S:
+                        raise
+                    time.sleep(1.0)
     raise AssertionError("unreachable")
 
 

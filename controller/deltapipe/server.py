@@ -90,6 +90,8 @@ def _can_enter(path: Path, user: str | None) -> bool:
 def _free_port(preferred: int) -> int:
     for port in [preferred, *range(preferred + 1, preferred + 200)]:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            # like PostgreSQL itself: a port left in TIME_WAIT by our own last server is free
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("127.0.0.1", port))
                 return port

@@ -16,7 +16,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'DP003', MESSAGE = 'no columns given',
             HINT = 'give columns as "name type, name type, ..."';
     END IF;
-    FOR item IN SELECT btrim(x) FROM regexp_split_to_table(spec, ',(?![^(]*\))') AS x LOOP
+    FOR item IN SELECT btrim(x) FROM unnest(deltapipe._split_column_list(spec)) AS x LOOP
         m := regexp_match(item, '^("(?:[^"]|"")+"|[^\s"]+)\s+(.+)$');
         IF m IS NULL THEN
             RAISE EXCEPTION USING ERRCODE = 'DP003', MESSAGE = format('bad column definition: %s', item),

@@ -10,6 +10,7 @@ DECLARE
     ds    deltapipe.dataset := deltapipe._dataset(p_dataset);
     probe text;
     rules jsonb;
+    bad_fn text;
 BEGIN
     IF p_name IS NULL OR p_name !~ '^[A-Za-z_][A-Za-z0-9_-]{0,62}$' THEN
         RAISE EXCEPTION USING ERRCODE = 'DP020', MESSAGE = format('invalid rule name %L', p_name),
@@ -29,6 +30,24 @@ BEGIN
             DETAIL = format('columns: %s', (SELECT string_agg(c->>'name', ', ') FROM jsonb_array_elements(ds.columns) c)),
             HINT = 'a rule is one boolean expression over the dataset''s columns, e.g. amount >= 0';
     END;
+    -- a rule runs for every row of every load: only functions without side effects
+    EXECUTE 'CREATE TEMP VIEW _dp_rule_probe AS ' || probe;
+    SELECT string_agg(DISTINCT p.oid::regprocedure::text, ', ') INTO bad_fn
+      FROM pg_depend d
+      JOIN pg_rewrite rw ON rw.oid = d.objid AND d.classid = 'pg_rewrite'::regclass
+      LEFT JOIN pg_operator o ON d.refclassid = 'pg_operator'::regclass AND o.oid = d.refobjid
+      JOIN pg_proc p ON (d.refclassid = 'pg_proc'::regclass AND p.oid = d.refobjid) OR p.oid = o.oprcode
+     WHERE rw.ev_class = 'pg_temp._dp_rule_probe'::regclass AND p.provolatile = 'v';
+    DROP VIEW pg_temp._dp_rule_probe;
+    -- built-in functions leave no dependency: check every name called like a function
+    SELECT coalesce(bad_fn || ', ', '') || string_agg(DISTINCT m[1], ', ') INTO bad_fn
+      FROM regexp_matches(p_predicate, '([A-Za-z_][A-Za-z0-9_$]*)\s*\(', 'g') AS m
+     WHERE EXISTS (SELECT 1 FROM pg_proc p WHERE p.proname = lower(m[1]) AND p.provolatile = 'v');
+    IF bad_fn IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'DP020',
+            MESSAGE = format('rule %s calls volatile function(s) %s', p_name, bad_fn),
+            HINT = 'a rule may only use immutable or stable functions (it runs for every row of every load)';
+    END IF;
     rules := coalesce((SELECT jsonb_agg(r) FROM jsonb_array_elements(ds.options->'rules') r WHERE r->>'name' <> p_name), '[]')
              || jsonb_build_array(jsonb_build_object('name', p_name, 'predicate', p_predicate));
     -- the next load must read the file again even if it is the same file

@@ -46,6 +46,11 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'DP004', MESSAGE = format('invalid target table name %s', p_target),
             HINT = 'give SCHEMA.TABLE';
     END IF;
+    IF target[1] IN ('deltapipe', 'deltapipe_stage', 'pg_catalog', 'information_schema', 'pg_toast')
+       OR target[1] LIKE 'pg\_temp%' OR target[1] LIKE 'pg\_toast%' THEN
+        RAISE EXCEPTION USING ERRCODE = 'DP004', MESSAGE = format('schema %s is reserved: a target table cannot live there', target[1]),
+            HINT = 'choose another schema for --table';
+    END IF;
     IF to_regclass(format('%I.%I', target[1], target[2])) IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'DP002', MESSAGE = format('table %I.%I already exists', target[1], target[2]),
             HINT = 'deltapipe creates the target table on the first load; choose another --table or drop that table';

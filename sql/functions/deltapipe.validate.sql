@@ -299,8 +299,9 @@ BEGIN
             BEGIN v%1$s := %2$s; EXCEPTION WHEN others THEN RETURN %3$L || chr(31) || SQLSTATE || chr(31) || SQLERRM; END;$c$,
             i, castx[i], cols[i]);
     END LOOP;
-    EXECUTE format($f$
-        CREATE OR REPLACE FUNCTION pg_temp._dp_check(raw text) RETURNS text LANGUAGE plpgsql AS $body$
+    -- the body goes in as a quoted literal: names and options inside it cannot end it
+    EXECUTE format('CREATE OR REPLACE FUNCTION pg_temp._dp_check(raw text) RETURNS text LANGUAGE plpgsql AS %L',
+        format($f$
         DECLARE f text[]; j jsonb; %1$s
         BEGIN
             %2$s
@@ -308,13 +309,13 @@ BEGIN
             BEGIN %4$s RETURN NULL; EXCEPTION WHEN others THEN NULL; END;
             %5$s
             RETURN NULL;
-        END $body$$f$,
+        END $f$,
         decls,
         CASE WHEN fmt = 'ndjson'
              THEN format('BEGIN j := raw::jsonb; EXCEPTION WHEN others THEN RETURN %L || chr(31) || SQLSTATE || chr(31) || SQLERRM; END; f := %s;',
                          '', fexpr)
              ELSE format('f := %s;', replace(fexpr, 'r._dp_raw', 'raw')) END,
-        bad, allcasts, checks);
+        bad, allcasts, checks));
 
     EXECUTE format('DROP TABLE IF EXISTS %s', typed);
     BEGIN
