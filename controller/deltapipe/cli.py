@@ -282,15 +282,18 @@ def print_load(r: dict) -> None:
 @click.option("--max-rejects", help="Publish nothing if more rows than this are rejected: N rows or P%.")
 @click.option("--on-schema-change", type=click.Choice(["fail", "add-columns"]), default="fail", show_default=True,
               help="A header with columns the dataset lacks: stop with one line, or add them (types inferred).")
+@click.option("--commit-every", type=int, metavar="N",
+              help="Stage the file in committed chunks of N lines (resumable with --resume); publish stays atomic.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted --commit-every load of this same file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @dsn_option
 def load(name, file, mode, fmt, delimiter, quote, null, encoding, no_header, op_column, order_column, strategy,
-         force, allow_empty, max_rejects, on_schema_change, as_json, dsn):
+         force, allow_empty, max_rejects, on_schema_change, commit_every, resume, as_json, dsn):
     """Load FILE into dataset NAME, writing only what changed."""
     opts = LoadOptions(mode=mode, format=fmt, delimiter=delimiter, quote=quote, null=null, encoding=encoding,
                        header=not no_header, op_column=op_column, order_column=order_column, strategy=strategy,
                        force=force, allow_empty=allow_empty, max_rejects=max_rejects,
-                       on_schema_change=on_schema_change)
+                       on_schema_change=on_schema_change, commit_every=commit_every, resume=resume)
     r = load_file(dsn, name, file, opts)
     if as_json:
         click.echo(json.dumps(r, default=str))

@@ -45,6 +45,8 @@ class LoadOptions:
     allow_empty: bool = False
     max_rejects: str | None = None
     on_schema_change: str = "fail"
+    commit_every: int | None = None
+    resume: bool = False
     extra: dict = field(default_factory=dict)
 
 
@@ -77,7 +79,7 @@ def check_file(path: Path) -> Path:
     return path
 
 
-def escape_blocks(f, on_bytes: Callable[[int], None] | None = None):
+def escape_blocks(f, on_bytes: Callable[[int], None] | None = None, strip_bom: bool = True):
     """Yield the file's bytes escaped for COPY text format, one raw line per row.
 
     Backslash, tab and carriage return are escaped so every byte reaches the
@@ -98,7 +100,7 @@ def escape_blocks(f, on_bytes: Callable[[int], None] | None = None):
         carry = b""
         if first:
             first = False
-            if block.startswith(b"\xef\xbb\xbf"):
+            if strip_bom and block.startswith(b"\xef\xbb\xbf"):
                 block = block[3:]
             nl = block.find(b"\n")
             crlf = nl > 0 and block[nl - 1:nl] == b"\r"
@@ -137,7 +139,10 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
     if opts.mode and opts.mode not in MODES:
         raise DeltapipeError("unknown load mode %s" % opts.mode, hint="use snapshot, upsert, append or changes")
     size = path.stat().st_size
-    sha = file_sha256(path)
+    if opts.commit_every is not None and opts.commit_every < 1:
+        raise DeltapipeError("--commit-every needs a positive number of lines")
+    # a resumed load does not read the part of the file already staged (not even to hash it)
+    sha = None if opts.resume else file_sha256(path)
 
     conn = connect(dsn, autocommit=True)
     try:
@@ -149,19 +154,33 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
                                  sqlstate="DP001")
         _dead_runs(conn)
         mode = opts.mode or row[1]
-        args = {"dataset": dataset, "file": str(path), "mode": mode, "format": fmt}
-        run_id = conn.execute("INSERT INTO deltapipe.run (kind, trigger, status, args) VALUES ('load', %s, 'running', %s) "
-                              "RETURNING id", (trigger, Jsonb(args))).fetchone()[0]
-        nr_id = conn.execute("INSERT INTO deltapipe.node_run (run_id, node, node_kind, status, started_at, mode, "
-                             "source_file, file_sha256, bytes) VALUES (%s, %s, 'load', 'running', clock_timestamp(), "
-                             "%s, %s, %s, %s) RETURNING id",
-                             (run_id, dataset, mode, str(path), sha, size)).fetchone()[0]
-        if not opts.force and row[0] == sha:
-            conn.execute("UPDATE deltapipe.node_run SET status = 'skipped', finished_at = clock_timestamp(), "
-                         "skip_reason = 'file unchanged since the last load (same SHA-256)' WHERE id = %s", (nr_id,))
-            conn.execute("UPDATE deltapipe.run SET status = 'skipped', finished_at = clock_timestamp() WHERE id = %s",
-                         (run_id,))
-            return _record(conn, nr_id)
+        resume = None
+        if opts.resume:
+            from .resumable import find_resumable
+            resume = find_resumable(conn, dataset, path)
+            if resume is None:
+                raise DeltapipeError("nothing to resume for dataset %s from %s" % (dataset, path),
+                                     hint="a resumable load is started with --commit-every N; the file must be unchanged")
+            run_id, nr_id, sha = resume["run_id"], resume["node_run_id"], resume["args"]["file_sha256"]
+            mode = resume["args"]["mode"]
+            conn.execute("UPDATE deltapipe.run SET status = 'running', finished_at = NULL, error = NULL, "
+                         "backend_pid = pg_backend_pid() WHERE id = %s", (run_id,))
+            conn.execute("UPDATE deltapipe.node_run SET status = 'running', finished_at = NULL, error = NULL "
+                         "WHERE id = %s", (nr_id,))
+        else:
+            args = {"dataset": dataset, "file": str(path), "mode": mode, "format": fmt, "file_sha256": sha}
+            run_id = conn.execute("INSERT INTO deltapipe.run (kind, trigger, status, args) "
+                                  "VALUES ('load', %s, 'running', %s) RETURNING id", (trigger, Jsonb(args))).fetchone()[0]
+            nr_id = conn.execute("INSERT INTO deltapipe.node_run (run_id, node, node_kind, status, started_at, mode, "
+                                 "source_file, file_sha256, bytes) VALUES (%s, %s, 'load', 'running', clock_timestamp(), "
+                                 "%s, %s, %s, %s) RETURNING id",
+                                 (run_id, dataset, mode, str(path), sha, size)).fetchone()[0]
+            if not opts.force and row[0] == sha:
+                conn.execute("UPDATE deltapipe.node_run SET status = 'skipped', finished_at = clock_timestamp(), "
+                             "skip_reason = 'file unchanged since the last load (same SHA-256)' WHERE id = %s", (nr_id,))
+                conn.execute("UPDATE deltapipe.run SET status = 'skipped', finished_at = clock_timestamp() WHERE id = %s",
+                             (run_id,))
+                return _record(conn, nr_id)
 
         options = {"mode": mode, "format": fmt, "header": opts.header, "source_file": str(path),
                    "file_sha256": sha, "run_id": run_id, "node_run_id": nr_id}
@@ -174,17 +193,25 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
         options.update(opts.extra)
         show = sys.stderr.isatty() if progress is None else progress
 
+        chunked = opts.commit_every or (resume and resume["args"].get("commit_every"))
+        if chunked:
+            stg = _stage_chunked(conn, dataset, path, run_id, nr_id, opts, resume, int(chunked), options, show, size)
+
         def attempt(c: psycopg.Connection) -> None:
             with c.transaction():
                 if opts.on_schema_change == "add-columns":
                     added = _add_new_columns(c, dataset, path, fmt, opts)
                     if added:
                         options["added_columns"] = added
-                stg = c.execute("SELECT deltapipe.stage(%s)", (dataset,)).fetchone()[0]
+                if chunked:
+                    c.execute("CALL deltapipe.load(%s, %s, %s)", (dataset, stg, Jsonb(options)))
+                    c.execute("UPDATE deltapipe.batch SET state = 'published' WHERE run_id = %s", (run_id,))
+                    return
+                stg_ = c.execute("SELECT deltapipe.stage(%s)", (dataset,)).fetchone()[0]
                 t0 = time.perf_counter()
-                _copy(c, stg, path, opts.encoding, size, show and size > (16 << 20))
+                _copy(c, stg_, path, opts.encoding, size, show and size > (16 << 20))
                 options["copy_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-                c.execute("CALL deltapipe.load(%s, %s, %s)", (dataset, stg, Jsonb(options)))
+                c.execute("CALL deltapipe.load(%s, %s, %s)", (dataset, stg_, Jsonb(options)))
 
         try:
             conn = retrying(attempt, conn, dsn, run_id, nr_id)
@@ -258,6 +285,50 @@ def retrying(work, conn: psycopg.Connection, dsn: str | None, run_id: int, nr_id
                         raise
                     time.sleep(1.0)
     raise AssertionError("unreachable")
+
+
+def _stage_chunked(conn: psycopg.Connection, dataset: str, path: Path, run_id: int, nr_id: int, opts: LoadOptions,
+                   resume: dict | None, lines: int, options: dict, show: bool, size: int) -> str:
+    """Stage the file in committed chunks (or continue a resumed load). Returns the staging table."""
+    import click
+
+    from .resumable import stage_in_chunks
+    start, first = 0, 1
+    if resume and resume["intact"]:
+        stg, start, first = resume["staging"], resume["offset"], resume["lines"] + 1
+        click.echo("resuming run %s after %d committed chunk(s), at byte %d (line %d)"
+                   % (run_id, resume["chunks"], start, first), err=True)
+    else:
+        if resume:
+            click.echo("the staged part of run %s is gone (server restart?): staging again from the start" % run_id,
+                       err=True)
+            conn.execute("DELETE FROM deltapipe.batch WHERE run_id = %s", (run_id,))
+            conn.execute("SELECT deltapipe.drop_stage(%s)", (resume["staging"],))
+        stg = conn.execute("SELECT deltapipe.stage(%s)", (dataset,)).fetchone()[0]
+        st = path.stat()
+        conn.execute("UPDATE deltapipe.run SET args = args || %s WHERE id = %s",
+                     (Jsonb({"staging": stg, "staging_table": stg.split(".", 1)[1].strip('"'), "size": st.st_size,
+                             "mtime": repr(st.st_mtime), "commit_every": lines}), run_id))
+    t0 = time.perf_counter()
+    bar = None
+    if show and size > (16 << 20):
+        bar = click.progressbar(length=size, label="stage %s" % path.name, file=sys.stderr)
+        bar.__enter__()
+        bar.update(start)
+    try:
+        done = [start]
+
+        def progress(end: int) -> None:
+            if bar:
+                bar.update(end - done[0])
+            done[0] = end
+        stage_in_chunks(conn, dataset=dataset, path=path, stg=stg, run_id=run_id, encoding=opts.encoding,
+                        lines=lines, start=start, first_line=first, echo=progress)
+    finally:
+        if bar:
+            bar.__exit__(None, None, None)
+    options["copy_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    return stg
 
 
 def _add_new_columns(conn: psycopg.Connection, dataset: str, path: Path, fmt: str, opts: LoadOptions) -> list:

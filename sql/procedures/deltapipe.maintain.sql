@@ -3,7 +3,8 @@ LANGUAGE plpgsql
 AS $fn$
 -- Housekeeping, safe while loads and runs are going on:
 -- 1. runs whose controller connection is gone are marked failed;
--- 2. staging tables of dead sessions (and their work tables) are dropped;
+-- 2. staging tables of dead sessions (and their work tables) are dropped, except
+--    those of chunked loads that can still be resumed;
 -- 3. finished runs older than p_retention are pruned with their node runs,
 --    rejects and changesets - except the last successful run of every node,
 --    which skip-unchanged compares against;
@@ -31,6 +32,9 @@ BEGIN
          WHERE c.relnamespace = 'deltapipe_stage'::regnamespace AND c.relkind = 'r'
            AND NOT EXISTS (SELECT 1 FROM deltapipe.staging s JOIN pg_stat_activity a ON a.pid = s.backend_pid
                             WHERE c.relname = s.table_name OR c.relname LIKE s.table_name || '\__')
+           -- the staged part of a chunked load can still be resumed (deltapipe load --resume)
+           AND NOT EXISTS (SELECT 1 FROM deltapipe.run r WHERE r.status IN ('failed', 'running')
+                            AND r.args->>'staging_table' = c.relname AND r.started_at > now() - p_retention)
     LOOP
         -- skip tables some session is using right now
         BEGIN
