@@ -366,7 +366,8 @@ BEGIN
 
     -- rows of the wrong shape: to the rejects, with their raw line
     EXECUTE format('ANALYZE %s', typed);
-    EXECUTE format('SELECT count(*) FROM %s WHERE _dp_why IS NOT NULL', typed) INTO nbad;
+    EXECUTE format('SELECT count(*) FILTER (WHERE _dp_why IS NOT NULL), count(*) FROM %s', typed) INTO nbad, rows_ok;
+    rows_ok := rows_ok - nbad;
     IF nbad > 0 THEN
         EXECUTE format($q$
             INSERT INTO deltapipe.reject (run_id, node_run_id, dataset, source_file, line_no, raw_line, column_name, sqlstate, message)
@@ -376,8 +377,6 @@ BEGIN
             run_id, nr_id, ds.name, src_file, typed, src);
         EXECUTE format('DELETE FROM %s WHERE _dp_why IS NOT NULL', typed);
     END IF;
-    EXECUTE format('ANALYZE %s', typed);
-    EXECUTE format('SELECT count(*) FROM %s', typed) INTO rows_ok;
     RETURN jsonb_build_object('rows_in', rows_in, 'valid', rows_ok + n_same, 'unchanged_lines', n_same,
                               'rejected', rows_in - rows_ok - n_same, 'typed_table', typed, 'header_line', hdr_line);
 END
