@@ -100,6 +100,49 @@ def metrics_cmd(port, host, dsn):
     serve(dsn, port, host, on_ready=lambda msg: click.echo(msg, err=True))
 
 
+# ---------------------------------------------------------------- watch
+@click.command("watch")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--debounce", type=click.FloatRange(0.05, None), default=2.0, show_default=True,
+              help="Seconds without any change before the gathered changes are processed.")
+@click.option("--poll", type=click.FloatRange(0.01, None), default=0.2, show_default=True,
+              help="Seconds between two looks at the files.")
+@click.option("--once", is_flag=True, help="Process one window of changes, then exit.")
+@click.option("--workers", "-j", type=click.IntRange(1, 64), default=1, show_default=True)
+@_dsn_option
+def watch_cmd(directory, debounce, poll, once, workers, dsn):
+    """Watch pipeline DIRECTORY: when source files or models change, load and refresh what they affect, once."""
+    from .watch import watch
+    watch(dsn, directory, debounce=debounce, poll=poll, once=once, workers=workers,
+          echo=lambda m: click.echo(m))
+
+
+# ---------------------------------------------------------------- load-json
+@click.command("load-json")
+@click.argument("file", type=click.Path())
+@click.option("--array", "arrays", multiple=True, required=True, metavar="PATH=DATASET",
+              help="Load the array at JSON PATH (e.g. nodes, graph.edges) into DATASET. Repeatable.")
+@click.option("--mode", type=click.Choice(["snapshot", "upsert", "append", "changes"]), help="Default: the dataset's.")
+@click.option("--force", is_flag=True, help="Load even if the document is the one loaded last time.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@_dsn_option
+def load_json_cmd(file, arrays, mode, force, as_json, dsn):
+    """Stream arrays of a large JSON document into datasets (never reading it whole), e.g.
+    `deltapipe load-json graph.json --array nodes=nodes --array edges=edges`."""
+    from .jsonload import load_json, parse_arrays
+    rs = load_json(dsn, file, parse_arrays(list(arrays)), mode=mode, force=force)
+    if as_json:
+        click.echo(json.dumps(rs, default=str))
+        return
+    for r in rs:
+        if r["status"] == "skipped":
+            click.echo("%s: skipped, %s (run %s)" % (r["node"], r["skip_reason"], r["run_id"]))
+            continue
+        click.echo("%s <- %s  (run %s): read %d  +%d ~%d -%d =%d  rejected %d" % (
+            r["node"], r["source_file"], r["run_id"], r["rows_in"], r["inserted"], r["updated"], r["deleted"],
+            r["unchanged"], r["rejected"]))
+
+
 def register(main) -> None:
     """Add the lineage, report, metrics, watch and load-json commands to the `deltapipe` group."""
     main.add_command(lineage_grp)
