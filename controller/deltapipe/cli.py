@@ -341,7 +341,8 @@ def runs_show(run_id, rejects, dsn):
             n["node"], n["status"], dur, n["rows_in"], n["inserted"], n["updated"], n["deleted"], n["unchanged"],
             n["rejected"], n["duplicates"], ("  [%s]" % n["strategy"]) if n["strategy"] else ""))
         if ph:
-            click.echo("  %-20s phases: %s" % ("", "  ".join("%s %.0fms" % (k, float(v)) for k, v in ph.items())))
+            click.echo("  %-20s phases: %s" % ("", "  ".join("%s %.0fms" % (k, float(v)) if isinstance(v, (int, float))
+                                                              else "%s %s" % (k, v) for k, v in ph.items())))
         if n["skip_reason"]:
             click.echo("  %-20s skipped: %s" % ("", n["skip_reason"]))
         if n["error"]:
@@ -352,6 +353,15 @@ def runs_show(run_id, rejects, dsn):
             raw = (j["raw_line"] or "").replace("\n", "\\n")
             click.echo("  line %-8s %-12s %-6s %s" % (j["line_no"], j["column_name"] or "-", j["sqlstate"], j["message"]))
             click.echo("       | %s" % (raw[:150] + ("..." if len(raw) > 150 else "")))
+    if r.get("audits"):
+        click.echo("audits:")
+        for a in r["audits"]:
+            state = "ok" if not a["failing_rows"] else ("FAILED" if a["blocking"] else "warn")
+            click.echo("  %-20s %-6s %s%s: %d offending row%s" % (
+                a["node"], state, a["audit"], "" if a["blocking"] else " [warn]", a["failing_rows"],
+                "" if a["failing_rows"] == 1 else "s"))
+            for row in (a["sample"] or [])[:10]:
+                click.echo("       | %s" % json.dumps(row, default=str, ensure_ascii=False)[:200])
 
 
 @main.command()

@@ -70,8 +70,21 @@ def plan_cmd(directory, full_refresh, dsn):
         click.echo("  %-4s %-7s %-24s %s" % (r["action"], r["kind"], r["node"], r["reason"]))
         if r.get("refresh"):
             click.echo("  %-4s %-7s %-24s   refresh: %s" % ("", "", "", r["refresh"]))
+        shape = r.get("shape") or {}
+        if shape.get("changes"):
+            click.echo("  %-4s %-7s %-24s   shape changes: %s (rebuilt and swapped)" % ("", "", "", ", ".join(shape["changes"])))
+        elif shape.get("error"):
+            click.echo("  %-4s %-7s %-24s   shape: cannot tell (%s)" % ("", "", "", shape["error"]))
+        if r.get("affected_by"):
+            click.echo("  %-4s %-7s %-24s   affected: upstream %s changes shape" % ("", "", "", ", ".join(r["affected_by"])))
+        if r.get("audits"):
+            click.echo("  %-4s %-7s %-24s   audits: %s" % ("", "", "", ", ".join(r["audits"])))
     runs = sum(r["action"] in ("run", "load") for r in rows)
     click.echo("%d to run, %d to skip" % (runs, len(rows) - runs))
+    reshaped = [r["node"] for r in rows if (r.get("shape") or {}).get("changes")]
+    if reshaped:
+        affected = [r["node"] for r in rows if r.get("affected_by")]
+        click.echo("models changing shape: %s; downstream affected: %s" % (", ".join(reshaped), ", ".join(affected) or "none"))
     for e in getattr(p, "externals", []):
         click.echo("  external table read: %s" % e)
 

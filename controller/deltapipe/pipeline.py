@@ -57,6 +57,8 @@ class Model:
     fingerprint: str = ""
     reads: list[tuple[str, str, int]] = field(default_factory=list)  # (schema or '', table, line)
     upstreams: dict[str, str] = field(default_factory=dict)           # name -> model|source|external
+    audits: list[dict] = field(default_factory=list)                  # compiled audits (see parse_audits)
+    audit_reads: list[tuple[str, str, int]] = field(default_factory=list)  # tables the audits read
 
 
 @dataclass
@@ -127,6 +129,8 @@ def read_pipeline(directory: str | Path) -> Pipeline:
     models: dict[str, Model] = {}
     targets: dict[str, str] = {}
     for path in sorted(mdir.rglob("*.sql")) if mdir.is_dir() else []:
+        if path.name.lower().endswith(AUDITS_SUFFIX):
+            continue  # the audits of the model next to it
         rel = str(path.relative_to(root))
         mname = path.stem.lower()
         if not _IDENT.match(mname):
@@ -181,9 +185,159 @@ def parse_model(path: Path, rel: str) -> Model:
         sql = sql[:-1].rstrip()
     model = Model(path.stem.lower(), path, rel, text, sql, key, deps)
     normalized = tree.sql(dialect="postgres", comments=False, normalize=True)
-    model.fingerprint = hashlib.sha256(("%s\nkey=%s" % (normalized, ",".join(key))).encode()).hexdigest()[:32]
+    model.audits, model.audit_reads = parse_audits(path, rel, text)
+    audits = "".join("\naudit=%s|%s|%s" % (a["name"], a["blocking"], a["sql"]) for a in model.audits)
+    model.fingerprint = hashlib.sha256(("%s\nkey=%s%s" % (normalized, ",".join(key), audits)).encode()).hexdigest()[:32]
     model.reads = tables_read(tree, text)
     return model
+
+
+# ------------------------------------------------------------------ audits
+AUDITS_SUFFIX = ".audits.sql"
+_AUDIT = re.compile(r"^\s*--\s*audit\s*(?:\[\s*(warn|block|blocking|error)\s*\])?\s*:\s*(.*?)\s*$", re.I)
+_BUILTIN = re.compile(r"^(unique|not_null|accepted_values|relationships)\s*\((.*)\)$", re.I | re.S)
+_CUSTOM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]{0,62})\s*:\s*(.*)$", re.S)
+_COL = re.compile(r'^(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")$')
+
+
+def parse_audits(path: Path, rel: str, text: str) -> tuple[list[dict], list[tuple[str, str, int]]]:
+    """Audits of a model: `-- audit: SPEC` / `-- audit[warn]: SPEC` lines of its header, and models/NAME.audits.sql
+    (the same lines; there a custom audit's SELECT may go on over the following lines).
+    SPEC is unique(col, ...), not_null(col, ...), accepted_values(col, value, ...), relationships(col, table.col)
+    or NAME: SELECT ... (offending rows of the new result, named `this`)."""
+    found: list[tuple[str, int, str | None, str]] = []  # (file, line, severity, spec)
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if not line.lstrip().startswith("--"):
+            break
+        m = _AUDIT.match(line)
+        if m:
+            found.append((rel, i, m.group(1), m.group(2)))
+    side = path.with_name(path.stem + AUDITS_SUFFIX)
+    if side.exists():
+        srel = str(Path(rel).with_name(side.name))
+        cur = None
+        for i, line in enumerate(side.read_text().splitlines(), 1):
+            m = _AUDIT.match(line)
+            if m:
+                if cur:
+                    found.append(cur)
+                cur = (srel, i, m.group(1), m.group(2))
+            elif cur is not None:
+                body = re.sub(r"^\s*--.*$", "", line)
+                if body.strip():
+                    cur = (cur[0], cur[1], cur[2], cur[3] + "\n" + body)
+            elif line.strip() and not line.lstrip().startswith("--"):
+                raise _err("%s:%d: expected an audit line (-- audit: SPEC)" % (srel, i), "DP503",
+                           "start each audit with -- audit: or -- audit[warn]:")
+        if cur:
+            found.append(cur)
+    audits: list[dict] = []
+    reads: list[tuple[str, str, int]] = []
+    for frel, line, sev, spec in found:
+        a, r = _compile_audit(frel, line, spec.strip().rstrip(";").strip())
+        a["blocking"] = (sev or "").lower() != "warn"
+        a["line"] = "%s:%d" % (frel, line)
+        if any(x["name"] == a["name"] for x in audits):
+            raise _err("%s:%d: audit %s is declared twice" % (frel, line, a["name"]), "DP503",
+                       "give custom audits distinct names")
+        audits.append(a)
+        reads += [(s_, t, line) for s_, t, _ in r]
+    return audits, reads
+
+
+def _split_args(text: str) -> list[str]:
+    out, cur, q = [], "", None
+    for ch in text:
+        if q:
+            cur += ch
+            if ch == q:
+                q = None
+        elif ch in "'\"":
+            q = ch
+            cur += ch
+        elif ch == ",":
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip() or out:
+        out.append(cur.strip())
+    return out
+
+
+def _col(frel: str, line: int, spec: str, c: str) -> str:
+    if not _COL.match(c):
+        raise _err("%s:%d: audit %s: %r is not a column name" % (frel, line, spec, c), "DP503")
+    return c if c.startswith('"') else '"%s"' % c.lower()
+
+
+def _compile_audit(frel: str, line: int, spec: str) -> tuple[dict, list[tuple[str, str, int]]]:
+    """One audit -> {name, sql, spec} where sql selects the offending rows of `this`; and the tables it reads."""
+    b = _BUILTIN.match(spec)
+    if b:
+        kind, args = b.group(1).lower(), _split_args(b.group(2))
+        if not args or not args[0]:
+            raise _err("%s:%d: audit %s needs a column" % (frel, line, spec), "DP503")
+        if kind in ("unique", "not_null"):
+            cols = [_col(frel, line, spec, c) for c in args]
+            name = "%s(%s)" % (kind, ", ".join(c.strip('"') for c in cols))
+            if kind == "not_null":
+                sql = "SELECT * FROM this WHERE %s" % " OR ".join("%s IS NULL" % c for c in cols)
+            else:
+                cl = ", ".join(cols)
+                sql = ("SELECT * FROM this WHERE (%s) IN (SELECT %s FROM this WHERE %s GROUP BY %s HAVING count(*) > 1) "
+                       "ORDER BY %s" % (cl, cl, " AND ".join("%s IS NOT NULL" % c for c in cols), cl, cl))
+            return {"name": name, "sql": sql, "spec": spec}, []
+        if kind == "accepted_values":
+            col = _col(frel, line, spec, args[0])
+            vals = []
+            for v in args[1:]:
+                try:
+                    lit = sqlglot.parse_one(v, read="postgres")
+                except (ParseError, TokenError):
+                    lit = None
+                if not isinstance(lit, (exp.Literal, exp.Boolean)) and not (
+                        isinstance(lit, exp.Neg) and isinstance(lit.this, exp.Literal)):
+                    raise _err("%s:%d: audit %s: %s is not a literal value" % (frel, line, spec, v), "DP503",
+                               "quote text values: accepted_values(status, 'new', 'paid')")
+                vals.append(lit.sql(dialect="postgres"))
+            if not vals:
+                raise _err("%s:%d: audit %s lists no values" % (frel, line, spec), "DP503",
+                           "accepted_values(col, 'a', 'b', ...)")
+            name = "accepted_values(%s)" % col.strip('"')
+            return {"name": name, "sql": "SELECT * FROM this WHERE %s IS NOT NULL AND %s NOT IN (%s)"
+                    % (col, col, ", ".join(vals)), "spec": spec}, []
+        # relationships(col, [schema.]table.col)
+        if len(args) != 2:
+            raise _err("%s:%d: audit %s: give relationships(col, table.col)" % (frel, line, spec), "DP503")
+        col = _col(frel, line, spec, args[0])
+        parts = [x.strip() for x in re.findall(r'"(?:[^"]|"")+"|[^.]+', args[1])]
+        if len(parts) not in (2, 3):
+            raise _err("%s:%d: audit %s: %s is not table.column" % (frel, line, spec, args[1]), "DP503",
+                       "give relationships(customer_id, customers.id)")
+        qparts = [_col(frel, line, spec, x) for x in parts]
+        table = ".".join(qparts[:-1])
+        name = "relationships(%s, %s)" % (col.strip('"'), ".".join(x.strip('"') for x in qparts))
+        sql = ("SELECT * FROM this _dp_t WHERE _dp_t.%s IS NOT NULL AND NOT EXISTS "
+               "(SELECT 1 FROM %s _dp_r WHERE _dp_r.%s = _dp_t.%s)" % (col, table, qparts[-1], col))
+        ident = [x.strip('"') if x.startswith('"') else x.lower() for x in parts[:-1]]
+        return {"name": name, "sql": sql, "spec": spec}, [(ident[0] if len(ident) == 2 else "", ident[-1], line)]
+    c = _CUSTOM.match(spec)
+    if not c:
+        raise _err("%s:%d: audit %s: not an audit" % (frel, line, spec), "DP503",
+                   "use unique(col), not_null(col), accepted_values(col, 'a', ...), relationships(col, table.col) "
+                   "or NAME: SELECT ... FROM this WHERE <offending>")
+    name, sql = c.group(1).lower(), c.group(2).strip().rstrip(";").strip()
+    try:
+        stmts = [x for x in sqlglot.parse(sql, read="postgres") if x is not None]
+    except (ParseError, TokenError) as e:
+        raise _err("%s:%d: audit %s: parse error: %s" % (frel, line, name, str(e).splitlines()[0]), "DP503") from e
+    if len(stmts) != 1 or not isinstance(stmts[0], exp.Query):
+        raise _err("%s:%d: audit %s: give one SELECT returning the offending rows of this" % (frel, line, name), "DP503")
+    reads = [(s_, t, ln) for s_, t, ln in tables_read(stmts[0], sql) if (s_, t) != ("", "this")]
+    return {"name": name, "sql": sql, "spec": spec}, reads
 
 
 def _first_code_line(text: str) -> int:
@@ -246,7 +400,7 @@ def resolve(p: Pipeline, conn: psycopg.Connection | None) -> list[str]:
     by_table = {(s.schema, s.table): s.dataset for s in p.sources.values()}
     for m in p.models.values():
         m.upstreams = {}
-        for schema, table, line in m.reads:
+        for schema, table, line in m.reads + m.audit_reads:
             kind, name = None, None
             if schema in ("", p.schema) and table in p.models:
                 kind, name = "model", table
@@ -399,12 +553,13 @@ def deploy(conn: psycopg.Connection, p: Pipeline) -> dict:
                     raise _err("%s writes table %s.%s, the table of dataset %s" % (m.rel, p.schema, m.name, ds[0]),
                                "DP213", "rename the model")
                 conn.execute("""INSERT INTO deltapipe.model (pipeline, name, target_schema, target_table, sql, key_cols,
-                                       fingerprint, source_file) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                                       fingerprint, source_file, audits) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
                                 ON CONFLICT (pipeline, name) DO UPDATE SET sql = excluded.sql, key_cols = excluded.key_cols,
                                        fingerprint = excluded.fingerprint, source_file = excluded.source_file,
                                        target_schema = excluded.target_schema, target_table = excluded.target_table,
-                                       deployed_at = now()""",
-                             (p.name, m.name, p.schema, m.name, m.sql, m.key or None, m.fingerprint, m.rel))
+                                       audits = excluded.audits, deployed_at = now()""",
+                             (p.name, m.name, p.schema, m.name, m.sql, m.key or None, m.fingerprint, m.rel,
+                              Jsonb(m.audits) if m.audits else None))
                 if m.name not in old:
                     added.append(m.name)
                 elif old[m.name] != m.fingerprint:
@@ -495,6 +650,7 @@ def plan(conn: psycopg.Connection, p: Pipeline, full_refresh: bool = False) -> l
     """Which nodes would run and why, without running anything."""
     out: list[dict] = []
     will_change: set[str] = set()
+    reshaped: set[str] = set()   # models whose output columns change (or that are rebuilt because of one)
     for s in p.sources.values():
         action, why = source_state(conn, p, s)
         out.append({"node": s.dataset, "kind": "source", "action": action, "reason": why})
@@ -528,6 +684,16 @@ def plan(conn: psycopg.Connection, p: Pipeline, full_refresh: bool = False) -> l
                 diff = sorted(k for k in set(m.upstreams) | set(last[1] or {})
                               if (inputs or {}).get(k) != (last[1] or {}).get(k)) if inputs is not None else []
                 action, why = "run", "input changed: %s" % (", ".join(diff) or "dependencies changed")
+        shape = shape_change(conn, p, m) if table_exists else None
+        affected_by = sorted(u for u in m.upstreams if u in reshaped)
+        if shape and shape.get("changes"):
+            reshaped.add(name)
+            if action == "skip":
+                action, why = "run", "output columns change"
+        if affected_by:
+            reshaped.add(name)  # rebuilt in full: its own downstream is affected too
+            if action == "skip":
+                action, why = "run", "upstream changes shape: %s" % ", ".join(affected_by)
         if action == "run":
             will_change.add(name)
         inc = conn.execute("SELECT incremental, why_full, shape, fingerprint FROM deltapipe.model "
@@ -536,9 +702,48 @@ def plan(conn: psycopg.Connection, p: Pipeline, full_refresh: bool = False) -> l
             c = compile_pipeline(conn, p)[name]
             inc = (c.incremental, c.why_full, c.shape)
         refresh = ("incremental (%s)" % inc[2]) if inc[0] else "full: %s" % inc[1]
-        out.append({"node": name, "kind": "model", "action": action, "reason": why, "refresh": refresh,
-                    "incremental": bool(inc[0]), "why_full": inc[1]})
+        row = {"node": name, "kind": "model", "action": action, "reason": why, "refresh": refresh,
+               "incremental": bool(inc[0]), "why_full": inc[1]}
+        if shape:
+            row["shape"] = shape
+        if affected_by:
+            row["affected_by"] = affected_by
+        if m.audits:
+            row["audits"] = ["%s%s" % (a["name"], "" if a["blocking"] else " [warn]") for a in m.audits]
+        out.append(row)
     return out
+
+
+def _visible_columns(conn, regclass: str) -> list[tuple[str, str]]:
+    return [tuple(r) for r in conn.execute(
+        """SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+            WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+              AND a.attname NOT LIKE '\\_dp\\_%%' ORDER BY a.attnum""", (regclass,)).fetchall()]
+
+
+def shape_change(conn: psycopg.Connection, p: Pipeline, m: Model) -> dict | None:
+    """Compare a model's output columns (its SELECT against the tables as they are now) with its deployed table:
+    {"changes": ["+col type", "-col", "col: old -> new"], "columns": [...]} or {"error": why}."""
+    target = "%s.%s" % (_q(p.schema), _q(m.name))
+    try:
+        old = _visible_columns(conn, target)
+        with conn.transaction(force_rollback=True):
+            conn.execute("SELECT set_config('search_path', %s, true)", ("%s, public" % _q(p.schema),))
+            conn.execute("CREATE TEMP TABLE _dp_plan_shape AS SELECT * FROM (\n" + m.sql + "\n) _dp_q LIMIT 0")
+            new = _visible_columns(conn, "pg_temp._dp_plan_shape")
+    except psycopg.Error as e:
+        return {"error": from_db(e).message}
+    changes = []
+    oldd, newd = dict(old), dict(new)
+    for c, t in new:
+        if c not in oldd:
+            changes.append("+%s %s" % (c, t))
+        elif oldd[c] != t:
+            changes.append("%s: %s -> %s" % (c, oldd[c], t))
+    changes += ["-%s" % c for c, _t in old if c not in newd]
+    if not changes and [c for c, _ in old] != [c for c, _ in new]:
+        changes.append("column order: %s" % ", ".join(c for c, _ in new))
+    return {"changes": changes, "columns": [c for c, _ in new]}
 
 
 # ------------------------------------------------------------------ dag rendering

@@ -38,6 +38,9 @@ def show_run(dsn: str | None, run_id: int, reject_limit: int = 20) -> dict:
             "WHERE run_id = %s ORDER BY line_no LIMIT %s", (run_id, reject_limit)))
         run["reject_count"] = conn.execute("SELECT count(*) FROM deltapipe.reject WHERE run_id = %s",
                                            (run_id,)).fetchone()[0]
+        run["audits"] = _rows(conn.execute(
+            "SELECT node, audit, blocking, failing_rows, sample FROM deltapipe.audit_result WHERE run_id = %s "
+            "ORDER BY node, failing_rows = 0, audit", (run_id,)))
         return run
 
 

@@ -9,6 +9,8 @@ AS $fn$
 -- table with one statement (MERGE, or DELETE/INSERT of copies for keyless
 -- models), recording it in deltapipe.changeset. Aggregates keep hidden counts
 -- and sums per group; groups losing rows recompute min/max from their inputs.
+-- Then the model's audits run on the post-change table; a failing blocking audit
+-- adds "audit_failed" to the result and the caller must roll the change back.
 -- Returns the refresh result, or {"fallback": reason} when a full refresh is needed.
 DECLARE
     m        record;
@@ -42,6 +44,7 @@ DECLARE
     gmatch   text;
     q        text;
     last_fp  text;
+    audits   jsonb;
 BEGIN
     SELECT * INTO m FROM deltapipe.model WHERE pipeline = p_pipeline AND name = p_model;
     target := format('%I.%I', m.target_schema, m.target_table);
@@ -282,9 +285,14 @@ BEGIN
                                last_refreshed_at = now()
      WHERE pipeline = m.pipeline AND name = m.name
      RETURNING checksum, row_count INTO dsum, dcnt;
+    -- audits on the post-change table, before commit: the caller (run_node) rolls
+    -- the change back when a blocking audit finds rows ("audit_failed")
+    audits := deltapipe._run_audits(m.pipeline, m.name, target::regclass);
     RETURN jsonb_build_object('strategy', 'incremental', 'rows_in', total_d, 'inserted', ins, 'updated', upd,
                               'deleted', del, 'unchanged', greatest(dcnt - ins - upd, 0),
-                              'checksum', dsum, 'row_count', dcnt, 'phases', phases);
+                              'checksum', dsum, 'row_count', dcnt, 'phases', phases, 'audits', audits->'results')
+           || CASE WHEN audits->>'failed' IS NOT NULL THEN jsonb_build_object('audit_failed', audits->>'failed')
+                   ELSE '{}' END;
 END
 $fn$;
 

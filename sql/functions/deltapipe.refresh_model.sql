@@ -12,6 +12,9 @@ AS $fn$
 -- 3. apply, whichever is cheaper: MERGE only the delta into the target, or (full
 --    refresh, a first build, a new shape, a delta above swap_threshold of the
 --    table, a keyless model) swap the new table in by rename.
+-- The model's audits (deltapipe._run_audits) run on the built table before 2.:
+-- when a blocking one finds rows, nothing is published and the result says
+-- {"strategy": "audit_failed", "audit_failed": message, "audits": [...]}.
 -- Options: full_refresh (bool), swap_threshold (default 0.25), strategy (auto|merge|swap).
 DECLARE
     m          record;
@@ -39,6 +42,7 @@ DECLARE
     t0         timestamptz := clock_timestamp();
     phases     jsonb := '{}';
     acl        record;
+    audits     jsonb;
 BEGIN
     SELECT * INTO m FROM deltapipe.model WHERE pipeline = p_pipeline AND name = p_model;
     IF NOT FOUND THEN
@@ -72,6 +76,16 @@ BEGIN
                    (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c), coalesce(m.state_sql, m.sql));
     GET DIAGNOSTICS n_new = ROW_COUNT;
     PERFORM set_config('search_path', old_path, true);
+    -- audits run on the built result, before it is keyed, diffed or published:
+    -- a failing blocking audit publishes nothing (the table keeps its last good state)
+    audits := deltapipe._run_audits(m.pipeline, m.name, newt::regclass);
+    IF audits->>'failed' IS NOT NULL THEN
+        EXECUTE format('DROP TABLE %s', newt);
+        RETURN jsonb_build_object('strategy', 'audit_failed', 'audit_failed', audits->>'failed',
+                                  'audits', audits->'results', 'rows_in', n_new, 'inserted', 0, 'updated', 0,
+                                  'deleted', 0, 'unchanged', 0, 'checksum', m.checksum, 'row_count', m.row_count,
+                                  'phases', jsonb_build_object('build', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1)));
+    END IF;
     IF '_dp_gh' = ANY (cols) THEN
         EXECUTE format('CREATE INDEX ON %s (_dp_gh)', newt);
     ELSIF NOT (m.key_cols IS NOT NULL AND cardinality(m.key_cols) > 0) THEN
@@ -214,7 +228,7 @@ BEGIN
      WHERE pipeline = m.pipeline AND name = m.name;
     RETURN jsonb_build_object('strategy', strategy, 'rows_in', n_new, 'inserted', ins, 'updated', upd,
                               'deleted', del, 'unchanged', greatest(n_new - ins - upd, 0),
-                              'checksum', csum, 'row_count', n_new, 'phases', phases);
+                              'checksum', csum, 'row_count', n_new, 'phases', phases, 'audits', audits->'results');
 END
 $fn$;
 

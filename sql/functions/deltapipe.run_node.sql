@@ -7,7 +7,10 @@ AS $fn$
 -- successful run (and its table exists), else refresh it: from the changes of
 -- its inputs (deltapipe._refresh_incremental) when it can, else in full
 -- (deltapipe.refresh_model, which still emits only the net change). Then the
--- model's watermark moves to the inputs' current change positions.
+-- model's watermark moves to the inputs' current change positions. The model's
+-- audits run on the new result before it is published; their results go to
+-- deltapipe.audit_result. A blocking audit that finds rows rolls the refresh
+-- back and fails the node (DP501): its downstream nodes do not run.
 -- Both the Python workers and deltapipe.run_pipeline call this. Returns the node run.
 DECLARE
     nr     deltapipe.node_run;
@@ -23,6 +26,7 @@ DECLARE
     nrows  bigint;
     maxnr  bigint;
     why    text;
+    audit_fail boolean := false;
 BEGIN
     SELECT * INTO nr FROM deltapipe.node_run WHERE id = p_node_run_id;
     IF NOT FOUND THEN
@@ -77,14 +81,38 @@ BEGIN
                   'rows', nrows));
     END LOOP;
     SELECT coalesce(max(id), 0) INTO maxnr FROM deltapipe.node_run;
-    res := deltapipe._refresh_incremental(r.pipeline, nr.node, nr.run_id, r.args, hi);
-    IF res ? 'fallback' THEN
-        why := res->>'fallback';
-        res := deltapipe.refresh_model(r.pipeline, nr.node, nr.run_id, r.args);
+    -- a subtransaction: when a blocking audit finds rows in the new result, every
+    -- change of the refresh is rolled back (res, a variable, survives)
+    BEGIN
+        res := deltapipe._refresh_incremental(r.pipeline, nr.node, nr.run_id, r.args, hi);
+        IF res ? 'fallback' THEN
+            why := res->>'fallback';
+            res := deltapipe.refresh_model(r.pipeline, nr.node, nr.run_id, r.args);
+        END IF;
+        IF res ? 'audit_failed' THEN
+            RAISE EXCEPTION USING ERRCODE = 'DP501', MESSAGE = res->>'audit_failed';
+        END IF;
+        UPDATE deltapipe.model
+           SET watermark = (SELECT jsonb_object_agg(k, v || jsonb_build_object('nr', maxnr)) FROM jsonb_each(hi) x(k, v))
+         WHERE pipeline = r.pipeline AND name = nr.node;
+    EXCEPTION WHEN SQLSTATE 'DP501' THEN
+        audit_fail := true;
+    END;
+    INSERT INTO deltapipe.audit_result (run_id, node, audit, blocking, failing_rows, sample)
+    SELECT nr.run_id, nr.node, x->>'audit', (x->>'blocking')::boolean, (x->>'failing_rows')::bigint, x->'sample'
+      FROM jsonb_array_elements(coalesce(res->'audits', '[]')) x
+    ON CONFLICT (run_id, node, audit) DO UPDATE
+       SET blocking = excluded.blocking, failing_rows = excluded.failing_rows, sample = excluded.sample,
+           checked_at = now();
+    IF audit_fail THEN
+        UPDATE deltapipe.node_run SET fingerprint = m.fingerprint, inputs = v_inputs, full_because = why,
+                                      phases = res->'phases', rows_in = (res->>'rows_in')::bigint
+         WHERE id = nr.id;
+        PERFORM deltapipe._node_failed(nr.id, (res->>'audit_failed') ||
+                    ' (the table keeps its last good state; offending rows: deltapipe runs show ' || nr.run_id || ')',
+                    'DP501');
+        RETURN (SELECT to_jsonb(n) FROM deltapipe.node_run n WHERE n.id = nr.id);
     END IF;
-    UPDATE deltapipe.model
-       SET watermark = (SELECT jsonb_object_agg(k, v || jsonb_build_object('nr', maxnr)) FROM jsonb_each(hi) x(k, v))
-     WHERE pipeline = r.pipeline AND name = nr.node;
     UPDATE deltapipe.node_run
        SET status = 'done', finished_at = clock_timestamp(), fingerprint = m.fingerprint, inputs = v_inputs,
            strategy = res->>'strategy', phases = res->'phases', full_because = why,
