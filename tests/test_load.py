@@ -347,3 +347,12 @@ def test_reread_with_other_options_rewrites_hashes_not_rows(dsn, conn, write):
              force=True)
     assert r["unchanged"] == 2 and r["strategy"] == "none"
     assert conn.execute("SELECT ctid::text, xmin::text FROM t ORDER BY id").fetchall() == before
+
+
+def test_snapshot_growing_tenfold_swaps_in_quickly(dsn, conn, write):
+    """A snapshot ten times the table's size takes the swap path (it once met a nested-loop plan)."""
+    mkds(conn, cols="id bigint, label text")
+    load(dsn, write("a.csv", "id,label\n" + "".join("%d,n%d\n" % (i, i) for i in range(5000))))
+    r = load(dsn, write("b.csv", "id,label\n" + "".join("%d,n%d\n" % (i, i) for i in range(50000))))
+    assert (r["inserted"], r["unchanged"], r["strategy"]) == (45000, 5000, "swap")
+    assert conn.execute("SELECT count(*), count(DISTINCT id) FROM t").fetchone() == (50000, 50000)

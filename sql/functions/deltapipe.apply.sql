@@ -90,12 +90,14 @@ BEGIN
             -- the new table: the parsed rows plus the rows found unchanged by hash
             EXECUTE format('CREATE TABLE %I.%I AS SELECT %s, _dp_hash FROM %s', ds.target_schema, tmpname, collist, typed);
             IF to_regclass(same) IS NOT NULL THEN
+                -- hashed NOT IN: one pass over the target whatever the estimates say
                 EXECUTE format('INSERT INTO %I.%I SELECT %s, t._dp_hash FROM %s t
-                                WHERE NOT EXISTS (SELECT 1 FROM %s g WHERE g._dp_line IS NULL AND g.h = t._dp_hash)
-                                  AND NOT EXISTS (SELECT 1 FROM %s s WHERE %s)',
+                                WHERE t._dp_hash NOT IN (SELECT g.h FROM %s g WHERE g._dp_line IS NULL AND g.h IS NOT NULL)
+                                  AND (%s) NOT IN (SELECT %s FROM %s s)',
                                ds.target_schema, tmpname,
                                (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(cols) c), target, same,
-                               typed, kjoin);
+                               (SELECT string_agg(format('t.%I', k), ', ') FROM unnest(keys) k),
+                               (SELECT string_agg(format('s.%I', k), ', ') FROM unnest(keys) k), typed);
             END IF;
             EXECUTE format('ALTER TABLE %I.%I ADD CONSTRAINT %I PRIMARY KEY (%s), ALTER COLUMN _dp_hash SET NOT NULL',
                            ds.target_schema, tmpname, tmpname || '_pkey', klist);
