@@ -162,6 +162,7 @@ def test_sql_runner_records_audits(cli, conn, tmp_path):
     ("-- audit: nonsense here", "models/clean.sql:2: audit nonsense here: not an audit"),
     ("-- audit: bad: delete from this", "models/clean.sql:2: audit bad: give one SELECT"),
     ("-- audit: r: select * from this join nosuch using (id)", "models/clean.sql:2: unknown table nosuch"),
+    ("-- audit: not_null(id, nosuch)", "models/clean.sql:2: audit not_null(id, nosuch): nosuch is not a column of model clean"),
 ])
 def test_bad_audits_are_refused_at_deploy(cli, tmp_path, spec, message):
     d = make_pipeline(tmp_path / "p", {"clean": "-- key: id\n%s\n%s" % (spec, SELECTS["incremental"])}, sources=SOURCES,

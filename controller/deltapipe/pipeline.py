@@ -273,6 +273,22 @@ def _col(frel: str, line: int, spec: str, c: str) -> str:
     return c if c.startswith('"') else '"%s"' % c.lower()
 
 
+def _unq(c: str) -> str:
+    return c[1:-1].replace('""', '"')
+
+
+def check_audit_columns(m: Model, columns: list[str] | None) -> None:
+    """Built-in audits must name output columns of their model (when these are known)."""
+    if not columns:
+        return
+    for a in m.audits:
+        known = {x.lower() for x in columns}  # sqlglot may keep the case of unquoted names
+        missing = [c for c in a.get("columns", []) if c.lower() not in known]
+        if missing:
+            raise _err("%s: audit %s: %s is not a column of model %s" % (a["line"], a["spec"], missing[0], m.name),
+                       "DP503", "columns: %s" % ", ".join(columns))
+
+
 def _compile_audit(frel: str, line: int, spec: str) -> tuple[dict, list[tuple[str, str, int]]]:
     """One audit -> {name, sql, spec} where sql selects the offending rows of `this`; and the tables it reads."""
     b = _BUILTIN.match(spec)
@@ -289,7 +305,7 @@ def _compile_audit(frel: str, line: int, spec: str) -> tuple[dict, list[tuple[st
                 cl = ", ".join(cols)
                 sql = ("SELECT * FROM this WHERE (%s) IN (SELECT %s FROM this WHERE %s GROUP BY %s HAVING count(*) > 1) "
                        "ORDER BY %s" % (cl, cl, " AND ".join("%s IS NOT NULL" % c for c in cols), cl, cl))
-            return {"name": name, "sql": sql, "spec": spec}, []
+            return {"name": name, "sql": sql, "spec": spec, "columns": [_unq(c) for c in cols]}, []
         if kind == "accepted_values":
             col = _col(frel, line, spec, args[0])
             vals = []
@@ -308,7 +324,7 @@ def _compile_audit(frel: str, line: int, spec: str) -> tuple[dict, list[tuple[st
                            "accepted_values(col, 'a', 'b', ...)")
             name = "accepted_values(%s)" % col.strip('"')
             return {"name": name, "sql": "SELECT * FROM this WHERE %s IS NOT NULL AND %s NOT IN (%s)"
-                    % (col, col, ", ".join(vals)), "spec": spec}, []
+                    % (col, col, ", ".join(vals)), "spec": spec, "columns": [_unq(col)]}, []
         # relationships(col, [schema.]table.col)
         if len(args) != 2:
             raise _err("%s:%d: audit %s: give relationships(col, table.col)" % (frel, line, spec), "DP503")
@@ -323,7 +339,8 @@ def _compile_audit(frel: str, line: int, spec: str) -> tuple[dict, list[tuple[st
         sql = ("SELECT * FROM this _dp_t WHERE _dp_t.%s IS NOT NULL AND NOT EXISTS "
                "(SELECT 1 FROM %s _dp_r WHERE _dp_r.%s = _dp_t.%s)" % (col, table, qparts[-1], col))
         ident = [x.strip('"') if x.startswith('"') else x.lower() for x in parts[:-1]]
-        return {"name": name, "sql": sql, "spec": spec}, [(ident[0] if len(ident) == 2 else "", ident[-1], line)]
+        return ({"name": name, "sql": sql, "spec": spec, "columns": [_unq(col)]},
+                [(ident[0] if len(ident) == 2 else "", ident[-1], line)])
     c = _CUSTOM.match(spec)
     if not c:
         raise _err("%s:%d: audit %s: not an audit" % (frel, line, spec), "DP503",
@@ -568,6 +585,7 @@ def deploy(conn: psycopg.Connection, p: Pipeline) -> dict:
                 cur.executemany("INSERT INTO deltapipe.model_edge (pipeline, node, upstream, upstream_kind) "
                                 "VALUES (%s, %s, %s, %s)", [(p.name, a, b, k) for a, b, k in p.edges()])
             for name, c in compile_pipeline(conn, p).items():
+                check_audit_columns(p.models[name], c.columns)
                 conn.execute("""UPDATE deltapipe.model SET incremental = %s, why_full = %s, shape = %s, delta_sql = %s,
                                        delta_inputs = %s, state_sql = %s, hidden_cols = %s, agg_spec = %s,
                                        watermark = CASE WHEN fingerprint_changed THEN NULL ELSE watermark END
