@@ -31,6 +31,10 @@ def _dsn(dbname: str) -> str:
     return "postgresql://%s@127.0.0.1:%d/%s" % (DB_USER, PORT, dbname)
 
 
+# tests of single SQL routines (test_csv_split.py) use their own rolled-back transaction
+os.environ.setdefault("DELTAPIPE_TEST_DSN", _dsn("postgres"))
+
+
 def load_deltapipe(host, port, user, dbname, password=None, **_):
     install(_dsn(dbname))
 
