@@ -33,6 +33,13 @@ BEGIN
     GRANT INSERT, DELETE ON deltapipe.staging TO deltapipe_writer;
     GRANT UPDATE (checksum, row_count, last_file_sha256, last_loaded_at) ON deltapipe.dataset TO deltapipe_writer;
     GRANT USAGE ON ALL SEQUENCES IN SCHEMA deltapipe TO deltapipe_writer;
+    -- pipeline runs: model state (checksums, watermarks), audit results, lineage cache
+    IF to_regclass('deltapipe.model') IS NOT NULL THEN
+        GRANT UPDATE ON deltapipe.model TO deltapipe_writer;
+    END IF;
+    IF to_regclass('deltapipe.audit_result') IS NOT NULL THEN
+        GRANT INSERT, UPDATE ON deltapipe.audit_result TO deltapipe_writer;
+    END IF;
     GRANT ALL ON ALL TABLES IN SCHEMA deltapipe TO deltapipe_admin;
     GRANT ALL ON ALL SEQUENCES IN SCHEMA deltapipe TO deltapipe_admin;
 
