@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import sys
@@ -10,6 +9,7 @@ import sys
 import click
 import psycopg
 
+from .cli_options import dsn_option
 from . import __version__, datasets, runs as runs_mod
 from .errors import DeltapipeError, from_db
 from .loader import FORMATS, MODES, LoadOptions, load_file
@@ -30,13 +30,6 @@ class Cli(click.Group):
             sys.exit(1)
 
 
-def dsn_option(f):
-    @click.option("--dsn", envvar="DELTAPIPE_DSN", show_envvar=True,
-                  help="PostgreSQL connection string; default: DELTAPIPE_DSN, else the local server.")
-    @functools.wraps(f)
-    def wrapper(*a, **kw):
-        return f(*a, **kw)
-    return wrapper
 
 
 # psycopg logs "error ignored terminating Copy" at WARNING when a connection drops during

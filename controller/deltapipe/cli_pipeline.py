@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-import sys
 import time
-from pathlib import Path
 
 import click
 
+from .cli_options import dsn_option as _dsn_option
 
-def _dsn_option(f):
-    @click.option("--dsn", envvar="DELTAPIPE_DSN", show_envvar=True,
-                  help="PostgreSQL connection string; default: DELTAPIPE_DSN, else the local server.")
-    @functools.wraps(f)
-    def wrapper(*a, **kw):
-        return f(*a, **kw)
-    return wrapper
+
 
 
 def _conn(dsn):

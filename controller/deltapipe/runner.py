@@ -10,7 +10,6 @@ deltapipe.run_pipeline uses), and claims again. One run per pipeline at a time
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
