@@ -19,6 +19,7 @@ DECLARE
     tname text := format('_dp_d_%s', p_idx);
     runs  text;
     res   jsonb;
+    rids  bigint[];
 BEGIN
     IF p_kind = 'source' THEN
         SELECT format('%I.%I', target_schema, target_table), key_cols INTO tbl, keys
@@ -38,11 +39,19 @@ BEGIN
                      AND a.attname NOT LIKE '\_dp\_%' ORDER BY a.attnum);
     clist := (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c);
     EXECUTE format('DROP TABLE IF EXISTS pg_temp.%I', tname);
+    -- the runs whose changes count, as a constant list: joining deltapipe.run in the
+    -- delta statement lets stale changeset statistics pick a plan that rescans the
+    -- changeset range once per run of the pipeline
+    EXECUTE format('SELECT coalesce(array_agg(r.id ORDER BY r.id), %L) FROM deltapipe.run r
+                     WHERE r.id IN (SELECT c.run_id FROM deltapipe.changeset c
+                                     WHERE c.node = %L AND c.seq > %s AND c.seq <= %s) AND %s',
+                   '{}', p_upstream, p_lo, p_hi, runs) INTO rids;
+    runs := format('c.run_id = ANY (%L::bigint[])', rids);
     IF keys IS NOT NULL AND cardinality(keys) > 0 THEN
         EXECUTE format($q$
             CREATE TEMP TABLE %1$I AS
             WITH cs AS (SELECT DISTINCT ON (c.key) c.key, c.op, c.before
-                          FROM deltapipe.changeset c JOIN deltapipe.run r ON r.id = c.run_id
+                          FROM deltapipe.changeset c
                          WHERE c.node = %2$L AND c.seq > %3$s AND c.seq <= %4$s AND %5$s
                          ORDER BY c.key, c.seq),
                  z AS (SELECT %6$s, -1 AS _dp_w FROM cs, jsonb_populate_record(NULL::%7$s, cs.before) o
@@ -59,7 +68,7 @@ BEGIN
         EXECUTE format($q$
             CREATE TEMP TABLE %1$I AS
             WITH cs AS (SELECT c.op, CASE WHEN c.op = 'I' THEN c.key ELSE c.before END AS img
-                          FROM deltapipe.changeset c JOIN deltapipe.run r ON r.id = c.run_id
+                          FROM deltapipe.changeset c
                          WHERE c.node = %2$L AND c.seq > %3$s AND c.seq <= %4$s AND %5$s AND c.op IN ('I', 'D')),
                  z AS (SELECT %6$s, CASE WHEN cs.op = 'I' THEN 1 ELSE -1 END AS _dp_w
                          FROM cs, jsonb_populate_record(NULL::%7$s, cs.img) o)

@@ -45,6 +45,12 @@ DECLARE
     q        text;
     last_fp  text;
     audits   jsonb;
+    raw      numeric := 0;
+    nd       bigint;
+    jb       text;
+    gucs     jsonb;
+    probe    boolean;
+    src      boolean;
 BEGIN
     SELECT * INTO m FROM deltapipe.model WHERE pipeline = p_pipeline AND name = p_model;
     target := format('%I.%I', m.target_schema, m.target_table);
@@ -63,6 +69,9 @@ BEGIN
     IF last_fp IS DISTINCT FROM m.fingerprint THEN
         RETURN jsonb_build_object('fallback', 'SQL changed');
     END IF;
+    -- first the checks that need no delta, and the size of the change as logged
+    -- (before netting: an update counts 2, as in the net delta); above the
+    -- threshold the refresh falls back without building any delta
     FOR i IN 1 .. cardinality(m.delta_inputs) LOOP
         u := m.delta_inputs[i];
         SELECT upstream_kind INTO kind FROM deltapipe.model_edge WHERE pipeline = p_pipeline AND node = p_model AND upstream = u;
@@ -74,6 +83,26 @@ BEGIN
                       AND n.status = 'done' AND n.strategy IN ('create', 'rebuild')) THEN
             RETURN jsonb_build_object('fallback', format('%s was rebuilt (no change log)', u));
         END IF;
+        src := kind = 'source';
+        raw := raw + (SELECT coalesce(sum(x.n), 0)
+                        FROM (SELECT c.run_id, sum(CASE WHEN c.op = 'U' THEN 2 ELSE 1 END) AS n
+                                FROM deltapipe.changeset c
+                               WHERE c.node = u AND c.seq > (wm->>'seq')::bigint AND c.seq <= (p_hi->u->>'seq')::bigint
+                               GROUP BY c.run_id) x
+                       WHERE EXISTS (SELECT 1 FROM deltapipe.run r WHERE r.id = x.run_id
+                                        AND CASE WHEN src THEN r.kind = 'load'
+                                                 ELSE r.kind = 'pipeline' AND r.pipeline = p_pipeline END));
+        total_in := total_in + (p_hi->u->>'rows')::numeric;
+    END LOOP;
+    IF raw > thr * greatest(total_in, 1) THEN
+        RETURN jsonb_build_object('fallback', format('change of %s rows is more than %s%% of the %s input rows',
+                                                      raw, round(thr * 100, 1), total_in));
+    END IF;
+    total_in := 0;
+    FOR i IN 1 .. cardinality(m.delta_inputs) LOOP
+        u := m.delta_inputs[i];
+        SELECT upstream_kind INTO kind FROM deltapipe.model_edge WHERE pipeline = p_pipeline AND node = p_model AND upstream = u;
+        wm := m.watermark->u;
         d := deltapipe._input_delta(p_pipeline, u, kind, i, (wm->>'seq')::bigint, (p_hi->u->>'seq')::bigint);
         IF (wm->>'rows')::bigint + (d->>'net')::bigint <> (p_hi->u->>'rows')::bigint THEN
             RETURN jsonb_build_object('fallback', format('the change log of %s does not add up to its row count', u));
@@ -87,12 +116,25 @@ BEGIN
     END IF;
     phases := jsonb_build_object('inputs', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
     t0 := clock_timestamp();
+    -- planner settings for small deltas against big tables (as the load path does),
+    -- restored before returning
+    gucs := jsonb_build_object('work_mem', current_setting('work_mem'),
+                               'random_page_cost', current_setting('random_page_cost'),
+                               'enable_hashjoin', current_setting('enable_hashjoin'),
+                               'enable_mergejoin', current_setting('enable_mergejoin'));
+    PERFORM set_config('work_mem', '256MB', true);
+    PERFORM set_config('random_page_cost', '1.1', true);
 
     SELECT array_agg(a.attname::text ORDER BY a.attnum), array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
       INTO cols, types
       FROM pg_attribute a WHERE a.attrelid = target::regclass AND a.attnum > 0 AND NOT a.attisdropped
        AND a.attname <> '_dp_hash';
     keys := CASE WHEN cardinality(m.key_cols) > 0 THEN m.key_cols END;
+    -- the row image of alias @A@ as jsonb (= to_jsonb(row) - '_dp_hash'), without
+    -- converting the whole row first; at most 50 pairs per jsonb_build_object call
+    jb := (SELECT string_agg(x, ' || ') FROM (
+              SELECT format('jsonb_build_object(%s)', string_agg(format('%L, @A@.%I', c, c), ', ' ORDER BY o)) AS x
+                FROM unnest(cols) WITH ORDINALITY u(c, o) GROUP BY (o - 1) / 50) j);
     DROP TABLE IF EXISTS pg_temp._dp_z, pg_temp._dp_s, pg_temp._dp_new, pg_temp._dp_in, pg_temp._dp_gd;
     PERFORM set_config('search_path', format('%I, public', m.target_schema), true);
 
@@ -104,9 +146,15 @@ BEGIN
                        (SELECT string_agg(format('_dp_q.%I::%s', c, t), ', ') FROM unnest(cols, types) x(c, t)),
                        (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c), m.delta_sql,
                        (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c));
+        GET DIAGNOSTICS nd = ROW_COUNT;
         PERFORM set_config('search_path', old_path, true);
         phases := phases || jsonb_build_object('delta', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
         t0 := clock_timestamp();
+        -- a delta much smaller than the table probes its index (primary key or
+        -- _dp_hash) row by row instead of hashing the whole table
+        probe := nd * 10 < coalesce(m.row_count, 0);
+        PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_hashjoin' END, true);
+        PERFORM set_config('enable_mergejoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_mergejoin' END, true);
         IF keys IS NULL THEN
             -- keyless: remove -n copies, add +n copies, one statement
             EXECUTE format($q$
@@ -133,12 +181,12 @@ BEGIN
               INTO ins, del, dsum, dcnt FROM pg_temp._dp_z;
         ELSE
             EXECUTE format('CREATE TEMP TABLE _dp_s AS
-                            SELECT s.*, t._dp_hash AS _dp_old, CASE WHEN t._dp_hash IS NOT NULL THEN to_jsonb(t) - %L END AS _dp_before
+                            SELECT s.*, t._dp_hash AS _dp_old, CASE WHEN t._dp_hash IS NOT NULL THEN %s END AS _dp_before
                               FROM (SELECT DISTINCT ON (%s) * FROM pg_temp._dp_z ORDER BY %s, _dp_w DESC) s
                               LEFT JOIN %s t ON %s
                              WHERE (t._dp_hash IS NOT NULL OR s._dp_w > 0)
                                AND (s._dp_w < 0 OR t._dp_hash IS DISTINCT FROM s._dp_hash)',
-                           '_dp_hash',
+                           replace(jb, '@A@', 't'),
                            (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k),
                            (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k), target,
                            (SELECT string_agg(format('t.%1$I = s.%1$I', k), ' AND ') FROM unnest(keys) k));
@@ -161,6 +209,8 @@ BEGIN
               INTO ins, upd, del, dsum FROM pg_temp._dp_s;
             dcnt := ins - del;
         END IF;
+        PERFORM set_config('enable_hashjoin', gucs->>'enable_hashjoin', true);
+        PERFORM set_config('enable_mergejoin', gucs->>'enable_mergejoin', true);
     ELSE
         -- aggregate / distinct: hidden _dp_cnt, _dp_s<j>, _dp_n<j>, _dp_gh per group
         spec := m.agg_spec;
@@ -187,6 +237,8 @@ BEGIN
                        (SELECT string_agg(format('_dp_g%s', k - 1), ', ') FROM generate_subscripts(gcols, 1) k),
                        q,
                        (SELECT string_agg(format('_dp_g%s', k - 1), ', ') FROM generate_subscripts(gcols, 1) k));
+        GET DIAGNOSTICS nd = ROW_COUNT;
+        probe := nd * 10 < coalesce(m.row_count, 0);
         gmatch := (SELECT string_agg(format('o.%I IS NOT DISTINCT FROM d._dp_g%s', gcols[k], k - 1), ' AND ')
                      FROM generate_subscripts(gcols, 1) k);
         -- expressions for every target column from old state o and group delta d
@@ -216,28 +268,45 @@ BEGIN
                             CASE a->>'fn' WHEN 'min' THEN 'least' ELSE 'greatest' END, a->>'col', a->>'a')
             END);
         END LOOP;
-        -- new state of every affected group (rows with _dp_cnt = 0 are gone)
+        -- new state of every affected group (rows with _dp_cnt = 0 are gone); a
+        -- delta much smaller than the table probes its _dp_gh index
+        PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_hashjoin' END, true);
+        PERFORM set_config('enable_mergejoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_mergejoin' END, true);
         EXECUTE format($q$
             CREATE TEMP TABLE _dp_s AS
             SELECT %1$s, d._dp_gh AS _dp_k_gh, %2$s, o._dp_hash AS _dp_old,
-                   CASE WHEN o._dp_hash IS NOT NULL THEN to_jsonb(o) - '_dp_hash' END AS _dp_before,
+                   CASE WHEN o._dp_hash IS NOT NULL THEN %6$s END AS _dp_before,
                    %3$s AS _dp_re
               FROM pg_temp._dp_gd d LEFT JOIN %4$s o ON o._dp_gh = d._dp_gh AND %5$s$q$,
             (SELECT string_agg(format('(%s)::%s AS %I', expr->>c, t, c), ', ') FROM unnest(cols, types) x(c, t)),
             (SELECT string_agg(format('d._dp_g%s AS _dp_k%s', k - 1, k - 1), ', ') FROM generate_subscripts(gcols, 1) k),
-            CASE WHEN hasmm THEN 'd.neg' ELSE 'false' END, target, gmatch);
+            CASE WHEN hasmm THEN 'd.neg' ELSE 'false' END, target, gmatch, replace(jb, '@A@', 'o'));
+        PERFORM set_config('enable_hashjoin', gucs->>'enable_hashjoin', true);
+        PERFORM set_config('enable_mergejoin', gucs->>'enable_mergejoin', true);
         cl := (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c);
-        EXECUTE format($q$
-            CREATE TEMP TABLE _dp_new AS
-            SELECT x.*, hashtextextended(ROW(%1$s)::text, 0) AS _dp_hash FROM (
-                SELECT %2$s FROM pg_temp._dp_s s WHERE NOT s._dp_re
-                UNION ALL
-                SELECT %3$s FROM (%4$s) r WHERE r._dp_gh IN (SELECT _dp_k_gh FROM pg_temp._dp_s WHERE _dp_re)) x
-             WHERE x._dp_cnt > 0$q$,
-            (SELECT string_agg(format('x.%I', c), ', ') FROM unnest(cols) c),
-            (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c),
-            (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(cols, types) x(c, t)),
-            m.state_sql);
+        -- groups that lost rows under min/max are recomputed from the inputs (only then
+        -- is the state statement run at all)
+        IF hasmm AND EXISTS (SELECT 1 FROM pg_temp._dp_s WHERE _dp_re) THEN
+            EXECUTE format($q$
+                CREATE TEMP TABLE _dp_new AS
+                SELECT x.*, hashtextextended(ROW(%1$s)::text, 0) AS _dp_hash FROM (
+                    SELECT %2$s FROM pg_temp._dp_s s WHERE NOT s._dp_re
+                    UNION ALL
+                    SELECT %3$s FROM (%4$s) r WHERE r._dp_gh IN (SELECT _dp_k_gh FROM pg_temp._dp_s WHERE _dp_re)) x
+                 WHERE x._dp_cnt > 0$q$,
+                (SELECT string_agg(format('x.%I', c), ', ') FROM unnest(cols) c),
+                (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c),
+                (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(cols, types) x(c, t)),
+                m.state_sql);
+        ELSE
+            EXECUTE format($q$
+                CREATE TEMP TABLE _dp_new AS
+                SELECT x.*, hashtextextended(ROW(%1$s)::text, 0) AS _dp_hash FROM (
+                    SELECT %2$s FROM pg_temp._dp_s s) x
+                 WHERE x._dp_cnt > 0$q$,
+                (SELECT string_agg(format('x.%I', c), ', ') FROM unnest(cols) c),
+                (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c));
+        END IF;
         phases := phases || jsonb_build_object('delta', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
         t0 := clock_timestamp();
         gmatch := (SELECT string_agg(format('n.%I IS NOT DISTINCT FROM s._dp_k%s', gcols[k], k - 1), ' AND ')
@@ -249,12 +318,11 @@ BEGIN
                          WHERE s._dp_old IS DISTINCT FROM n._dp_hash',
                        (SELECT string_agg(format('s._dp_k%s', k - 1), ', ') FROM generate_subscripts(gcols, 1) k), gmatch);
         IF keys IS NULL THEN
-            INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
-            SELECT p_run_id, m.name, 'D', z._dp_before, z._dp_before FROM pg_temp._dp_z z WHERE z._dp_old IS NOT NULL
-            UNION ALL
-            SELECT p_run_id, m.name, 'I', to_jsonb(z) - ARRAY['_dp_hash', '_dp_k_gh', '_dp_old', '_dp_before']
-                   - ARRAY(SELECT format('_dp_k%s', k - 1) FROM generate_subscripts(gcols, 1) k), NULL
-              FROM pg_temp._dp_z z WHERE z._dp_hash IS NOT NULL;
+            EXECUTE format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
+                            SELECT %s, %L, %L, z._dp_before, z._dp_before FROM pg_temp._dp_z z WHERE z._dp_old IS NOT NULL
+                            UNION ALL
+                            SELECT %s, %L, %L, %s, NULL FROM pg_temp._dp_z z WHERE z._dp_hash IS NOT NULL',
+                           p_run_id, m.name, 'D', p_run_id, m.name, 'I', replace(jb, '@A@', 'z'));
         ELSE
             EXECUTE format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
                             SELECT %s, %L, CASE WHEN z._dp_old IS NULL THEN %L WHEN z._dp_hash IS NULL THEN %L ELSE %L END,
@@ -264,6 +332,8 @@ BEGIN
                            (SELECT string_agg(format('%L, z._dp_before->%L', k, k), ', ') FROM unnest(keys) k),
                            (SELECT string_agg(format('%L, z.%I', k, k), ', ') FROM unnest(keys) k));
         END IF;
+        PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_hashjoin' END, true);
+        PERFORM set_config('enable_mergejoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_mergejoin' END, true);
         EXECUTE format('MERGE INTO %s t USING pg_temp._dp_z s ON t._dp_gh = s._dp_k_gh AND %s
                         WHEN MATCHED AND s._dp_hash IS NULL THEN DELETE
                         WHEN MATCHED THEN UPDATE SET %s, _dp_hash = s._dp_hash
@@ -273,6 +343,8 @@ BEGIN
                           FROM generate_subscripts(gcols, 1) k),
                        (SELECT string_agg(format('%1$I = s.%1$I', c), ', ') FROM unnest(cols) c),
                        cl, (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c));
+        PERFORM set_config('enable_hashjoin', gucs->>'enable_hashjoin', true);
+        PERFORM set_config('enable_mergejoin', gucs->>'enable_mergejoin', true);
         SELECT count(*) FILTER (WHERE _dp_old IS NULL), count(*) FILTER (WHERE _dp_old IS NOT NULL AND _dp_hash IS NOT NULL),
                count(*) FILTER (WHERE _dp_hash IS NULL),
                coalesce(sum(coalesce(_dp_hash::numeric, 0) - coalesce(_dp_old::numeric, 0)), 0)
@@ -281,6 +353,8 @@ BEGIN
     END IF;
     DROP TABLE IF EXISTS pg_temp._dp_z, pg_temp._dp_s, pg_temp._dp_new, pg_temp._dp_in, pg_temp._dp_gd;
     phases := phases || jsonb_build_object('apply', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
+    PERFORM set_config('work_mem', gucs->>'work_mem', true);
+    PERFORM set_config('random_page_cost', gucs->>'random_page_cost', true);
     UPDATE deltapipe.model SET checksum = coalesce(checksum, 0) + dsum, row_count = row_count + dcnt,
                                last_refreshed_at = now()
      WHERE pipeline = m.pipeline AND name = m.name
