@@ -12,7 +12,7 @@ BEGIN
     EXCEPTION WHEN SQLSTATE 'DP007' THEN
         RETURN;  -- already gone
     END;
-    FOREACH t IN ARRAY ARRAY['', '_t', '_d', '_s', '_c', '_n', '_b', '_q'] LOOP
+    FOREACH t IN ARRAY ARRAY['', '_t', '_d', '_s', '_c', '_n', '_b', '_q', '_x'] LOOP
         EXECUTE format('DROP TABLE IF EXISTS deltapipe_stage.%I', tbl || t);
     END LOOP;
     DELETE FROM deltapipe.staging WHERE table_name = tbl;
