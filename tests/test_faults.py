@@ -224,10 +224,6 @@ def test_sigkill_controller_mid_run_then_resume(conn, dsn, pipe, phase):
     assert stuck(conn) == (0, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: pg_terminate_backend of a worker's backend inside "
-                   "deltapipe.run_node leaves that node_run 'running' (runner._run_model re-raises on a broken "
-                   "connection, no retry), so with --workers 2 the other worker waits for it forever and "
-                   "`deltapipe run` never exits")
 def test_terminate_worker_backend_mid_refresh(conn, dsn, pipe):
     """pg_terminate_backend of a worker's backend in the middle of a model refresh: the run
     retries the node (or fails with one line) and exits; every table is in its before- or
@@ -256,9 +252,6 @@ def test_terminate_worker_backend_mid_refresh(conn, dsn, pipe):
     assert stuck(conn) == (0, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: incremental refresh of the scaffolded customer_totals "
-                   "(join + GROUP BY customer_id, name, country; key customer_id) fails with a duplicate key "
-                   "when a customer's country changes (the old group is not deleted before the new one is inserted)")
 def test_incremental_join_aggregate_group_change(cli, conn, tmp_path):
     """Found while building the run faults: `deltapipe new`, 200 customers / 2000 orders,
     run; move one customer to another country (0.5% change: incremental), run again."""

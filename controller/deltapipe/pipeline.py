@@ -633,6 +633,13 @@ def compile_pipeline(conn: psycopg.Connection, p: Pipeline) -> dict:
         c = compile_model(m.sql, tables, columns)
         if c.incremental and any(k == "external" for k in m.upstreams.values()):
             c.incremental, c.why_full = False, "depends on an external table (no change log)"
+        if c.incremental and c.shape in ("aggregate", "distinct") and m.key and c.agg_spec:
+            # a group that moves (e.g. its country changes) would be a delete and an insert under
+            # one key: only keys that are exactly the grouping columns are maintained incrementally
+            gcols = [g["col"] for g in c.agg_spec.get("groups", [])]
+            if gcols and set(m.key) != set(gcols):
+                c.incremental, c.why_full = False, "key (%s) is not the GROUP BY columns (%s)" % (
+                    ", ".join(m.key), ", ".join(gcols))
         cols = c.columns
         if cols is None:
             row = conn.execute("""SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a

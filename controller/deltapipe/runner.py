@@ -146,8 +146,7 @@ def _work(dsn: str, run_id: int, p: pl.Pipeline, workers: int, on_event) -> None
 
     def worker(i: int):
         try:
-            with psycopg.connect(dsn, autocommit=True, application_name="deltapipe worker %d" % i) as wc:
-                _worker_loop(wc, dsn, run_id, p, "w%d" % i, on_event)
+            _worker_loop(_WorkerConn(dsn, "deltapipe worker %d" % i), dsn, run_id, p, "w%d" % i, on_event)
         except BaseException as e:  # noqa: BLE001 - reported by the main thread
             errors.append(e)
 
@@ -164,6 +163,43 @@ def _work(dsn: str, run_id: int, p: pl.Pipeline, workers: int, on_event) -> None
         if isinstance(e, psycopg.Error):
             raise from_db(e) from e
         raise e
+
+
+class _WorkerConn:
+    """A worker's connection that comes back after the server dropped it (terminated
+    backend, restart): the worker reconnects within a time budget instead of dying with
+    its node left 'running', which would leave the other workers waiting for ever."""
+
+    BUDGET_S = 60.0
+
+    def __init__(self, dsn: str, app: str):
+        self.dsn, self.app = dsn, app
+        self.conn = self._connect()
+
+    def _connect(self) -> psycopg.Connection:
+        start = time.monotonic()
+        while True:
+            try:
+                return psycopg.connect(self.dsn, autocommit=True, application_name=self.app)
+            except psycopg.OperationalError:
+                if time.monotonic() - start > self.BUDGET_S:
+                    raise
+                time.sleep(0.5)
+
+    @property
+    def lost(self) -> bool:
+        return self.conn.closed or self.conn.broken
+
+    def reconnect(self) -> None:
+        try:
+            self.conn.close()
+        finally:
+            self.conn = self._connect()
+
+    def execute(self, *a, **kw):
+        if self.lost:
+            self.reconnect()
+        return self.conn.execute(*a, **kw)
 
 
 def _worker_loop(wc, dsn: str, run_id: int, p: pl.Pipeline, name: str, on_event) -> None:
@@ -207,8 +243,18 @@ def _run_model(wc, nr_id: int, node: str) -> None:
             wc.execute("SELECT deltapipe.run_node(%s)", (nr_id,))
             return
         except psycopg.OperationalError as e:
-            if wc.closed or wc.broken:
-                raise
+            if wc.lost:
+                # the backend is gone (terminated, server restart): the node's work rolled
+                # back with it; reconnect and run the node again
+                if attempt < 4:
+                    time.sleep(delay + random.random() * delay)
+                    delay *= 2
+                    wc.reconnect()
+                    continue
+                wc.reconnect()
+                err = from_db(e)
+                wc.execute("SELECT deltapipe._node_failed(%s, %s, %s)", (nr_id, err.one_line(), err.sqlstate))
+                return
             err = from_db(e)
             if err.sqlstate in TRANSIENT and attempt < 4:
                 time.sleep(delay + random.random() * delay)
