@@ -25,6 +25,7 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, build_scope
 
+from .pipeline import _ident  # one notion of an identifier as PostgreSQL sees it
 from .db import connect, require_installed
 from .errors import DeltapipeError, from_db
 
@@ -32,12 +33,6 @@ PARSER = "sqlglot-%s/1" % sqlglot.__version__  # bump the suffix when the extrac
 
 
 # ------------------------------------------------------------------ extraction (no database)
-def _ident(node) -> str:
-    if node is None:
-        return ""
-    if isinstance(node, exp.Identifier):
-        return node.name if node.quoted else node.name.lower()
-    return node.name.lower() if hasattr(node, "name") else str(node).lower()
 
 
 def _table_name(t: exp.Table) -> str | None:

@@ -237,37 +237,24 @@ def _worker_loop(wc, dsn: str, run_id: int, p: pl.Pipeline, name: str, on_event)
 
 
 def _run_model(wc, nr_id: int, node: str) -> None:
+    """Run one model node; transient errors and a lost backend (its work rolled back with it)
+    are retried with backoff, anything else fails the node."""
     delay = 0.05
     for attempt in range(5):
         try:
             wc.execute("SELECT deltapipe.run_node(%s)", (nr_id,))
             return
-        except psycopg.OperationalError as e:
-            if wc.lost:
-                # the backend is gone (terminated, server restart): the node's work rolled
-                # back with it; reconnect and run the node again
-                if attempt < 4:
-                    time.sleep(delay + random.random() * delay)
-                    delay *= 2
-                    wc.reconnect()
-                    continue
-                wc.reconnect()
-                err = from_db(e)
-                wc.execute("SELECT deltapipe._node_failed(%s, %s, %s)", (nr_id, err.one_line(), err.sqlstate))
-                return
-            err = from_db(e)
-            if err.sqlstate in TRANSIENT and attempt < 4:
-                time.sleep(delay + random.random() * delay)
-                delay *= 2
-                continue
-            wc.execute("SELECT deltapipe._node_failed(%s, %s, %s)", (nr_id, err.one_line(), err.sqlstate))
-            return
         except psycopg.Error as e:
+            lost = isinstance(e, psycopg.OperationalError) and wc.lost
             err = from_db(e)
-            if err.sqlstate in TRANSIENT and attempt < 4:
+            if (lost or err.sqlstate in TRANSIENT) and attempt < 4:
                 time.sleep(delay + random.random() * delay)
                 delay *= 2
+                if lost:
+                    wc.reconnect()
                 continue
+            if lost:
+                wc.reconnect()
             wc.execute("SELECT deltapipe._node_failed(%s, %s, %s)", (nr_id, err.one_line(), err.sqlstate))
             return
 
