@@ -51,6 +51,20 @@ DECLARE
     gucs     jsonb;
     probe    boolean;
     src      boolean;
+    cached   boolean;
+    rids     bigint[];
+    allr     bigint[];
+    alln     bigint[];
+    nraw     numeric;
+    cinfo    jsonb;
+    inputs   jsonb := '{}';
+    rk       "char";
+    vis      text[];
+    jbo      text;
+    jbv      text;
+    jbvo     text;
+    ncs      bigint := 0;
+    ctab     text;
 BEGIN
     SELECT * INTO m FROM deltapipe.model WHERE pipeline = p_pipeline AND name = p_model;
     target := format('%I.%I', m.target_schema, m.target_table);
@@ -69,9 +83,13 @@ BEGIN
     IF last_fp IS DISTINCT FROM m.fingerprint THEN
         RETURN jsonb_build_object('fallback', 'SQL changed');
     END IF;
-    -- first the checks that need no delta, and the size of the change as logged
-    -- (before netting: an update counts 2, as in the net delta); above the
-    -- threshold the refresh falls back without building any delta
+    -- first the checks that need no delta: per input, one pass over its change log
+    -- range gives the runs whose changes count and the size of the change as
+    -- logged (before netting: an update counts 2, as in the net delta); above
+    -- the threshold the refresh falls back without building any delta. When the
+    -- range holds exactly the changes an upstream refresh of this session wrote
+    -- (pg_temp._dp_cache), its delta is read from there, not from the changeset.
+    cached := to_regclass('pg_temp._dp_cache') IS NOT NULL;
     FOR i IN 1 .. cardinality(m.delta_inputs) LOOP
         u := m.delta_inputs[i];
         SELECT upstream_kind INTO kind FROM deltapipe.model_edge WHERE pipeline = p_pipeline AND node = p_model AND upstream = u;
@@ -84,14 +102,27 @@ BEGIN
             RETURN jsonb_build_object('fallback', format('%s was rebuilt (no change log)', u));
         END IF;
         src := kind = 'source';
-        raw := raw + (SELECT coalesce(sum(x.n), 0)
-                        FROM (SELECT c.run_id, sum(CASE WHEN c.op = 'U' THEN 2 ELSE 1 END) AS n
-                                FROM deltapipe.changeset c
-                               WHERE c.node = u AND c.seq > (wm->>'seq')::bigint AND c.seq <= (p_hi->u->>'seq')::bigint
-                               GROUP BY c.run_id) x
-                       WHERE EXISTS (SELECT 1 FROM deltapipe.run r WHERE r.id = x.run_id
-                                        AND CASE WHEN src THEN r.kind = 'load'
-                                                 ELSE r.kind = 'pipeline' AND r.pipeline = p_pipeline END));
+        EXECUTE $q$
+            SELECT coalesce(array_agg(x.run_id ORDER BY x.run_id) FILTER (WHERE x.ok), '{}'),
+                   coalesce(sum(x.raw) FILTER (WHERE x.ok), 0),
+                   coalesce(array_agg(x.run_id ORDER BY x.run_id), '{}'), coalesce(array_agg(x.n ORDER BY x.run_id), '{}')
+              FROM (SELECT c.run_id, count(*) AS n, sum(CASE WHEN c.op = 'U' THEN 2 ELSE 1 END) AS raw,
+                           EXISTS (SELECT 1 FROM deltapipe.run r WHERE r.id = c.run_id
+                                      AND CASE WHEN $4 THEN r.kind = 'load'
+                                               ELSE r.kind = 'pipeline' AND r.pipeline = $5 END) AS ok
+                      FROM deltapipe.changeset c
+                     WHERE c.node = $1 AND c.seq > $2 AND c.seq <= $3
+                     GROUP BY c.run_id) x$q$
+          INTO rids, nraw, allr, alln
+          USING u, (wm->>'seq')::bigint, (p_hi->u->>'seq')::bigint, src, p_pipeline;
+        raw := raw + nraw;
+        cinfo := NULL;
+        IF cached AND NOT src AND cardinality(allr) = 1 THEN
+            SELECT to_jsonb(k) INTO cinfo FROM pg_temp._dp_cache k
+             WHERE k.pipeline = p_pipeline AND k.node = u AND k.run_id = allr[1] AND k.n = alln[1]
+               AND to_regclass(format('pg_temp.%I', k.tbl)) IS NOT NULL;
+        END IF;
+        inputs := inputs || jsonb_build_object(u, jsonb_build_object('kind', kind, 'runs', to_jsonb(rids), 'cache', cinfo));
         total_in := total_in + (p_hi->u->>'rows')::numeric;
     END LOOP;
     IF raw > thr * greatest(total_in, 1) THEN
@@ -101,9 +132,21 @@ BEGIN
     total_in := 0;
     FOR i IN 1 .. cardinality(m.delta_inputs) LOOP
         u := m.delta_inputs[i];
-        SELECT upstream_kind INTO kind FROM deltapipe.model_edge WHERE pipeline = p_pipeline AND node = p_model AND upstream = u;
         wm := m.watermark->u;
-        d := deltapipe._input_delta(p_pipeline, u, kind, i, (wm->>'seq')::bigint, (p_hi->u->>'seq')::bigint);
+        cinfo := inputs->u->'cache';
+        IF jsonb_typeof(cinfo) = 'object' THEN
+            SELECT c.relkind INTO rk FROM pg_class c WHERE c.oid = to_regclass(format('pg_temp._dp_d_%s', i));
+            IF rk = 'v' THEN
+                EXECUTE format('DROP VIEW pg_temp.%I', '_dp_d_' || i);
+            ELSIF rk IS NOT NULL THEN
+                EXECUTE format('DROP TABLE pg_temp.%I', '_dp_d_' || i);
+            END IF;
+            EXECUTE format('CREATE TEMP VIEW %I AS SELECT * FROM pg_temp.%I', '_dp_d_' || i, cinfo->>'tbl');
+            d := jsonb_build_object('rows', cinfo->'rows', 'net', cinfo->'net');
+        ELSE
+            d := deltapipe._input_delta(p_pipeline, u, inputs->u->>'kind', i, (wm->>'seq')::bigint, (p_hi->u->>'seq')::bigint,
+                                        ARRAY(SELECT jsonb_array_elements_text(inputs->u->'runs')::bigint));
+        END IF;
         IF (wm->>'rows')::bigint + (d->>'net')::bigint <> (p_hi->u->>'rows')::bigint THEN
             RETURN jsonb_build_object('fallback', format('the change log of %s does not add up to its row count', u));
         END IF;
@@ -129,14 +172,30 @@ BEGIN
       INTO cols, types
       FROM pg_attribute a WHERE a.attrelid = target::regclass AND a.attnum > 0 AND NOT a.attisdropped
        AND a.attname <> '_dp_hash';
+    -- the visible columns (what a downstream model reads)
+    vis := ARRAY(SELECT c FROM unnest(cols) c WHERE c NOT LIKE '\_dp\_%');
     keys := CASE WHEN cardinality(m.key_cols) > 0 THEN m.key_cols END;
-    -- the row image of alias @A@ as jsonb (= to_jsonb(row) - '_dp_hash'), without
-    -- converting the whole row first; at most 50 pairs per jsonb_build_object call
+    -- row images of alias @A@ as jsonb (jb = to_jsonb(row) - '_dp_hash'), built
+    -- from the columns themselves (jb, jbv: visible columns only) or from the
+    -- copies of the old row _dp_o<k> (jbo, jbvo); at most 50 pairs per call
     jb := (SELECT string_agg(x, ' || ') FROM (
               SELECT format('jsonb_build_object(%s)', string_agg(format('%L, @A@.%I', c, c), ', ' ORDER BY o)) AS x
                 FROM unnest(cols) WITH ORDINALITY u(c, o) GROUP BY (o - 1) / 50) j);
+    jbo := (SELECT string_agg(x, ' || ') FROM (
+              SELECT format('jsonb_build_object(%s)', string_agg(format('%L, @A@.%I', c, '_dp_o' || o), ', ' ORDER BY o)) AS x
+                FROM unnest(cols) WITH ORDINALITY u(c, o) GROUP BY (o - 1) / 50) j);
+    jbv := (SELECT string_agg(x, ' || ') FROM (
+              SELECT format('jsonb_build_object(%s)', string_agg(format('%L, @A@.%I', c, c), ', ' ORDER BY o)) AS x
+                FROM unnest(cols) WITH ORDINALITY u(c, o) WHERE c = ANY (vis) GROUP BY (o - 1) / 50) j);
+    jbvo := (SELECT string_agg(x, ' || ') FROM (
+              SELECT format('jsonb_build_object(%s)', string_agg(format('%L, @A@.%I', c, '_dp_o' || o), ', ' ORDER BY o)) AS x
+                FROM unnest(cols) WITH ORDINALITY u(c, o) WHERE c = ANY (vis) GROUP BY (o - 1) / 50) j);
     DROP TABLE IF EXISTS pg_temp._dp_z, pg_temp._dp_s, pg_temp._dp_new, pg_temp._dp_in, pg_temp._dp_gd;
     PERFORM set_config('search_path', format('%I, public', m.target_schema), true);
+    -- this refresh's own delta, kept for downstream models refreshed later in this
+    -- session (pg_temp._dp_cache): rows of the visible columns with weights
+    ctab := '_dp_c_' || left(md5(m.pipeline || '/' || m.name), 16);
+    EXECUTE format('DROP TABLE IF EXISTS pg_temp.%I CASCADE', ctab);
 
     IF m.shape = 'linear' THEN
         cl := (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c);
@@ -176,25 +235,32 @@ BEGIN
                 target,
                 (SELECT string_agg(format('t2.%1$I IS NOT DISTINCT FROM z.%1$I', c), ' AND ') FROM unnest(cols) c),
                 cl, (SELECT string_agg(format('z.%I', c), ', ') FROM unnest(cols) c), p_run_id, m.name);
+            GET DIAGNOSTICS ncs = ROW_COUNT;
             SELECT coalesce(sum(_dp_w) FILTER (WHERE _dp_w > 0), 0), coalesce(-sum(_dp_w) FILTER (WHERE _dp_w < 0), 0),
                    coalesce(sum(_dp_w * _dp_hash::numeric), 0), coalesce(sum(_dp_w), 0)
               INTO ins, del, dsum, dcnt FROM pg_temp._dp_z;
+            EXECUTE format('CREATE TEMP TABLE %I AS SELECT %2$s, sum(_dp_w)::bigint AS _dp_w FROM pg_temp._dp_z
+                             GROUP BY %2$s HAVING sum(_dp_w) <> 0',
+                           ctab, (SELECT string_agg(format('%I', c), ', ') FROM unnest(vis) c));
         ELSE
+            -- the old row of every changed key, as typed columns _dp_o<k>
             EXECUTE format('CREATE TEMP TABLE _dp_s AS
-                            SELECT s.*, t._dp_hash AS _dp_old, CASE WHEN t._dp_hash IS NOT NULL THEN %s END AS _dp_before
+                            SELECT s.*, t._dp_hash AS _dp_old, %s
                               FROM (SELECT DISTINCT ON (%s) * FROM pg_temp._dp_z ORDER BY %s, _dp_w DESC) s
                               LEFT JOIN %s t ON %s
                              WHERE (t._dp_hash IS NOT NULL OR s._dp_w > 0)
                                AND (s._dp_w < 0 OR t._dp_hash IS DISTINCT FROM s._dp_hash)',
-                           replace(jb, '@A@', 't'),
+                           (SELECT string_agg(format('t.%I AS %I', c, '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o)),
                            (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k),
                            (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k), target,
                            (SELECT string_agg(format('t.%1$I = s.%1$I', k), ' AND ') FROM unnest(keys) k));
             EXECUTE format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
                             SELECT %s, %L, CASE WHEN _dp_old IS NULL THEN %L WHEN _dp_w < 0 THEN %L ELSE %L END,
-                                   jsonb_build_object(%s), _dp_before FROM pg_temp._dp_s',
+                                   jsonb_build_object(%s), CASE WHEN _dp_old IS NOT NULL THEN %s END FROM pg_temp._dp_s s',
                            p_run_id, m.name, 'I', 'D', 'U',
-                           (SELECT string_agg(format('%L, %I', k, k), ', ') FROM unnest(keys) k));
+                           (SELECT string_agg(format('%L, %I', k, k), ', ') FROM unnest(keys) k),
+                           replace(jbo, '@A@', 's'));
+            GET DIAGNOSTICS ncs = ROW_COUNT;
             EXECUTE format('MERGE INTO %s t USING pg_temp._dp_s s ON %s
                             WHEN MATCHED AND s._dp_w < 0 THEN DELETE
                             WHEN MATCHED THEN UPDATE SET %s, _dp_hash = s._dp_hash
@@ -208,6 +274,14 @@ BEGIN
                    coalesce(sum(CASE WHEN _dp_w > 0 THEN _dp_hash::numeric ELSE 0 END - coalesce(_dp_old::numeric, 0)), 0)
               INTO ins, upd, del, dsum FROM pg_temp._dp_s;
             dcnt := ins - del;
+            EXECUTE format('CREATE TEMP TABLE %I AS
+                            SELECT %s, -1::bigint AS _dp_w FROM pg_temp._dp_s WHERE _dp_old IS NOT NULL
+                            UNION ALL
+                            SELECT %s, 1::bigint FROM pg_temp._dp_s WHERE _dp_w > 0',
+                           ctab,
+                           (SELECT string_agg(format('%I AS %I', '_dp_o' || o, c), ', ')
+                              FROM unnest(cols) WITH ORDINALITY u(c, o) WHERE c = ANY (vis)),
+                           (SELECT string_agg(format('%I', c), ', ') FROM unnest(vis) c));
         END IF;
         PERFORM set_config('enable_hashjoin', gucs->>'enable_hashjoin', true);
         PERFORM set_config('enable_mergejoin', gucs->>'enable_mergejoin', true);
@@ -268,24 +342,23 @@ BEGIN
                             CASE a->>'fn' WHEN 'min' THEN 'least' ELSE 'greatest' END, a->>'col', a->>'a')
             END);
         END LOOP;
-        -- new state of every affected group (rows with _dp_cnt = 0 are gone); a
-        -- delta much smaller than the table probes its _dp_gh index
-        PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_hashjoin' END, true);
-        PERFORM set_config('enable_mergejoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_mergejoin' END, true);
-        EXECUTE format($q$
-            CREATE TEMP TABLE _dp_s AS
-            SELECT %1$s, d._dp_gh AS _dp_k_gh, %2$s, o._dp_hash AS _dp_old,
-                   CASE WHEN o._dp_hash IS NOT NULL THEN %6$s END AS _dp_before,
-                   %3$s AS _dp_re
+        cl := (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c);
+        -- the new state of every affected group with its old row (_dp_o<k>, _dp_old);
+        -- a delta much smaller than the table probes its _dp_gh index
+        q := format($q$
+            SELECT %1$s, d._dp_gh AS _dp_k_gh, %2$s, o._dp_hash AS _dp_old, %6$s, %3$s AS _dp_re
               FROM pg_temp._dp_gd d LEFT JOIN %4$s o ON o._dp_gh = d._dp_gh AND %5$s$q$,
             (SELECT string_agg(format('(%s)::%s AS %I', expr->>c, t, c), ', ') FROM unnest(cols, types) x(c, t)),
             (SELECT string_agg(format('d._dp_g%s AS _dp_k%s', k - 1, k - 1), ', ') FROM generate_subscripts(gcols, 1) k),
-            CASE WHEN hasmm THEN 'd.neg' ELSE 'false' END, target, gmatch, replace(jb, '@A@', 'o'));
+            CASE WHEN hasmm THEN 'd.neg' ELSE 'false' END, target, gmatch,
+            (SELECT string_agg(format('o.%I AS %I', c, '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o)));
+        PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_hashjoin' END, true);
+        PERFORM set_config('enable_mergejoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_mergejoin' END, true);
+        EXECUTE 'CREATE TEMP TABLE _dp_s AS ' || q;
         PERFORM set_config('enable_hashjoin', gucs->>'enable_hashjoin', true);
         PERFORM set_config('enable_mergejoin', gucs->>'enable_mergejoin', true);
-        cl := (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c);
         -- groups that lost rows under min/max are recomputed from the inputs (only then
-        -- is the state statement run at all)
+        -- is the state statement run at all); otherwise the new rows are those of _dp_s
         IF hasmm AND EXISTS (SELECT 1 FROM pg_temp._dp_s WHERE _dp_re) THEN
             EXECUTE format($q$
                 CREATE TEMP TABLE _dp_new AS
@@ -298,40 +371,49 @@ BEGIN
                 (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c),
                 (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(cols, types) x(c, t)),
                 m.state_sql);
+            gmatch := (SELECT string_agg(format('n.%I IS NOT DISTINCT FROM s._dp_k%s', gcols[k], k - 1), ' AND ')
+                         FROM generate_subscripts(gcols, 1) k);
+            EXECUTE format('CREATE TEMP TABLE _dp_z AS
+                            SELECT s._dp_k_gh, %s, s._dp_old, %s, n.* FROM pg_temp._dp_s s
+                              LEFT JOIN pg_temp._dp_new n ON n._dp_gh = s._dp_k_gh AND %s
+                             WHERE s._dp_old IS DISTINCT FROM n._dp_hash',
+                           (SELECT string_agg(format('s._dp_k%s', k - 1), ', ') FROM generate_subscripts(gcols, 1) k),
+                           (SELECT string_agg(format('s.%I', '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o)),
+                           gmatch);
         ELSE
             EXECUTE format($q$
-                CREATE TEMP TABLE _dp_new AS
-                SELECT x.*, hashtextextended(ROW(%1$s)::text, 0) AS _dp_hash FROM (
-                    SELECT %2$s FROM pg_temp._dp_s s) x
-                 WHERE x._dp_cnt > 0$q$,
-                (SELECT string_agg(format('x.%I', c), ', ') FROM unnest(cols) c),
+                CREATE TEMP TABLE _dp_z AS
+                SELECT * FROM (
+                    SELECT s._dp_k_gh, %1$s, s._dp_old, %2$s, %3$s,
+                           CASE WHEN s._dp_cnt > 0 THEN hashtextextended(ROW(%4$s)::text, 0) END AS _dp_hash
+                      FROM pg_temp._dp_s s OFFSET 0) z
+                 WHERE z._dp_old IS DISTINCT FROM z._dp_hash$q$,
+                (SELECT string_agg(format('s._dp_k%s', k - 1), ', ') FROM generate_subscripts(gcols, 1) k),
+                (SELECT string_agg(format('s.%I', '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o)),
+                (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c),
                 (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c));
         END IF;
         phases := phases || jsonb_build_object('delta', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
         t0 := clock_timestamp();
-        gmatch := (SELECT string_agg(format('n.%I IS NOT DISTINCT FROM s._dp_k%s', gcols[k], k - 1), ' AND ')
-                     FROM generate_subscripts(gcols, 1) k);
-        DROP TABLE IF EXISTS pg_temp._dp_z;
-        EXECUTE format('CREATE TEMP TABLE _dp_z AS
-                        SELECT s._dp_k_gh, %s, s._dp_old, s._dp_before, n.* FROM pg_temp._dp_s s
-                          LEFT JOIN pg_temp._dp_new n ON n._dp_gh = s._dp_k_gh AND %s
-                         WHERE s._dp_old IS DISTINCT FROM n._dp_hash',
-                       (SELECT string_agg(format('s._dp_k%s', k - 1), ', ') FROM generate_subscripts(gcols, 1) k), gmatch);
         IF keys IS NULL THEN
+            -- keyless: one row per changed group; the new image in key, the old in before
             EXECUTE format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
-                            SELECT %s, %L, %L, z._dp_before, z._dp_before FROM pg_temp._dp_z z WHERE z._dp_old IS NOT NULL
-                            UNION ALL
-                            SELECT %s, %L, %L, %s, NULL FROM pg_temp._dp_z z WHERE z._dp_hash IS NOT NULL',
-                           p_run_id, m.name, 'D', p_run_id, m.name, 'I', replace(jb, '@A@', 'z'));
+                            SELECT %s, %L, CASE WHEN z._dp_old IS NULL THEN %L WHEN z._dp_hash IS NULL THEN %L ELSE %L END,
+                                   CASE WHEN z._dp_hash IS NULL THEN %s ELSE %s END,
+                                   CASE WHEN z._dp_old IS NOT NULL THEN %s END FROM pg_temp._dp_z z',
+                           p_run_id, m.name, 'I', 'D', 'U', replace(jbvo, '@A@', 'z'), replace(jbv, '@A@', 'z'),
+                           replace(jbvo, '@A@', 'z'));
         ELSE
             EXECUTE format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
                             SELECT %s, %L, CASE WHEN z._dp_old IS NULL THEN %L WHEN z._dp_hash IS NULL THEN %L ELSE %L END,
                                    CASE WHEN z._dp_hash IS NULL THEN jsonb_build_object(%s) ELSE jsonb_build_object(%s) END,
-                                   z._dp_before FROM pg_temp._dp_z z',
+                                   CASE WHEN z._dp_old IS NOT NULL THEN %s END FROM pg_temp._dp_z z',
                            p_run_id, m.name, 'I', 'D', 'U',
-                           (SELECT string_agg(format('%L, z._dp_before->%L', k, k), ', ') FROM unnest(keys) k),
-                           (SELECT string_agg(format('%L, z.%I', k, k), ', ') FROM unnest(keys) k));
+                           (SELECT string_agg(format('%L, z.%I', k, '_dp_o' || array_position(cols, k)), ', ') FROM unnest(keys) k),
+                           (SELECT string_agg(format('%L, z.%I', k, k), ', ') FROM unnest(keys) k),
+                           replace(jbo, '@A@', 'z'));
         END IF;
+        GET DIAGNOSTICS ncs = ROW_COUNT;
         PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_hashjoin' END, true);
         PERFORM set_config('enable_mergejoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_mergejoin' END, true);
         EXECUTE format('MERGE INTO %s t USING pg_temp._dp_z s ON t._dp_gh = s._dp_k_gh AND %s
@@ -350,7 +432,23 @@ BEGIN
                coalesce(sum(coalesce(_dp_hash::numeric, 0) - coalesce(_dp_old::numeric, 0)), 0)
           INTO ins, upd, del, dsum FROM pg_temp._dp_z;
         dcnt := ins - del;
+        EXECUTE format('CREATE TEMP TABLE %I AS
+                        SELECT %s, -1::bigint AS _dp_w FROM pg_temp._dp_z WHERE _dp_old IS NOT NULL
+                        UNION ALL
+                        SELECT %s, 1::bigint FROM pg_temp._dp_z WHERE _dp_hash IS NOT NULL',
+                       ctab,
+                       (SELECT string_agg(format('%I AS %I', '_dp_o' || o, c), ', ')
+                          FROM unnest(cols) WITH ORDINALITY u(c, o) WHERE c = ANY (vis)),
+                       (SELECT string_agg(format('%I', c), ', ') FROM unnest(vis) c));
     END IF;
+    -- register the kept delta: valid for a downstream refresh whose change range
+    -- holds exactly the ncs changeset rows this refresh wrote (run p_run_id)
+    EXECUTE format('ANALYZE pg_temp.%I', ctab);
+    CREATE TEMP TABLE IF NOT EXISTS _dp_cache (pipeline text, node text, run_id bigint, n bigint, tbl text,
+                                               "rows" numeric, net numeric);
+    DELETE FROM pg_temp._dp_cache k WHERE k.pipeline = m.pipeline AND k.node = m.name;
+    EXECUTE format('INSERT INTO pg_temp._dp_cache SELECT %L, %L, %s, %s, %L, coalesce(sum(abs(_dp_w)), 0), coalesce(sum(_dp_w), 0)
+                      FROM pg_temp.%I', m.pipeline, m.name, p_run_id, ncs, ctab, ctab);
     DROP TABLE IF EXISTS pg_temp._dp_z, pg_temp._dp_s, pg_temp._dp_new, pg_temp._dp_in, pg_temp._dp_gd;
     phases := phases || jsonb_build_object('apply', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
     PERFORM set_config('work_mem', gucs->>'work_mem', true);
