@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 
 from .db import connect, from_db, require_installed
 from .errors import DeltapipeError
+from .glue import glue_records
 
 BLOCK = 4 << 20
 MODES = ("snapshot", "upsert", "append", "changes")
@@ -194,6 +195,11 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
         show = sys.stderr.isatty() if progress is None else progress
 
         chunked = opts.commit_every or (resume and resume["args"].get("commit_every"))
+        quote = opts.quote if opts.quote is not None else ('"' if fmt == "csv" else "")
+        # records spanning lines are glued while streaming (see glue.py) when the quote is one ASCII character
+        delim = opts.delimiter if opts.delimiter is not None else ("\t" if fmt == "tsv" else ",")
+        glue_quote = (quote.encode() if fmt in ("csv", "tsv") and len(quote) == 1 and quote.isascii() and quote != delim
+                      else None)  # else the database glues them (and refuses bad options with a clear error)
         if chunked:
             stg = _stage_chunked(conn, dataset, path, run_id, nr_id, opts, resume, int(chunked), options, show, size)
 
@@ -209,7 +215,8 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
                     return
                 stg_ = c.execute("SELECT deltapipe.stage(%s)", (dataset,)).fetchone()[0]
                 t0 = time.perf_counter()
-                _copy(c, stg_, path, opts.encoding, size, show and size > (16 << 20))
+                if _copy(c, stg_, path, opts.encoding, size, show and size > (16 << 20), glue_quote):
+                    options["glued"] = True
                 options["copy_ms"] = round((time.perf_counter() - t0) * 1000, 1)
                 c.execute("CALL deltapipe.load(%s, %s, %s)", (dataset, stg_, Jsonb(options)))
 
@@ -220,6 +227,10 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
             conn = _alive(conn, dsn)
             _fail(conn, run_id, nr_id, err)
             raise err from e
+        except DeltapipeError as err:  # found in the file while streaming it (glue.py)
+            conn = _alive(conn, dsn)
+            _fail(conn, run_id, nr_id, err)
+            raise
         except BaseException as e:  # KeyboardInterrupt included: record, then re-raise
             conn = _alive(conn, dsn)
             _fail(conn, run_id, nr_id, DeltapipeError("interrupted: %s" % type(e).__name__))
@@ -346,7 +357,9 @@ def _add_new_columns(conn: psycopg.Connection, dataset: str, path: Path, fmt: st
     return conn.execute("SELECT deltapipe.add_columns(%s, %s)", (dataset, columns_spec(new))).fetchone()[0]
 
 
-def _copy(conn: psycopg.Connection, stg: str, path: Path, encoding: str, size: int, show: bool) -> None:
+def _copy(conn: psycopg.Connection, stg: str, path: Path, encoding: str, size: int, show: bool,
+          glue_quote: bytes | None = None) -> bool:
+    """COPY the file's lines into staging table ``stg``; True when multi-line records were glued on the way."""
     stmt = "COPY %s (_dp_raw) FROM STDIN (FORMAT text, ENCODING %s)" % (
         stg, psycopg.sql.Literal(encoding).as_string(conn))
     bar = None
@@ -356,11 +369,13 @@ def _copy(conn: psycopg.Connection, stg: str, path: Path, encoding: str, size: i
         bar.__enter__()
     try:
         with conn.cursor() as cur, cur.copy(stmt) as cp, open(path, "rb") as f:
-            for chunk in escape_blocks(f, bar.update if bar else None):
+            blocks = escape_blocks(f, bar.update if bar else None)
+            for chunk in glue_records(blocks, glue_quote) if glue_quote else blocks:
                 cp.write(chunk)
     finally:
         if bar:
             bar.__exit__(None, None, None)
+    return glue_quote is not None
 
 
 def _fail(conn: psycopg.Connection, run_id: int, nr_id: int, err: DeltapipeError) -> None:

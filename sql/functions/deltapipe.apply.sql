@@ -59,7 +59,7 @@ BEGIN
             EXECUTE format('GRANT SELECT ON %s TO deltapipe_reader', target);
         END IF;
         EXECUTE format('ANALYZE %s', target);
-        EXECUTE format('SELECT coalesce(sum(_dp_hash::numeric), 0), count(*) FROM %s', target) INTO csum, n_rows;
+        EXECUTE format('SELECT coalesce(sum(_dp_hash), 0), count(*) FROM %s', target) INTO csum, n_rows;
     ELSE
         EXECUTE format('SELECT count(*), coalesce(sum(CASE _dp_op WHEN %L THEN _dp_hash::numeric
                                                    WHEN %L THEN -_dp_old_hash::numeric

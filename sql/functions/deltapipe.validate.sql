@@ -47,14 +47,30 @@ DECLARE
     why_col   text;
     why_code  text;
     gexprs    text := '';
-    cheap     text := '';
-    narrow    text := '';
-    narrowt   text := format('deltapipe_stage.%I', stg || '_x');
     allcasts  text := '';
-    ctas      text;
+    sel       text;
+    sfsrc     text;
+    fdecls    text;
+    fassign   text;
+    why_keep  text;
+    why_fail  text;
+    why_now   text;
+    tests     text[] := array_fill(NULL::text, ARRAY[ncol]);
+    tested    int[] := '{}';
+    newcols   int[];
+    vals      text[] := '{}';
+    valcols   int[] := '{}';
+    e_val     text;
+    keep_shape boolean := false;
+    attempt   int;
+    e_state   text;
+    e_msg     text;
+    unlogged  text;
     rulecheck text;
     ok        boolean;
-    attempt   int;
+    look      boolean := false;
+    n_rows    bigint;
+    n_badl    bigint;
     badl      text := format('deltapipe_stage.%I', stg || '_b');
     susp      text := format('deltapipe_stage.%I', stg || '_q');
     nbad      bigint;
@@ -84,7 +100,8 @@ BEGIN
 
     -- Records that span lines (a quoted field with a newline): pair up the lines
     -- with an odd number of quote characters and glue each pair's range.
-    IF fmt <> 'ndjson' AND quote <> '' THEN
+    -- (deltapipe load glues them while streaming the file and says so: option glued.)
+    IF fmt <> 'ndjson' AND quote <> '' AND NOT coalesce((p_options->>'glued')::boolean, false) THEN
         EXECUTE format($q$
             CREATE TEMP TABLE _dp_ml ON COMMIT DROP AS
             WITH odd AS (
@@ -135,8 +152,13 @@ BEGIN
                                   ELSE deltapipe._csv_split(r._dp_raw, %2$L, %1$L, %3$L) END', quote, delim, nul);
         END IF;
         IF header THEN
-            EXECUTE format('SELECT r._dp_line, %s FROM %s r WHERE r._dp_raw <> %L ORDER BY r._dp_line LIMIT 1',
+            -- the header is line 1 unless the file starts with empty lines (LIMIT 1 stops at the first block)
+            EXECUTE format('SELECT r._dp_line, %s FROM %s r WHERE r._dp_line = 1 AND r._dp_raw <> %L LIMIT 1',
                            fexpr, src, '') INTO hdr_line, hdr;
+            IF hdr_line IS NULL THEN
+                EXECUTE format('SELECT r._dp_line, %s FROM %s r WHERE r._dp_raw <> %L ORDER BY r._dp_line LIMIT 1',
+                               fexpr, src, '') INTO hdr_line, hdr;
+            END IF;
             IF hdr_line IS NULL THEN
                 RAISE EXCEPTION USING ERRCODE = 'DP013', MESSAGE = 'the file is empty',
                     HINT = 'a file with a header needs at least the header line';
@@ -175,7 +197,6 @@ BEGIN
         END IF;
     END IF;
 
-    EXECUTE format('ANALYZE %s', src);
     -- Row hash: the raw record text, seeded with everything that shapes how it is
     -- read (format options, header, column names and types). Equal hash, equal row.
     seed := hashtextextended(concat_ws(chr(31), fmt, delim, quote, nul, array_to_string(hdr, chr(30)),
@@ -187,9 +208,10 @@ BEGIN
     -- copied to <staging>_c to be parsed) and target rows that no line matched
     -- ("gone": updated or deleted, with key and hash).
     -- <staging>_n keeps the number of matched lines and the hash seed.
-    EXECUTE format('SELECT count(*) FROM %s WHERE _dp_line > %s AND _dp_raw <> %L', src, hdr_line, '') INTO rows_in;
     EXECUTE format('DROP TABLE IF EXISTS %s, %s, %s', same, changed, nstat);
     IF mode <> 'changes' AND NOT first_load AND NOT coalesce((p_options->>'full_validate')::boolean, false) THEN
+        EXECUTE format('ANALYZE %s', src);
+        EXECUTE format('SELECT count(*) FROM %s WHERE _dp_line > %s AND _dp_raw <> %L', src, hdr_line, '') INTO rows_in;
         EXECUTE format($q$
             CREATE UNLOGGED TABLE %s AS
             SELECT s._dp_line, t._dp_hash AS h, s._dp_raw%s
@@ -209,40 +231,51 @@ BEGIN
         src := changed;
     END IF;
 
-    -- Rows come from the (changed) staged lines, minus the lines already refused
-    -- for a value that does not cast (<staging>_b, filled below).
-    EXECUTE format('DROP TABLE IF EXISTS %s, %s', badl, susp);
-    EXECUTE format('CREATE UNLOGGED TABLE %s (_dp_line bigint, e text)', badl);
+    -- Rows come from the (changed) staged lines (/*EXCL*/: minus some lines, see below),
+    -- split once per line (generate_series(1, 1): see the typed rows statement).
     IF fmt = 'ndjson' THEN
-        fsrc := format('SELECT _dp_line, _dp_raw, %s AS f FROM (SELECT r._dp_line, r._dp_raw, r._dp_raw::jsonb AS j
-                          FROM %s r WHERE r._dp_raw <> %L /*EXCL*/
-                          OFFSET 0) r', fexpr, src, '');
+        fsrc := format('SELECT _dp_line, hashtextextended(_dp_raw, %s) AS _dp_hash, %s AS f, generate_series(1, 1) AS _dp_0
+                        FROM (SELECT r._dp_line, r._dp_raw, r._dp_raw::jsonb AS j, generate_series(1, 1) AS _dp_0
+                              FROM %s r WHERE r._dp_raw <> %L /*EXCL*/) r', seed, fexpr, src, '');
     ELSE
-        fsrc := format('SELECT r._dp_line, r._dp_raw, %s AS f FROM %s r
-                        WHERE r._dp_line > %s AND r._dp_raw <> %L /*EXCL*/
-                        OFFSET 0', fexpr, src, hdr_line, '');
+        fsrc := format('SELECT r._dp_line, hashtextextended(r._dp_raw, %s) AS _dp_hash, %s AS f, generate_series(1, 1) AS _dp_0
+                        FROM %s r WHERE r._dp_line > %s AND r._dp_raw <> %L /*EXCL*/', seed, fexpr, src, hdr_line, '');
     END IF;
 
+    -- The fields, each once out of the array (subscripts are not free): _dp_n is the
+    -- number of fields, _dp_f<k> the k-th. Tests and casts below read these.
+    sfsrc := format('SELECT _dp_line, _dp_hash, cardinality(f) AS _dp_n%s, generate_series(1, 1) AS _dp_2 FROM (%s) s0',
+                    (SELECT string_agg(format(', f[%s] AS _dp_f%s', k, k), '' ORDER BY k)
+                     FROM (SELECT DISTINCT k FROM unnest(pos || CASE WHEN mode = 'changes' THEN ARRAY[op_pos] END) k
+                           WHERE k IS NOT NULL) u),
+                    fsrc);
+    fdecls := (SELECT string_agg(format('_dp_f%s text; ', k), '' ORDER BY k)
+               FROM (SELECT DISTINCT k FROM unnest(pos || CASE WHEN mode = 'changes' THEN ARRAY[op_pos] END) k
+                     WHERE k IS NOT NULL) u);
+    fassign := (SELECT string_agg(format('_dp_f%s := f[%s]; ', k, k), '' ORDER BY k)
+                FROM (SELECT DISTINCT k FROM unnest(pos || CASE WHEN mode = 'changes' THEN ARRAY[op_pos] END) k
+                      WHERE k IS NOT NULL) u);
+
     -- Shape checks: why a row is refused before any cast.
-    bad := format('f IS NULL OR cardinality(f) <> %s', nfields);
-    why := format('CASE WHEN f IS NULL THEN %L WHEN cardinality(f) <> %s THEN format(%L, cardinality(f))',
+    bad := format('_dp_n IS NULL OR _dp_n <> %s', nfields);
+    why := format('CASE WHEN _dp_n IS NULL THEN %L WHEN _dp_n <> %s THEN format(%L, _dp_n)',
                   CASE fmt WHEN 'ndjson' THEN 'not a JSON object' ELSE 'malformed quoting' END, nfields,
                   'expected ' || nfields || ' fields, found %s');
-    why_col := 'CASE WHEN f IS NULL OR cardinality(f) <> ' || nfields || ' THEN NULL::text';
-    why_code := format('CASE WHEN f IS NULL THEN %L WHEN cardinality(f) <> %s THEN %L',
+    why_col := 'CASE WHEN _dp_n IS NULL OR _dp_n <> ' || nfields || ' THEN NULL::text';
+    why_code := format('CASE WHEN _dp_n IS NULL THEN %L WHEN _dp_n <> %s THEN %L',
                        CASE fmt WHEN 'ndjson' THEN 'DP106' ELSE 'DP103' END, nfields, 'DP101');
     FOR i IN 1..ncol LOOP
         IF cols[i] = ANY (ds.key_cols) THEN
-            bad := bad || format(' OR f[%s] IS NULL', pos[i]);
-            why := why || format(' WHEN f[%s] IS NULL THEN %L', pos[i], format('key column %s is null', cols[i]));
-            why_col := why_col || format(' WHEN f[%s] IS NULL THEN %L', pos[i], cols[i]);
-            why_code := why_code || format(' WHEN f[%s] IS NULL THEN %L', pos[i], 'DP102');
+            bad := bad || format(' OR _dp_f%s IS NULL', pos[i]);
+            why := why || format(' WHEN _dp_f%s IS NULL THEN %L', pos[i], format('key column %s is null', cols[i]));
+            why_col := why_col || format(' WHEN _dp_f%s IS NULL THEN %L', pos[i], cols[i]);
+            why_code := why_code || format(' WHEN _dp_f%s IS NULL THEN %L', pos[i], 'DP102');
         END IF;
     END LOOP;
     IF mode = 'changes' THEN
-        bad := bad || format(' OR coalesce(lower(btrim(f[%s])), %L) NOT IN (%L, %L, %L, %L, %L, %L, %L)',
+        bad := bad || format(' OR coalesce(lower(btrim(_dp_f%s)), %L) NOT IN (%L, %L, %L, %L, %L, %L, %L)',
                              op_pos, '', 'i', 'insert', 'u', 'update', 'upsert', 'd', 'delete');
-        why := why || format(' ELSE format(%L, f[%s])', 'unknown op %s (use insert, update or delete)', op_pos);
+        why := why || format(' ELSE format(%L, _dp_f%s)', 'unknown op %s (use insert, update or delete)', op_pos);
         why_col := why_col || format(' ELSE %L', op_col);
         why_code := why_code || format(' ELSE %L', 'DP104');
     END IF;
@@ -256,45 +289,47 @@ BEGIN
         m := regexp_match(types[i], '^(character varying|character|bit varying|bit)\((\d+)\)$');
         IF m IS NOT NULL THEN
             -- an explicit cast would truncate silently; refuse too-long values instead
-            castx[i] := format('CASE WHEN char_length(f[%1$s]) > %2$s THEN deltapipe._fail(%3$L, %4$L)::%5$s ELSE (f[%1$s])::%5$s END',
+            castx[i] := format('CASE WHEN char_length(_dp_f%1$s) > %2$s THEN deltapipe._fail(%3$L, %4$L)::%5$s ELSE (_dp_f%1$s)::%5$s END',
                                pos[i], m[2], '22001', format('value too long for type %s', types[i]), types[i]);
         ELSIF base <> types[i] THEN
-            castx[i] := format('((f[%s])::%s)::%s', pos[i], base, types[i]);
+            castx[i] := format('((_dp_f%s)::%s)::%s', pos[i], base, types[i]);
         ELSE
-            castx[i] := format('(f[%s])::%s', pos[i], types[i]);
+            castx[i] := format('(_dp_f%s)::%s', pos[i], types[i]);
         END IF;
-        -- the cheap tests read plain columns c<i> of a narrow table (see below)
         IF deltapipe._safe_cast_test('x', types[i]) <> 'true' THEN
-            cheap := cheap || format(' AND (c%1$s IS NULL OR %2$s)', i, deltapipe._safe_cast_test(format('c%s', i), types[i]));
-            narrow := narrow || format(', f[%s] AS c%s', pos[i], i);
+            tests[i] := format(' AND (_dp_f%1$s IS NULL OR %2$s)', pos[i],
+                               deltapipe._safe_cast_test(format('_dp_f%s', pos[i]), types[i]));
         END IF;
         gexprs := gexprs || format(', CASE WHEN _dp_why IS NULL THEN %s END AS %I', castx[i], cols[i]);
         colnames := colnames || format(', %I', cols[i]);
     END LOOP;
     IF mode = 'changes' THEN
-        gexprs := gexprs || format(', upper(left(btrim(f[%s]), 1))::"char" AS _dp_op', op_pos);
+        gexprs := gexprs || format(', upper(left(btrim(_dp_f%s), 1))::"char" AS _dp_op', op_pos);
         colnames := colnames || ', _dp_op';
     END IF;
 
-    -- The typed table in one statement (parallel workers welcome). Rows of the wrong
-    -- shape are kept with NULL values and their reason in _dp_why, to be moved to
-    -- deltapipe.reject below; the others are cast, and a value that does not cast
-    -- makes the statement fail as a whole.
+    -- The typed rows in one statement, run by parallel workers: each subquery level
+    -- carries a set-returning generate_series(1, 1) so that the planner keeps it (the
+    -- split and the reason are computed once per row) without the OFFSET 0 that would
+    -- keep the work out of the workers. /*WHY*/ is the reason a row is refused before
+    -- any cast (see why_* below); the casts only run where it is NULL.
     -- Validation rules: a row for which one is false is rejected with the rule's name.
     SELECT 'CASE' || string_agg(format(' WHEN NOT coalesce((%s)::boolean, true) THEN %L', r->>'predicate',
                                        concat_ws(chr(31), 'DP120', '', format('rule %s failed: %s', r->>'name', r->>'predicate'))), '')
            || ' END'
       INTO rulecheck FROM jsonb_array_elements(ds.options->'rules') r;
-    ctas := format($q$
-        CREATE %10$s TABLE %1$s AS
-        SELECT _dp_line%2$s, hashtextextended(_dp_raw, %3$s) AS _dp_hash, %11$s AS _dp_why
-        FROM (SELECT _dp_line, _dp_raw, _dp_why%4$s
-              FROM (SELECT _dp_line, _dp_raw, f,
-                           CASE WHEN %5$s THEN concat_ws(chr(31), %6$s, coalesce(%7$s, ''), %8$s) END AS _dp_why
-                    FROM (%9$s) s0) s1
-              OFFSET 0) y$q$,
-        typed, colnames, seed, gexprs, bad, why_code, why_col, why, fsrc, CASE WHEN first_load THEN '' ELSE 'UNLOGGED' END,
-        CASE WHEN rulecheck IS NULL THEN '_dp_why' ELSE format('coalesce(_dp_why, %s)', rulecheck) END);
+    sel := format($q$
+        SELECT _dp_line%1$s, _dp_hash, %3$s AS _dp_why
+        FROM (SELECT _dp_line, _dp_hash, _dp_why%4$s, generate_series(1, 1) AS _dp_1
+              FROM (SELECT sf.*, /*WHY*/ AS _dp_why, generate_series(1, 1) AS _dp_1
+                    FROM (%5$s) sf) s1) y$q$,
+        colnames, seed, CASE WHEN rulecheck IS NULL THEN '_dp_why' ELSE format('coalesce(_dp_why, %s)', rulecheck) END,
+        gexprs, sfsrc);
+    -- The reason a row is refused: wrong shape (kept, to be rejected) ...
+    why_keep := format('CASE WHEN %s THEN concat_ws(chr(31), %s, coalesce(%s, %L), %s) END', bad, why_code, why_col, '', why);
+    -- ... or the same, but failing the statement (see the tries below).
+    why_fail := format('CASE WHEN %s THEN deltapipe._fail(%L, %L) END', bad, 'DP199', 'a row of the wrong shape');
+    unlogged := CASE WHEN first_load THEN '' ELSE 'UNLOGGED' END;
 
     -- Row checker for suspicious rows: one exception block for the whole row, and
     -- only when that fails one per column to name the column, SQLSTATE and message.
@@ -308,89 +343,157 @@ BEGIN
     -- the body goes in as a quoted literal: names and options inside it cannot end it
     EXECUTE format('CREATE OR REPLACE FUNCTION pg_temp._dp_check(raw text) RETURNS text LANGUAGE plpgsql AS %L',
         format($f$
-        DECLARE f text[]; j jsonb; %1$s
+        DECLARE f text[]; j jsonb; _dp_n int; %1$s
         BEGIN
             %2$s
+            _dp_n := cardinality(f); %6$s
             IF %3$s THEN RETURN NULL; END IF;
             BEGIN %4$s RETURN NULL; EXCEPTION WHEN others THEN NULL; END;
             %5$s
             RETURN NULL;
         END $f$,
-        decls,
+        fdecls || decls,
         CASE WHEN fmt = 'ndjson'
              THEN format('BEGIN j := raw::jsonb; EXCEPTION WHEN others THEN RETURN %L || chr(31) || SQLSTATE || chr(31) || SQLERRM; END; f := %s;',
                          '', fexpr)
              ELSE format('f := %s;', replace(fexpr, 'r._dp_raw', 'raw')) END,
-        bad, allcasts, checks));
+        bad, allcasts, checks, fassign));
 
     EXECUTE format('DROP TABLE IF EXISTS %s', typed);
-    BEGIN
-        EXECUTE ctas;
-        ok := true;
-    EXCEPTION WHEN others THEN
-        ok := false;
-    END;
-    FOR attempt IN 1..2 LOOP
+    -- Try the statement. The first try fails on any bad row, so a clean file needs no
+    -- second look. When it fails, the error says why: a row of the wrong shape (then
+    -- such rows are kept with their reason), or a value that does not cast to some
+    -- type. Then rows holding that value in a column of that type are kept as
+    -- suspects (chr(30), NULL values) by the next try: bad values tend to repeat
+    -- ("N/A", "maybe"), and comparing is cheap. After 8 values, the columns of the
+    -- failing types get cheap tests instead (a row failing one is a suspect). Each
+    -- retry fails early if it fails at all.
+    FOR attempt IN 1..ncol + 10 LOOP
+        IF keep_shape OR cardinality(tested) > 0 OR cardinality(vals) > 0 THEN
+            why_now := format('CASE WHEN %s THEN concat_ws(chr(31), %s, coalesce(%s, %L), %s)%s%s END', bad, why_code, why_col, '', why,
+                              CASE WHEN cardinality(vals) > 0
+                                   THEN format(' WHEN %s THEN chr(30)',
+                                               (SELECT string_agg(format('_dp_f%s IN (%s)', pos[c],
+                                                                         (SELECT string_agg(quote_literal(v), ', ') FROM unnest(vals) v)),
+                                                                  ' OR ') FROM unnest(valcols) c))
+                                   ELSE '' END,
+                              CASE WHEN cardinality(tested) > 0
+                                   THEN format(' WHEN NOT (true%s) THEN chr(30)',
+                                               (SELECT string_agg(tests[t], '') FROM unnest(tested) t))
+                                   ELSE '' END);
+        ELSE
+            why_now := why_fail;
+        END IF;
+        BEGIN
+            EXECUTE format('CREATE %s TABLE %s AS %s', unlogged, typed, replace(sel, '/*WHY*/', why_now));
+            GET DIAGNOSTICS n_rows = ROW_COUNT;
+            ok := true;
+        EXCEPTION WHEN others THEN
+            GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_msg = MESSAGE_TEXT;
+            ok := false;
+        END;
         EXIT WHEN ok;
-        -- Some value does not cast. Attempt 1: only rows failing the cheap tests are
-        -- suspicious; attempt 2 (should the cheap tests ever be wrong): every row.
+        IF e_state = 'DP199' AND NOT keep_shape THEN
+            keep_shape := true;
+            CONTINUE;
+        END IF;
+        EXIT WHEN fmt = 'ndjson' AND e_msg LIKE '%type json%';       -- not JSON: checked line by line below
+        -- the columns whose type the message names (all the others when it names none)
+        newcols := ARRAY(SELECT k FROM generate_subscripts(tests, 1) k
+                         WHERE tests[k] IS NOT NULL AND k <> ALL (tested)
+                           AND (strpos(e_msg, 'type ' || replace(replace(regexp_replace(types[k], '\(.*\)', ''),
+                                        ' without time zone', ''), 'character varying', 'character')) > 0
+                                OR (e_msg LIKE 'date/time%' OR e_msg LIKE '%time zone%') AND types[k] ~ '^(date|time)'
+                                OR e_msg LIKE 'numeric field overflow%' AND types[k] LIKE 'numeric%'));
+        IF cardinality(newcols) = 0 THEN
+            newcols := ARRAY(SELECT k FROM generate_subscripts(tests, 1) k WHERE tests[k] IS NOT NULL AND k <> ALL (tested));
+        END IF;
+        EXIT WHEN cardinality(newcols) = 0;                                -- a cheap test vouched for a bad value
+        e_val := substring(e_msg FROM '"(.*)"');
+        IF e_val IS NOT NULL AND cardinality(vals) < 8 AND NOT e_val = ANY (vals) THEN
+            vals := vals || e_val;
+            valcols := valcols || ARRAY(SELECT c FROM unnest(newcols) c WHERE c <> ALL (valcols));
+        ELSE
+            tested := tested || newcols;
+        END IF;
+    END LOOP;
+    look := ok AND (keep_shape OR cardinality(tested) > 0 OR cardinality(vals) > 0 OR rulecheck IS NOT NULL);
+
+    -- Last resort (not JSON, or a cheap test was wrong): check every row one by one,
+    -- put the refused lines aside (<staging>_b), and build the table without them.
+    EXECUTE format('DROP TABLE IF EXISTS %s, %s', badl, susp);
+    EXECUTE format('CREATE UNLOGGED TABLE %s (_dp_line bigint, e text)', badl);
+    IF NOT ok THEN
+        EXECUTE format('DROP TABLE IF EXISTS %s', typed);
         IF fmt = 'ndjson' THEN
             -- a line that is not JSON would fail any test reading its fields: check every line
-            EXECUTE format('CREATE UNLOGGED TABLE %s AS SELECT _dp_line, _dp_raw FROM %s r
-                            WHERE r._dp_raw <> %L AND NOT EXISTS (SELECT 1 FROM %s b WHERE b._dp_line = r._dp_line)',
-                           susp, src, '', badl);
-        ELSIF attempt = 1 THEN
-            -- the fields under test, split once (in parallel workers) into a narrow table,
-            -- then tested as plain columns: rows failing a test are suspicious
-            EXECUTE format('CREATE UNLOGGED TABLE %s AS SELECT _dp_line%s FROM (%s) s WHERE NOT (%s)',
-                           narrowt, narrow, fsrc, bad);
-            EXECUTE format('CREATE UNLOGGED TABLE %s AS SELECT r._dp_line, r._dp_raw FROM %s r
-                            WHERE r._dp_line IN (SELECT _dp_line FROM %s x WHERE NOT (true%s))',
-                           susp, src, narrowt, cheap);
-            EXECUTE format('DROP TABLE %s', narrowt);
+            EXECUTE format('CREATE UNLOGGED TABLE %s AS SELECT _dp_line, _dp_raw FROM %s r WHERE r._dp_raw <> %L',
+                           susp, src, '');
         ELSE
-            EXECUTE format('CREATE UNLOGGED TABLE %s AS SELECT _dp_line, _dp_raw FROM (%s) s WHERE NOT (%s)',
-                           susp, fsrc, bad);
+            EXECUTE format('CREATE UNLOGGED TABLE %s AS SELECT s._dp_line, r._dp_raw FROM (%s) s
+                            JOIN %s r ON r._dp_line = s._dp_line WHERE NOT (%s)', susp, sfsrc, src, bad);
         END IF;
         EXECUTE format('INSERT INTO %s SELECT _dp_line, e FROM (SELECT _dp_line, pg_temp._dp_check(_dp_raw) AS e FROM %s) c
                         WHERE e IS NOT NULL', badl, susp);
         EXECUTE format('DROP TABLE %s', susp);
         EXECUTE format('ANALYZE %s', badl);
-        -- from now on, leave out the lines already refused
-        ctas := replace(ctas, '/*EXCL*/', format('AND NOT EXISTS (SELECT 1 FROM %s b WHERE b._dp_line = r._dp_line)', badl));
-        fsrc := replace(fsrc, '/*EXCL*/', format('AND NOT EXISTS (SELECT 1 FROM %s b WHERE b._dp_line = r._dp_line)', badl));
-        IF attempt = 1 THEN
-            BEGIN
-                EXECUTE ctas;
-                ok := true;
-            EXCEPTION WHEN others THEN
-                ok := false;
-            END;
-        ELSE
-            EXECUTE ctas;
-        END IF;
-    END LOOP;
-    EXECUTE format($q$
-        INSERT INTO deltapipe.reject (run_id, node_run_id, dataset, source_file, line_no, raw_line, column_name, sqlstate, message)
-        SELECT %L::bigint, %L::bigint, %L, %L, b._dp_line, r._dp_raw,
-               nullif(split_part(e, chr(31), 1), ''), split_part(e, chr(31), 2),
-               CASE WHEN split_part(e, chr(31), 1) = '' THEN 'invalid JSON: ' ELSE '' END || split_part(e, chr(31), 3)
-        FROM %s b JOIN %s r ON r._dp_line = b._dp_line$q$,
-        run_id, nr_id, ds.name, src_file, badl, src);
-    EXECUTE format('DROP TABLE %s', badl);
-
-    -- rows of the wrong shape: to the rejects, with their raw line
-    EXECUTE format('ANALYZE %s', typed);
-    EXECUTE format('SELECT count(*) FILTER (WHERE _dp_why IS NOT NULL), count(*) FROM %s', typed) INTO nbad, rows_ok;
-    rows_ok := rows_ok - nbad;
-    IF nbad > 0 THEN
+        EXECUTE format('CREATE %s TABLE %s AS %s', unlogged, typed,
+                       replace(replace(sel, '/*WHY*/', why_keep), '/*EXCL*/',
+                               format('AND NOT EXISTS (SELECT 1 FROM %s b WHERE b._dp_line = r._dp_line)', badl)));
+        GET DIAGNOSTICS n_rows = ROW_COUNT;
+        look := true;
         EXECUTE format($q$
             INSERT INTO deltapipe.reject (run_id, node_run_id, dataset, source_file, line_no, raw_line, column_name, sqlstate, message)
-            SELECT %L::bigint, %L::bigint, %L, %L, t._dp_line, r._dp_raw, nullif(split_part(t._dp_why, chr(31), 2), ''),
-                   split_part(t._dp_why, chr(31), 1), split_part(t._dp_why, chr(31), 3)
-            FROM %s t JOIN %s r ON r._dp_line = t._dp_line WHERE t._dp_why IS NOT NULL$q$,
-            run_id, nr_id, ds.name, src_file, typed, src);
-        EXECUTE format('DELETE FROM %s WHERE _dp_why IS NOT NULL', typed);
+            SELECT %L::bigint, %L::bigint, %L, %L, b._dp_line, r._dp_raw,
+                   nullif(split_part(e, chr(31), 1), ''), split_part(e, chr(31), 2),
+                   CASE WHEN split_part(e, chr(31), 1) = '' THEN 'invalid JSON: ' ELSE '' END || split_part(e, chr(31), 3)
+            FROM %s b JOIN %s r ON r._dp_line = b._dp_line$q$,
+            run_id, nr_id, ds.name, src_file, badl, src);
+    END IF;
+    EXECUTE format('SELECT count(*) FROM %s', badl) INTO n_badl;
+    EXECUTE format('DROP TABLE %s', badl);
+    rows_in := coalesce(rows_in, n_rows + n_badl);
+
+    -- Rows kept with a reason (shape, rule) or as suspects: out of the table in one
+    -- pass, with their raw line; suspects are checked one by one (the bad ones get
+    -- their reason, the others go back, cast); the refused go to the rejects.
+    nbad := 0;
+    IF look THEN
+        EXECUTE format('CREATE TEMP TABLE _dp_w ON COMMIT DROP AS
+                        SELECT w._dp_line, w._dp_why, r._dp_raw
+                        FROM (SELECT _dp_line, _dp_why FROM %s WHERE _dp_why IS NOT NULL) w
+                        JOIN %s r ON r._dp_line = w._dp_line', typed, src);
+        GET DIAGNOSTICS nbad = ROW_COUNT;
+        IF nbad > 0 THEN
+            EXECUTE format('DELETE FROM %s WHERE _dp_why IS NOT NULL', typed);
+            UPDATE _dp_w SET _dp_why = (SELECT concat_ws(chr(31), split_part(e, chr(31), 2), split_part(e, chr(31), 1),
+                                                         split_part(e, chr(31), 3))
+                                        FROM (SELECT pg_temp._dp_check(_dp_raw) AS e) c WHERE e IS NOT NULL)
+             WHERE _dp_why = chr(30);
+            IF EXISTS (SELECT 1 FROM _dp_w WHERE _dp_why IS NULL) THEN
+                -- suspects that cast after all: back in, with the rules applied
+                EXECUTE format('INSERT INTO %s %s', typed,
+                               replace(replace(sel, '/*WHY*/', why_keep), '/*EXCL*/',
+                                       'AND r._dp_line IN (SELECT _dp_line FROM _dp_w WHERE _dp_why IS NULL)'));
+                DELETE FROM _dp_w WHERE _dp_why IS NULL;
+                IF rulecheck IS NOT NULL THEN
+                    EXECUTE format('INSERT INTO _dp_w SELECT w._dp_line, w._dp_why, r._dp_raw
+                                    FROM (SELECT _dp_line, _dp_why FROM %s WHERE _dp_why IS NOT NULL) w
+                                    JOIN %s r ON r._dp_line = w._dp_line', typed, src);
+                    EXECUTE format('DELETE FROM %s WHERE _dp_why IS NOT NULL', typed);
+                END IF;
+            END IF;
+            INSERT INTO deltapipe.reject (run_id, node_run_id, dataset, source_file, line_no, raw_line, column_name, sqlstate, message)
+            SELECT run_id, nr_id, ds.name, src_file, w._dp_line, w._dp_raw, nullif(split_part(w._dp_why, chr(31), 2), ''),
+                   split_part(w._dp_why, chr(31), 1), split_part(w._dp_why, chr(31), 3)
+            FROM _dp_w w;
+            GET DIAGNOSTICS nbad = ROW_COUNT;
+        END IF;
+        DROP TABLE _dp_w;
+    END IF;
+    rows_ok := n_rows - nbad;
+    IF NOT first_load THEN
+        EXECUTE format('ANALYZE %s', typed);
     END IF;
     RETURN jsonb_build_object('rows_in', rows_in, 'valid', rows_ok + n_same, 'unchanged_lines', n_same,
                               'rejected', rows_in - rows_ok - n_same, 'typed_table', typed, 'header_line', hdr_line);
