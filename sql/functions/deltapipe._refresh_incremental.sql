@@ -47,7 +47,7 @@ DECLARE
     audits   jsonb;
     raw      numeric := 0;
     nd       bigint;
-    jb       text;
+    zsel     text;
     gucs     jsonb;
     probe    boolean;
     src      boolean;
@@ -175,12 +175,9 @@ BEGIN
     -- the visible columns (what a downstream model reads)
     vis := ARRAY(SELECT c FROM unnest(cols) c WHERE c NOT LIKE '\_dp\_%');
     keys := CASE WHEN cardinality(m.key_cols) > 0 THEN m.key_cols END;
-    -- row images of alias @A@ as jsonb (jb = to_jsonb(row) - '_dp_hash'), built
-    -- from the columns themselves (jb, jbv: visible columns only) or from the
-    -- copies of the old row _dp_o<k> (jbo, jbvo); at most 50 pairs per call
-    jb := (SELECT string_agg(x, ' || ') FROM (
-              SELECT format('jsonb_build_object(%s)', string_agg(format('%L, @A@.%I', c, c), ', ' ORDER BY o)) AS x
-                FROM unnest(cols) WITH ORDINALITY u(c, o) GROUP BY (o - 1) / 50) j);
+    -- row images of alias @A@ as jsonb (= to_jsonb(row) - '_dp_hash'), built from
+    -- the copies of the old row _dp_o<k> (jbo; jbvo: visible columns only) or from
+    -- the columns themselves (jbv: visible columns); at most 50 pairs per call
     jbo := (SELECT string_agg(x, ' || ') FROM (
               SELECT format('jsonb_build_object(%s)', string_agg(format('%L, @A@.%I', c, '_dp_o' || o), ', ' ORDER BY o)) AS x
                 FROM unnest(cols) WITH ORDINALITY u(c, o) GROUP BY (o - 1) / 50) j);
@@ -212,9 +209,9 @@ BEGIN
         -- a delta much smaller than the table probes its index (primary key or
         -- _dp_hash) row by row instead of hashing the whole table
         probe := nd * 10 < coalesce(m.row_count, 0);
-        PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_hashjoin' END, true);
-        PERFORM set_config('enable_mergejoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_mergejoin' END, true);
         IF keys IS NULL THEN
+            PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_hashjoin' END, true);
+            PERFORM set_config('enable_mergejoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_mergejoin' END, true);
             -- keyless: remove -n copies, add +n copies, one statement
             EXECUTE format($q$
                 WITH del AS (
@@ -243,17 +240,19 @@ BEGIN
                              GROUP BY %2$s HAVING sum(_dp_w) <> 0',
                            ctab, (SELECT string_agg(format('%I', c), ', ') FROM unnest(vis) c));
         ELSE
-            -- the old row of every changed key, as typed columns _dp_o<k>
+            -- per changed key its new row (weight +1) and its old row (weight -1, as
+            -- typed columns _dp_o<k>): the delta of a keyed model holds the old row
+            -- itself (the table equals the query before the change), so the table is
+            -- not read here; an unchanged row was netted away in _dp_z
             EXECUTE format('CREATE TEMP TABLE _dp_s AS
-                            SELECT s.*, t._dp_hash AS _dp_old, %s
-                              FROM (SELECT DISTINCT ON (%s) * FROM pg_temp._dp_z ORDER BY %s, _dp_w DESC) s
-                              LEFT JOIN %s t ON %s
-                             WHERE (t._dp_hash IS NOT NULL OR s._dp_w > 0)
-                               AND (s._dp_w < 0 OR t._dp_hash IS DISTINCT FROM s._dp_hash)',
-                           (SELECT string_agg(format('t.%I AS %I', c, '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o)),
-                           (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k),
-                           (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k), target,
-                           (SELECT string_agg(format('t.%1$I = s.%1$I', k), ' AND ') FROM unnest(keys) k));
+                            SELECT %s, CASE WHEN n._dp_w IS NULL THEN -1 ELSE 1 END AS _dp_w, n._dp_hash,
+                                   o._dp_hash AS _dp_old, %s
+                              FROM (SELECT * FROM pg_temp._dp_z WHERE _dp_w > 0) n
+                              FULL JOIN (SELECT * FROM pg_temp._dp_z WHERE _dp_w < 0) o ON %s',
+                           (SELECT string_agg(CASE WHEN c = ANY (keys) THEN format('coalesce(n.%1$I, o.%1$I) AS %1$I', c)
+                                                   ELSE format('n.%1$I', c) END, ', ') FROM unnest(cols) c),
+                           (SELECT string_agg(format('o.%I AS %I', c, '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o)),
+                           (SELECT string_agg(format('n.%1$I = o.%1$I', k), ' AND ') FROM unnest(keys) k));
             EXECUTE format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
                             SELECT %s, %L, CASE WHEN _dp_old IS NULL THEN %L WHEN _dp_w < 0 THEN %L ELSE %L END,
                                    jsonb_build_object(%s), CASE WHEN _dp_old IS NOT NULL THEN %s END FROM pg_temp._dp_s s',
@@ -261,10 +260,12 @@ BEGIN
                            (SELECT string_agg(format('%L, %I', k, k), ', ') FROM unnest(keys) k),
                            replace(jbo, '@A@', 's'));
             GET DIAGNOSTICS ncs = ROW_COUNT;
+            PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_hashjoin' END, true);
+            PERFORM set_config('enable_mergejoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_mergejoin' END, true);
             EXECUTE format('MERGE INTO %s t USING pg_temp._dp_s s ON %s
                             WHEN MATCHED AND s._dp_w < 0 THEN DELETE
                             WHEN MATCHED THEN UPDATE SET %s, _dp_hash = s._dp_hash
-                            WHEN NOT MATCHED THEN INSERT (%s, _dp_hash) VALUES (%s, s._dp_hash)',
+                            WHEN NOT MATCHED AND s._dp_w > 0 THEN INSERT (%s, _dp_hash) VALUES (%s, s._dp_hash)',
                            target, (SELECT string_agg(format('t.%1$I = s.%1$I', k), ' AND ') FROM unnest(keys) k),
                            coalesce((SELECT string_agg(format('%1$I = s.%1$I', c), ', ') FROM unnest(cols) c WHERE c <> ALL (keys)),
                                     format('%1$I = s.%1$I', keys[1])),
@@ -352,14 +353,32 @@ BEGIN
             (SELECT string_agg(format('d._dp_g%s AS _dp_k%s', k - 1, k - 1), ', ') FROM generate_subscripts(gcols, 1) k),
             CASE WHEN hasmm THEN 'd.neg' ELSE 'false' END, target, gmatch,
             (SELECT string_agg(format('o.%I AS %I', c, '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o)));
+        -- the changed groups (_dp_z): old row, new row and its hash (NULL: the group is gone)
+        zsel := format($q$
+                CREATE TEMP TABLE _dp_z AS
+                SELECT * FROM (
+                    SELECT s._dp_k_gh, %1$s, s._dp_old, %2$s, %3$s,
+                           CASE WHEN s._dp_cnt > 0 THEN hashtextextended(ROW(%3$s)::text, 0) END AS _dp_hash
+                      FROM @S@ s OFFSET 0) z
+                 WHERE z._dp_old IS DISTINCT FROM z._dp_hash$q$,
+                (SELECT string_agg(format('s._dp_k%s', k - 1), ', ') FROM generate_subscripts(gcols, 1) k),
+                (SELECT string_agg(format('s.%I', '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o)),
+                (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c));
         PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_hashjoin' END, true);
         PERFORM set_config('enable_mergejoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_mergejoin' END, true);
-        EXECUTE 'CREATE TEMP TABLE _dp_s AS ' || q;
+        IF NOT hasmm THEN
+            -- no min/max: one statement from the group deltas to the changed groups
+            EXECUTE replace(zsel, '@S@', '(' || q || ')');
+        ELSE
+            EXECUTE 'CREATE TEMP TABLE _dp_s AS ' || q;
+        END IF;
         PERFORM set_config('enable_hashjoin', gucs->>'enable_hashjoin', true);
         PERFORM set_config('enable_mergejoin', gucs->>'enable_mergejoin', true);
         -- groups that lost rows under min/max are recomputed from the inputs (only then
         -- is the state statement run at all); otherwise the new rows are those of _dp_s
-        IF hasmm AND EXISTS (SELECT 1 FROM pg_temp._dp_s WHERE _dp_re) THEN
+        IF NOT hasmm THEN
+            NULL;
+        ELSIF EXISTS (SELECT 1 FROM pg_temp._dp_s WHERE _dp_re) THEN
             EXECUTE format($q$
                 CREATE TEMP TABLE _dp_new AS
                 SELECT x.*, hashtextextended(ROW(%1$s)::text, 0) AS _dp_hash FROM (
@@ -381,17 +400,7 @@ BEGIN
                            (SELECT string_agg(format('s.%I', '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o)),
                            gmatch);
         ELSE
-            EXECUTE format($q$
-                CREATE TEMP TABLE _dp_z AS
-                SELECT * FROM (
-                    SELECT s._dp_k_gh, %1$s, s._dp_old, %2$s, %3$s,
-                           CASE WHEN s._dp_cnt > 0 THEN hashtextextended(ROW(%4$s)::text, 0) END AS _dp_hash
-                      FROM pg_temp._dp_s s OFFSET 0) z
-                 WHERE z._dp_old IS DISTINCT FROM z._dp_hash$q$,
-                (SELECT string_agg(format('s._dp_k%s', k - 1), ', ') FROM generate_subscripts(gcols, 1) k),
-                (SELECT string_agg(format('s.%I', '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o)),
-                (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c),
-                (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c));
+            EXECUTE replace(zsel, '@S@', 'pg_temp._dp_s');
         END IF;
         phases := phases || jsonb_build_object('delta', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
         t0 := clock_timestamp();
