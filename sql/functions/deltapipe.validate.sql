@@ -232,19 +232,19 @@ BEGIN
     END IF;
 
     -- Rows come from the (changed) staged lines (/*EXCL*/: minus some lines, see below),
-    -- split once per line (generate_series(1, 1): see the typed rows statement).
+    -- split once per line (deltapipe._fence(): see the typed rows statement).
     IF fmt = 'ndjson' THEN
-        fsrc := format('SELECT _dp_line, hashtextextended(_dp_raw, %s) AS _dp_hash, %s AS f, generate_series(1, 1) AS _dp_0
-                        FROM (SELECT r._dp_line, r._dp_raw, r._dp_raw::jsonb AS j, generate_series(1, 1) AS _dp_0
+        fsrc := format('SELECT _dp_line, hashtextextended(_dp_raw, %s) AS _dp_hash, %s AS f, deltapipe._fence() AS _dp_0
+                        FROM (SELECT r._dp_line, r._dp_raw, r._dp_raw::jsonb AS j, deltapipe._fence() AS _dp_0
                               FROM %s r WHERE r._dp_raw <> %L /*EXCL*/) r', seed, fexpr, src, '');
     ELSE
-        fsrc := format('SELECT r._dp_line, hashtextextended(r._dp_raw, %s) AS _dp_hash, %s AS f, generate_series(1, 1) AS _dp_0
+        fsrc := format('SELECT r._dp_line, hashtextextended(r._dp_raw, %s) AS _dp_hash, %s AS f, deltapipe._fence() AS _dp_0
                         FROM %s r WHERE r._dp_line > %s AND r._dp_raw <> %L /*EXCL*/', seed, fexpr, src, hdr_line, '');
     END IF;
 
     -- The fields, each once out of the array (subscripts are not free): _dp_n is the
     -- number of fields, _dp_f<k> the k-th. Tests and casts below read these.
-    sfsrc := format('SELECT _dp_line, _dp_hash, cardinality(f) AS _dp_n%s, generate_series(1, 1) AS _dp_2 FROM (%s) s0',
+    sfsrc := format('SELECT _dp_line, _dp_hash, cardinality(f) AS _dp_n%s, deltapipe._fence() AS _dp_2 FROM (%s) s0',
                     (SELECT string_agg(format(', f[%s] AS _dp_f%s', k, k), '' ORDER BY k)
                      FROM (SELECT DISTINCT k FROM unnest(pos || CASE WHEN mode = 'changes' THEN ARRAY[op_pos] END) k
                            WHERE k IS NOT NULL) u),
@@ -309,9 +309,9 @@ BEGIN
     END IF;
 
     -- The typed rows in one statement, run by parallel workers: each subquery level
-    -- carries a set-returning generate_series(1, 1) so that the planner keeps it (the
-    -- split and the reason are computed once per row) without the OFFSET 0 that would
-    -- keep the work out of the workers. /*WHY*/ is the reason a row is refused before
+    -- calls deltapipe._fence() so that the planner keeps it (the split and the reason
+    -- are computed once per row) without the OFFSET 0 that would keep the work out of
+    -- the workers. /*WHY*/ is the reason a row is refused before
     -- any cast (see why_* below); the casts only run where it is NULL.
     -- Validation rules: a row for which one is false is rejected with the rule's name.
     SELECT 'CASE' || string_agg(format(' WHEN NOT coalesce((%s)::boolean, true) THEN %L', r->>'predicate',
@@ -320,8 +320,8 @@ BEGIN
       INTO rulecheck FROM jsonb_array_elements(ds.options->'rules') r;
     sel := format($q$
         SELECT _dp_line%1$s, _dp_hash, %3$s AS _dp_why
-        FROM (SELECT _dp_line, _dp_hash, _dp_why%4$s, generate_series(1, 1) AS _dp_1
-              FROM (SELECT sf.*, /*WHY*/ AS _dp_why, generate_series(1, 1) AS _dp_1
+        FROM (SELECT _dp_line, _dp_hash, _dp_why%4$s, deltapipe._fence() AS _dp_1
+              FROM (SELECT sf.*, /*WHY*/ AS _dp_why, deltapipe._fence() AS _dp_1
                     FROM (%5$s) sf) s1) y$q$,
         colnames, seed, CASE WHEN rulecheck IS NULL THEN '_dp_why' ELSE format('coalesce(_dp_why, %s)', rulecheck) END,
         gexprs, sfsrc);
