@@ -360,7 +360,9 @@ def _add_new_columns(conn: psycopg.Connection, dataset: str, path: Path, fmt: st
 def _copy(conn: psycopg.Connection, stg: str, path: Path, encoding: str, size: int, show: bool,
           glue_quote: bytes | None = None) -> bool:
     """COPY the file's lines into staging table ``stg``; True when multi-line records were glued on the way."""
-    stmt = "COPY %s (_dp_raw) FROM STDIN (FORMAT text, ENCODING %s)" % (
+    # FREEZE: the staging table was created in this transaction, so its rows can be
+    # written frozen (no hint bits to set, no page dirtied again, when it is read)
+    stmt = "COPY %s (_dp_raw) FROM STDIN (FORMAT text, ENCODING %s, FREEZE true)" % (
         stg, psycopg.sql.Literal(encoding).as_string(conn))
     bar = None
     if show:

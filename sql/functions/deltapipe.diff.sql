@@ -68,10 +68,10 @@ BEGIN
         -- target rows no line matched by hash: updated or deleted
         -- with their before-images, fetched by key
         EXECUTE format('CREATE TEMP TABLE _dp_gone ON COMMIT DROP AS
-                        SELECT %s, h FROM %s WHERE _dp_line IS NULL', klist, same);
+                        SELECT %s, s.h, to_jsonb(t) AS _dp_before
+                        FROM (SELECT %s, h FROM %s WHERE _dp_line IS NULL) s JOIN %s t ON %s',
+                       (SELECT string_agg(format('s.%I', k), ', ') FROM unnest(keys) k), klist, same, target, kjoin);
         ANALYZE _dp_gone;
-        EXECUTE format('ALTER TABLE _dp_gone ADD COLUMN _dp_before jsonb');
-        EXECUTE format('UPDATE _dp_gone s SET _dp_before = to_jsonb(t) FROM %s t WHERE %s', target, kjoin);
         SELECT count(*) INTO n FROM _dp_gone;
         EXECUTE format('SELECT matched, seed FROM %s', nstat) INTO n_same, seed;
         IF n_same > ds.row_count - n THEN

@@ -210,7 +210,8 @@ BEGIN
     -- <staging>_n keeps the number of matched lines and the hash seed.
     EXECUTE format('DROP TABLE IF EXISTS %s, %s, %s', same, changed, nstat);
     IF mode <> 'changes' AND NOT first_load AND NOT coalesce((p_options->>'full_validate')::boolean, false) THEN
-        EXECUTE format('ANALYZE %s', src);
+        -- (no ANALYZE of the staged lines: it costs more than it helps, the estimates
+        -- from the table's size already make the target the hashed side)
         EXECUTE format('SELECT count(*) FROM %s WHERE _dp_line > %s AND _dp_raw <> %L', src, hdr_line, '') INTO rows_in;
         EXECUTE format($q$
             CREATE UNLOGGED TABLE %s AS
@@ -460,12 +461,12 @@ BEGIN
     nbad := 0;
     IF look THEN
         EXECUTE format('CREATE TEMP TABLE _dp_w ON COMMIT DROP AS
-                        SELECT w._dp_line, w._dp_why, r._dp_raw
-                        FROM (SELECT _dp_line, _dp_why FROM %s WHERE _dp_why IS NOT NULL) w
-                        JOIN %s r ON r._dp_line = w._dp_line', typed, src);
+                        SELECT ctid AS tid, _dp_line, _dp_why, NULL::text AS _dp_raw FROM %s WHERE _dp_why IS NOT NULL', typed);
         GET DIAGNOSTICS nbad = ROW_COUNT;
         IF nbad > 0 THEN
-            EXECUTE format('DELETE FROM %s WHERE _dp_why IS NOT NULL', typed);
+            ANALYZE _dp_w;
+            EXECUTE format('UPDATE _dp_w w SET _dp_raw = r._dp_raw FROM %s r WHERE r._dp_line = w._dp_line', src);
+            EXECUTE format('DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT tid FROM _dp_w))', typed);
             UPDATE _dp_w SET _dp_why = (SELECT concat_ws(chr(31), split_part(e, chr(31), 2), split_part(e, chr(31), 1),
                                                          split_part(e, chr(31), 3))
                                         FROM (SELECT pg_temp._dp_check(_dp_raw) AS e) c WHERE e IS NOT NULL)
@@ -477,7 +478,7 @@ BEGIN
                                        'AND r._dp_line IN (SELECT _dp_line FROM _dp_w WHERE _dp_why IS NULL)'));
                 DELETE FROM _dp_w WHERE _dp_why IS NULL;
                 IF rulecheck IS NOT NULL THEN
-                    EXECUTE format('INSERT INTO _dp_w SELECT w._dp_line, w._dp_why, r._dp_raw
+                    EXECUTE format('INSERT INTO _dp_w SELECT NULL, w._dp_line, w._dp_why, r._dp_raw
                                     FROM (SELECT _dp_line, _dp_why FROM %s WHERE _dp_why IS NOT NULL) w
                                     JOIN %s r ON r._dp_line = w._dp_line', typed, src);
                     EXECUTE format('DELETE FROM %s WHERE _dp_why IS NOT NULL', typed);
