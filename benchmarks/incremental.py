@@ -10,7 +10,10 @@ Each measurement loads a fresh batch of changed fact rows (upsert file, also cha
 keys) through the load path, then times CALL deltapipe.run_pipeline (incremental) or the same call
 with {"full_refresh": true} on another batch of the same size. deltapipe.verify checks the result.
 
-    .venv/bin/python benchmarks/incremental.py [--rows 1000000] [--dim 100000] [--dsn DSN]
+    .venv/bin/python benchmarks/incremental.py [--rows 1000000] [--dim 100000] [--dsn DSN] [--explain MS]
+
+--explain MS logs the plans of the statements of the incremental refreshes that take MS ms or more
+(auto_explain with ANALYZE, nested statements) to the server log; it slows them down.
 
 Without --dsn (or DELTAPIPE_DSN) a local server is started in /var/tmp/deltapipe-bench/pg.
 """
@@ -53,6 +56,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--dim", type=int, default=100_000)
     ap.add_argument("--dsn", default=os.environ.get("DELTAPIPE_DSN"))
+    ap.add_argument("--explain", type=int, default=None, metavar="MS",
+                    help="log plans of incremental-refresh statements taking >= MS ms (auto_explain) to the server log")
     a = ap.parse_args()
     admin = a.dsn or LocalServer.at("/var/tmp/deltapipe-bench/pg").start()
     with psycopg.connect(admin, autocommit=True) as c:
@@ -100,6 +105,11 @@ def main() -> None:
             return res["inserted"] + res["updated"] + res["deleted"]
 
         def refresh(full: bool) -> tuple[float, int]:
+            if a.explain is not None:
+                conn.execute("LOAD 'auto_explain'")
+                for k, v in (("log_min_duration", "-1" if full else str(a.explain)), ("log_nested_statements", "on"),
+                             ("log_analyze", "on"), ("log_buffers", "on")):
+                    conn.execute("SELECT set_config(%s, %s, false)", ("auto_explain." + k, v))
             t = time.perf_counter()
             run_id = conn.execute("CALL deltapipe.run_pipeline('incr', 'sql', %s, NULL)",
                                   ('{"full_refresh": %s}' % ("true" if full else "false"),)).fetchone()[0]
@@ -120,12 +130,13 @@ def main() -> None:
             target = 0.10 if share == 0.01 else 0.03
             print("%.1f%% change (%d source rows): incremental %.3fs, full %.3fs, incremental / full = %.3f (target <= %.2f)"
                   % (share * 100, d_inc, t_inc, t_full, t_inc / t_full, target))
-            for node, strat, ins, upd, dele, why in conn.execute(
-                    "SELECT node, strategy, inserted, updated, deleted, full_because FROM deltapipe.node_run "
+            for node, strat, ins, upd, dele, why, ms in conn.execute(
+                    "SELECT node, strategy, inserted, updated, deleted, full_because, "
+                    "round(extract(epoch FROM finished_at - started_at) * 1000) FROM deltapipe.node_run "
                     "WHERE run_id = %s ORDER BY id", (rid,)).fetchall():
                 w = ins + upd + dele
-                print("    %-12s %-12s rows written %7d = %.2f x delta%s" % (node, strat, w, w / max(d_inc, 1),
-                                                                      "  (%s)" % why if why else ""))
+                print("    %-12s %-12s %6d ms  rows written %7d = %.2f x delta%s"
+                      % (node, strat, ms, w, w / max(d_inc, 1), "  (%s)" % why if why else ""))
         print("verify: %s" % ("all models equal their full recompute" if bad == 0 else "%d mismatching rows" % bad))
         conn.close()
 

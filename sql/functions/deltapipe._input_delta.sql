@@ -58,12 +58,15 @@ BEGIN
                  z AS (SELECT %6$s, -1 AS _dp_w FROM cs, jsonb_populate_record(NULL::%7$s, cs.before) o
                         WHERE cs.op <> 'I' AND cs.before IS NOT NULL
                        UNION ALL
-                       SELECT %8$s, 1 FROM cs, jsonb_populate_record(NULL::%7$s, cs.key) k JOIN %7$s t ON %9$s)
+                       SELECT %8$s, 1 FROM cs JOIN %7$s t ON %9$s)
             %13$s$q$,
             tname, p_upstream, p_lo, p_hi, runs,
             (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(cols) c), tbl,
             (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(cols) c),
-            (SELECT string_agg(format('t.%1$I = k.%1$I', k), ' AND ') FROM unnest(keys) k),
+            (SELECT string_agg(format('t.%1$I = (cs.key->>%1$L)::%2$s', k,
+                                      (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+                                        WHERE a.attrelid = tbl::regclass AND a.attname = k)), ' AND ')
+               FROM unnest(keys) k),
             clist,
             CASE WHEN one THEN '' ELSE 'DISTINCT ON (c.key)' END,
             CASE WHEN one THEN '' ELSE 'ORDER BY c.key, c.seq' END,

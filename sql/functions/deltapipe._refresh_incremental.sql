@@ -160,13 +160,16 @@ BEGIN
     phases := jsonb_build_object('inputs', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
     t0 := clock_timestamp();
     -- planner settings for small deltas against big tables (as the load path does),
-    -- restored before returning
+    -- restored before returning (on an error, with the caller's subtransaction)
     gucs := jsonb_build_object('work_mem', current_setting('work_mem'),
                                'random_page_cost', current_setting('random_page_cost'),
                                'enable_hashjoin', current_setting('enable_hashjoin'),
                                'enable_mergejoin', current_setting('enable_mergejoin'));
     PERFORM set_config('work_mem', '256MB', true);
     PERFORM set_config('random_page_cost', '1.1', true);
+    -- a delta joins a table by hash or by index probes: a merge join would sort the
+    -- whole table (chosen on a freshly built table without statistics)
+    PERFORM set_config('enable_mergejoin', 'off', true);
 
     SELECT array_agg(a.attname::text ORDER BY a.attnum), array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
       INTO cols, types
@@ -191,8 +194,9 @@ BEGIN
     PERFORM set_config('search_path', format('%I, public', m.target_schema), true);
     -- this refresh's own delta, kept for downstream models refreshed later in this
     -- session (pg_temp._dp_cache): rows of the visible columns with weights
+    -- (a view ctab over the table ctab_t: the refresh's own temp table, renamed)
     ctab := '_dp_c_' || left(md5(m.pipeline || '/' || m.name), 16);
-    EXECUTE format('DROP TABLE IF EXISTS pg_temp.%I CASCADE', ctab);
+    EXECUTE format('DROP TABLE IF EXISTS pg_temp.%I CASCADE', ctab || '_t');
 
     IF m.shape = 'linear' THEN
         cl := (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c);
@@ -211,7 +215,6 @@ BEGIN
         probe := nd * 10 < coalesce(m.row_count, 0);
         IF keys IS NULL THEN
             PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_hashjoin' END, true);
-            PERFORM set_config('enable_mergejoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_mergejoin' END, true);
             -- keyless: remove -n copies, add +n copies, one statement
             EXECUTE format($q$
                 WITH del AS (
@@ -236,9 +239,10 @@ BEGIN
             SELECT coalesce(sum(_dp_w) FILTER (WHERE _dp_w > 0), 0), coalesce(-sum(_dp_w) FILTER (WHERE _dp_w < 0), 0),
                    coalesce(sum(_dp_w * _dp_hash::numeric), 0), coalesce(sum(_dp_w), 0)
               INTO ins, del, dsum, dcnt FROM pg_temp._dp_z;
-            EXECUTE format('CREATE TEMP TABLE %I AS SELECT %2$s, sum(_dp_w)::bigint AS _dp_w FROM pg_temp._dp_z
+            EXECUTE format('ALTER TABLE pg_temp._dp_z RENAME TO %I', ctab || '_t');
+            EXECUTE format('CREATE TEMP VIEW %I AS SELECT %2$s, sum(_dp_w)::bigint AS _dp_w FROM pg_temp.%3$I
                              GROUP BY %2$s HAVING sum(_dp_w) <> 0',
-                           ctab, (SELECT string_agg(format('%I', c), ', ') FROM unnest(vis) c));
+                           ctab, (SELECT string_agg(format('%I', c), ', ') FROM unnest(vis) c), ctab || '_t');
         ELSE
             -- per changed key its new row (weight +1) and its old row (weight -1, as
             -- typed columns _dp_o<k>): the delta of a keyed model holds the old row
@@ -261,7 +265,6 @@ BEGIN
                            replace(jbo, '@A@', 's'));
             GET DIAGNOSTICS ncs = ROW_COUNT;
             PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_hashjoin' END, true);
-            PERFORM set_config('enable_mergejoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_mergejoin' END, true);
             EXECUTE format('MERGE INTO %s t USING pg_temp._dp_s s ON %s
                             WHEN MATCHED AND s._dp_w < 0 THEN DELETE
                             WHEN MATCHED THEN UPDATE SET %s, _dp_hash = s._dp_hash
@@ -275,24 +278,22 @@ BEGIN
                    coalesce(sum(CASE WHEN _dp_w > 0 THEN _dp_hash::numeric ELSE 0 END - coalesce(_dp_old::numeric, 0)), 0)
               INTO ins, upd, del, dsum FROM pg_temp._dp_s;
             dcnt := ins - del;
-            EXECUTE format('CREATE TEMP TABLE %I AS
-                            SELECT %s, -1::bigint AS _dp_w FROM pg_temp._dp_s WHERE _dp_old IS NOT NULL
+            EXECUTE format('ALTER TABLE pg_temp._dp_s RENAME TO %I', ctab || '_t');
+            EXECUTE format('CREATE TEMP VIEW %1$I AS
+                            SELECT %2$s, -1::bigint AS _dp_w FROM pg_temp.%4$I WHERE _dp_old IS NOT NULL
                             UNION ALL
-                            SELECT %s, 1::bigint FROM pg_temp._dp_s WHERE _dp_w > 0',
+                            SELECT %3$s, 1::bigint FROM pg_temp.%4$I WHERE _dp_w > 0',
                            ctab,
                            (SELECT string_agg(format('%I AS %I', '_dp_o' || o, c), ', ')
                               FROM unnest(cols) WITH ORDINALITY u(c, o) WHERE c = ANY (vis)),
-                           (SELECT string_agg(format('%I', c), ', ') FROM unnest(vis) c));
+                           (SELECT string_agg(format('%I', c), ', ') FROM unnest(vis) c), ctab || '_t');
         END IF;
         PERFORM set_config('enable_hashjoin', gucs->>'enable_hashjoin', true);
-        PERFORM set_config('enable_mergejoin', gucs->>'enable_mergejoin', true);
     ELSE
         -- aggregate / distinct: hidden _dp_cnt, _dp_s<j>, _dp_n<j>, _dp_gh per group
         spec := m.agg_spec;
         gcols := ARRAY(SELECT g->>'col' FROM jsonb_array_elements(spec->'groups') g ORDER BY (g->>'g')::int);
         hasmm := EXISTS (SELECT 1 FROM jsonb_array_elements(spec->'aggs') x WHERE x->>'fn' IN ('min', 'max'));
-        EXECUTE format('CREATE TEMP TABLE _dp_in AS SELECT * FROM (%s) _dp_q', m.delta_sql);
-        PERFORM set_config('search_path', old_path, true);
         q := '';
         FOR a IN SELECT x FROM jsonb_array_elements(spec->'aggs') x LOOP
             IF a->>'fn' IN ('sum', 'avg') THEN
@@ -305,14 +306,15 @@ BEGIN
         END LOOP;
         EXECUTE format('CREATE TEMP TABLE _dp_gd AS
                         SELECT g.*, hashtextextended(ROW(%s)::text, 0) AS _dp_gh
-                          FROM (SELECT %s, sum(_dp_w) AS dc, bool_or(_dp_w < 0) AS neg %s FROM pg_temp._dp_in GROUP BY %s) g',
+                          FROM (SELECT %s, sum(_dp_w) AS dc, bool_or(_dp_w < 0) AS neg %s FROM (%s) _dp_q GROUP BY %s) g',
                        (SELECT string_agg(format('g._dp_g%s::%s', k - 1,
                                                  types[array_position(cols, gcols[k])]), ', ')
                           FROM generate_subscripts(gcols, 1) k),
                        (SELECT string_agg(format('_dp_g%s', k - 1), ', ') FROM generate_subscripts(gcols, 1) k),
-                       q,
+                       q, m.delta_sql,
                        (SELECT string_agg(format('_dp_g%s', k - 1), ', ') FROM generate_subscripts(gcols, 1) k));
         GET DIAGNOSTICS nd = ROW_COUNT;
+        PERFORM set_config('search_path', old_path, true);
         probe := nd * 10 < coalesce(m.row_count, 0);
         gmatch := (SELECT string_agg(format('o.%I IS NOT DISTINCT FROM d._dp_g%s', gcols[k], k - 1), ' AND ')
                      FROM generate_subscripts(gcols, 1) k);
@@ -365,7 +367,6 @@ BEGIN
                 (SELECT string_agg(format('s.%I', '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o)),
                 (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c));
         PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_hashjoin' END, true);
-        PERFORM set_config('enable_mergejoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_mergejoin' END, true);
         IF NOT hasmm THEN
             -- no min/max: one statement from the group deltas to the changed groups
             EXECUTE replace(zsel, '@S@', '(' || q || ')');
@@ -373,7 +374,6 @@ BEGIN
             EXECUTE 'CREATE TEMP TABLE _dp_s AS ' || q;
         END IF;
         PERFORM set_config('enable_hashjoin', gucs->>'enable_hashjoin', true);
-        PERFORM set_config('enable_mergejoin', gucs->>'enable_mergejoin', true);
         -- groups that lost rows under min/max are recomputed from the inputs (only then
         -- is the state statement run at all); otherwise the new rows are those of _dp_s
         IF NOT hasmm THEN
@@ -424,7 +424,6 @@ BEGIN
         END IF;
         GET DIAGNOSTICS ncs = ROW_COUNT;
         PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_hashjoin' END, true);
-        PERFORM set_config('enable_mergejoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_mergejoin' END, true);
         EXECUTE format('MERGE INTO %s t USING pg_temp._dp_z s ON t._dp_gh = s._dp_k_gh AND %s
                         WHEN MATCHED AND s._dp_hash IS NULL THEN DELETE
                         WHEN MATCHED THEN UPDATE SET %s, _dp_hash = s._dp_hash
@@ -435,33 +434,34 @@ BEGIN
                        (SELECT string_agg(format('%1$I = s.%1$I', c), ', ') FROM unnest(cols) c),
                        cl, (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c));
         PERFORM set_config('enable_hashjoin', gucs->>'enable_hashjoin', true);
-        PERFORM set_config('enable_mergejoin', gucs->>'enable_mergejoin', true);
         SELECT count(*) FILTER (WHERE _dp_old IS NULL), count(*) FILTER (WHERE _dp_old IS NOT NULL AND _dp_hash IS NOT NULL),
                count(*) FILTER (WHERE _dp_hash IS NULL),
                coalesce(sum(coalesce(_dp_hash::numeric, 0) - coalesce(_dp_old::numeric, 0)), 0)
           INTO ins, upd, del, dsum FROM pg_temp._dp_z;
         dcnt := ins - del;
-        EXECUTE format('CREATE TEMP TABLE %I AS
-                        SELECT %s, -1::bigint AS _dp_w FROM pg_temp._dp_z WHERE _dp_old IS NOT NULL
+        EXECUTE format('ALTER TABLE pg_temp._dp_z RENAME TO %I', ctab || '_t');
+        EXECUTE format('CREATE TEMP VIEW %1$I AS
+                        SELECT %2$s, -1::bigint AS _dp_w FROM pg_temp.%4$I WHERE _dp_old IS NOT NULL
                         UNION ALL
-                        SELECT %s, 1::bigint FROM pg_temp._dp_z WHERE _dp_hash IS NOT NULL',
+                        SELECT %3$s, 1::bigint FROM pg_temp.%4$I WHERE _dp_hash IS NOT NULL',
                        ctab,
                        (SELECT string_agg(format('%I AS %I', '_dp_o' || o, c), ', ')
                           FROM unnest(cols) WITH ORDINALITY u(c, o) WHERE c = ANY (vis)),
-                       (SELECT string_agg(format('%I', c), ', ') FROM unnest(vis) c));
+                       (SELECT string_agg(format('%I', c), ', ') FROM unnest(vis) c), ctab || '_t');
     END IF;
     -- register the kept delta: valid for a downstream refresh whose change range
     -- holds exactly the ncs changeset rows this refresh wrote (run p_run_id)
-    EXECUTE format('ANALYZE pg_temp.%I', ctab);
+    EXECUTE format('ANALYZE pg_temp.%I', ctab || '_t');
     CREATE TEMP TABLE IF NOT EXISTS _dp_cache (pipeline text, node text, run_id bigint, n bigint, tbl text,
                                                "rows" numeric, net numeric);
     DELETE FROM pg_temp._dp_cache k WHERE k.pipeline = m.pipeline AND k.node = m.name;
-    EXECUTE format('INSERT INTO pg_temp._dp_cache SELECT %L, %L, %s, %s, %L, coalesce(sum(abs(_dp_w)), 0), coalesce(sum(_dp_w), 0)
-                      FROM pg_temp.%I', m.pipeline, m.name, p_run_id, ncs, ctab, ctab);
+    -- its size: every changed key or group counts its old and its new row
+    INSERT INTO pg_temp._dp_cache VALUES (m.pipeline, m.name, p_run_id, ncs, ctab, ins + 2 * upd + del, ins - del);
     DROP TABLE IF EXISTS pg_temp._dp_z, pg_temp._dp_s, pg_temp._dp_new, pg_temp._dp_in, pg_temp._dp_gd;
     phases := phases || jsonb_build_object('apply', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
     PERFORM set_config('work_mem', gucs->>'work_mem', true);
     PERFORM set_config('random_page_cost', gucs->>'random_page_cost', true);
+    PERFORM set_config('enable_mergejoin', gucs->>'enable_mergejoin', true);
     UPDATE deltapipe.model SET checksum = coalesce(checksum, 0) + dsum, row_count = row_count + dcnt,
                                last_refreshed_at = now()
      WHERE pipeline = m.pipeline AND name = m.name
