@@ -58,7 +58,7 @@ BEGIN
                  z AS (SELECT %6$s, -1 AS _dp_w FROM cs, jsonb_populate_record(NULL::%7$s, cs.before) o
                         WHERE cs.op <> 'I' AND cs.before IS NOT NULL
                        UNION ALL
-                       SELECT %8$s, 1 FROM cs JOIN %7$s t ON %9$s)
+                       SELECT %8$s, 1 FROM (SELECT * FROM cs ORDER BY %14$s) cs JOIN %7$s t ON %9$s)
             %13$s$q$,
             tname, p_upstream, p_lo, p_hi, runs,
             (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(cols) c), tbl,
@@ -72,7 +72,12 @@ BEGIN
             CASE WHEN one THEN '' ELSE 'ORDER BY c.key, c.seq' END,
             CASE WHEN one THEN format('SELECT %s, _dp_w::bigint AS _dp_w FROM z', clist)
                  ELSE format('SELECT %1$s, sum(_dp_w)::bigint AS _dp_w FROM z GROUP BY %1$s HAVING sum(_dp_w) <> 0', clist)
-            END);
+            END,
+            -- the current rows are looked up in key order (index and pages in order)
+            (SELECT string_agg(format('(cs.key->>%L)::%s', k,
+                                      (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+                                        WHERE a.attrelid = tbl::regclass AND a.attname = k)), ', ')
+               FROM unnest(keys) k));
     ELSE
         EXECUTE format($q$
             CREATE TEMP TABLE %1$I AS

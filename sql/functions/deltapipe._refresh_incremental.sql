@@ -48,6 +48,7 @@ DECLARE
     raw      numeric := 0;
     nd       bigint;
     zsel     text;
+    gmm      text;
     gucs     jsonb;
     probe    boolean;
     src      boolean;
@@ -247,16 +248,19 @@ BEGIN
             -- per changed key its new row (weight +1) and its old row (weight -1, as
             -- typed columns _dp_o<k>): the delta of a keyed model holds the old row
             -- itself (the table equals the query before the change), so the table is
-            -- not read here; an unchanged row was netted away in _dp_z
+            -- not read here; an unchanged row was netted away in _dp_z. In key order, so
+            -- that the MERGE visits the table's index and pages in order
             EXECUTE format('CREATE TEMP TABLE _dp_s AS
                             SELECT %s, CASE WHEN n._dp_w IS NULL THEN -1 ELSE 1 END AS _dp_w, n._dp_hash,
                                    o._dp_hash AS _dp_old, %s
                               FROM (SELECT * FROM pg_temp._dp_z WHERE _dp_w > 0) n
-                              FULL JOIN (SELECT * FROM pg_temp._dp_z WHERE _dp_w < 0) o ON %s',
+                              FULL JOIN (SELECT * FROM pg_temp._dp_z WHERE _dp_w < 0) o ON %s
+                             ORDER BY %s',
                            (SELECT string_agg(CASE WHEN c = ANY (keys) THEN format('coalesce(n.%1$I, o.%1$I) AS %1$I', c)
                                                    ELSE format('n.%1$I', c) END, ', ') FROM unnest(cols) c),
                            (SELECT string_agg(format('o.%I AS %I', c, '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o)),
-                           (SELECT string_agg(format('n.%1$I = o.%1$I', k), ' AND ') FROM unnest(keys) k));
+                           (SELECT string_agg(format('n.%1$I = o.%1$I', k), ' AND ') FROM unnest(keys) k),
+                           (SELECT string_agg(format('%s', array_position(cols, k)), ', ') FROM unnest(keys) k));
             EXECUTE format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
                             SELECT %s, %L, CASE WHEN _dp_old IS NULL THEN %L WHEN _dp_w < 0 THEN %L ELSE %L END,
                                    jsonb_build_object(%s), CASE WHEN _dp_old IS NOT NULL THEN %s END FROM pg_temp._dp_s s',
@@ -301,7 +305,8 @@ BEGIN
             ELSIF a->>'fn' = 'count' THEN
                 q := q || format(', sum(_dp_w) FILTER (WHERE _dp_a%1$s IS NOT NULL) AS dn%1$s', a->>'a');
             ELSIF a->>'fn' IN ('min', 'max') THEN
-                q := q || format(', %2$s(_dp_a%1$s) FILTER (WHERE _dp_w > 0) AS dm%1$s', a->>'a', a->>'fn');
+                q := q || format(', %2$s(_dp_a%1$s) FILTER (WHERE _dp_w > 0) AS dm%1$s, %2$s(_dp_a%1$s) FILTER (WHERE _dp_w < 0) AS dx%1$s',
+                                 a->>'a', a->>'fn');
             END IF;
         END LOOP;
         EXECUTE format('CREATE TEMP TABLE _dp_gd AS
@@ -341,10 +346,16 @@ BEGIN
                 WHEN 'sum' THEN expr->>format('_dp_s%s', a->>'a')
                 WHEN 'avg' THEN format('((%s)::numeric / nullif(%s, 0))', expr->>format('_dp_s%s', a->>'a'),
                                        expr->>format('_dp_n%s', a->>'a'))
-                ELSE format('CASE WHEN d.neg THEN NULL ELSE %s(o.%I, d.dm%s) END',
+                ELSE format('CASE WHEN %s THEN NULL ELSE %s(o.%I, d.dm%s) END',
+                            format('d.dx%1$s %2$s o.%3$I', a->>'a', CASE a->>'fn' WHEN 'min' THEN '<=' ELSE '>=' END, a->>'col'),
                             CASE a->>'fn' WHEN 'min' THEN 'least' ELSE 'greatest' END, a->>'col', a->>'a')
             END);
         END LOOP;
+        -- a group must recompute its min (max) only when it lost a value that is not
+        -- above (below) its old min (max): that value may have been the extreme
+        gmm := coalesce((SELECT string_agg(format('coalesce(d.dx%1$s %2$s o.%3$I, false)', x->>'a',
+                                                  CASE x->>'fn' WHEN 'min' THEN '<=' ELSE '>=' END, x->>'col'), ' OR ')
+                           FROM jsonb_array_elements(spec->'aggs') x WHERE x->>'fn' IN ('min', 'max')), 'false');
         cl := (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c);
         -- the new state of every affected group with its old row (_dp_o<k>, _dp_old);
         -- a delta much smaller than the table probes its _dp_gh index
@@ -353,7 +364,7 @@ BEGIN
               FROM pg_temp._dp_gd d LEFT JOIN %4$s o ON o._dp_gh = d._dp_gh AND %5$s$q$,
             (SELECT string_agg(format('(%s)::%s AS %I', expr->>c, t, c), ', ') FROM unnest(cols, types) x(c, t)),
             (SELECT string_agg(format('d._dp_g%s AS _dp_k%s', k - 1, k - 1), ', ') FROM generate_subscripts(gcols, 1) k),
-            CASE WHEN hasmm THEN 'd.neg' ELSE 'false' END, target, gmatch,
+            gmm, target, gmatch,
             (SELECT string_agg(format('o.%I AS %I', c, '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o)));
         -- the changed groups (_dp_z): old row, new row and its hash (NULL: the group is gone)
         zsel := format($q$
