@@ -16,6 +16,7 @@ record that is complete, the rest waits for the next block.
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import Iterable, Iterator
 
@@ -30,11 +31,14 @@ def _unterminated(line: int, detail: str) -> DeltapipeError:
                           sqlstate="DP012")
 
 
-def glue_records(blocks: Iterable[bytes], quote: bytes) -> Iterator[bytes]:
-    """Yield ``blocks`` (already escaped for COPY text format) with multi-line records glued."""
+def glue_records(blocks: Iterable[bytes], quote: bytes, first_line: int = 1) -> Iterator[bytes]:
+    """Yield ``blocks`` (already escaped for COPY text format) with multi-line records glued.
+
+    ``first_line`` is the file's line number of the first block's first line (for errors).
+    """
     span = re.compile(re.escape(quote) + b"[^" + re.escape(quote) + b"]*" + re.escape(quote))
     carry = b""
-    lines = 0  # lines yielded so far
+    lines = first_line - 1  # lines yielded so far
     for block in blocks:
         buf = carry + block if carry else block
         carry = b""
@@ -69,9 +73,23 @@ def _scan(buf: bytes, quote: bytes, span: re.Pattern) -> tuple[int, list[tuple[i
         if buf.find(b"\n", s, e) >= 0:
             spans.append((s, e))
     open_at = buf.find(quote, last)
-    if open_at < 0:
-        return buf.rfind(b"\n") + 1, spans, -1
-    return buf.rfind(b"\n", 0, open_at) + 1, spans, open_at
+    cut = _record_end(buf, len(buf) if open_at < 0 else open_at, spans)
+    while spans and spans[-1][1] > cut:
+        spans.pop()
+    return cut, spans, open_at
+
+
+def _record_end(buf: bytes, limit: int, spans: list[tuple[int, int]]) -> int:
+    """Just after the last newline before ``limit`` that is not inside a quoted span (0 if none)."""
+    starts = [s for s, _ in spans]
+    while True:
+        nl = buf.rfind(b"\n", 0, limit)
+        if nl < 0:
+            return 0
+        i = bisect.bisect_left(starts, nl) - 1  # the last span starting before the newline
+        if i < 0 or spans[i][1] <= nl:
+            return nl + 1
+        limit = spans[i][0]
 
 
 def _glue(buf: bytes, spans: list[tuple[int, int]]) -> bytes:

@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,7 +204,11 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
         if chunked:
             stg = _stage_chunked(conn, dataset, path, run_id, nr_id, opts, resume, int(chunked), options, show, size)
 
+        second_halves: list[str] = []  # staging tables committed by a second COPY connection
+
         def attempt(c: psycopg.Connection) -> None:
+            while second_halves:  # left by a previous try that failed
+                c.execute("SELECT deltapipe.drop_stage(%s)", (second_halves.pop(),))
             with c.transaction():
                 if opts.on_schema_change == "add-columns":
                     added = _add_new_columns(c, dataset, path, fmt, opts)
@@ -215,7 +220,8 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
                     return
                 stg_ = c.execute("SELECT deltapipe.stage(%s)", (dataset,)).fetchone()[0]
                 t0 = time.perf_counter()
-                if _copy(c, stg_, path, opts.encoding, size, show and size > (16 << 20), glue_quote):
+                if _copy(c, stg_, path, opts.encoding, size, show and size > (16 << 20), glue_quote, dsn, dataset,
+                         second_halves):
                     options["glued"] = True
                 options["copy_ms"] = round((time.perf_counter() - t0) * 1000, 1)
                 c.execute("CALL deltapipe.load(%s, %s, %s)", (dataset, stg_, Jsonb(options)))
@@ -225,15 +231,15 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
         except psycopg.Error as e:
             err = from_db(e)
             conn = _alive(conn, dsn)
-            _fail(conn, run_id, nr_id, err)
+            _fail(conn, run_id, nr_id, err, second_halves)
             raise err from e
         except DeltapipeError as err:  # found in the file while streaming it (glue.py)
             conn = _alive(conn, dsn)
-            _fail(conn, run_id, nr_id, err)
+            _fail(conn, run_id, nr_id, err, second_halves)
             raise
         except BaseException as e:  # KeyboardInterrupt included: record, then re-raise
             conn = _alive(conn, dsn)
-            _fail(conn, run_id, nr_id, DeltapipeError("interrupted: %s" % type(e).__name__))
+            _fail(conn, run_id, nr_id, DeltapipeError("interrupted: %s" % type(e).__name__), second_halves)
             raise
         conn.execute("UPDATE deltapipe.run SET status = 'done', finished_at = clock_timestamp() WHERE id = %s", (run_id,))
         return _record(conn, nr_id)
@@ -358,29 +364,54 @@ def _add_new_columns(conn: psycopg.Connection, dataset: str, path: Path, fmt: st
 
 
 def _copy(conn: psycopg.Connection, stg: str, path: Path, encoding: str, size: int, show: bool,
-          glue_quote: bytes | None = None) -> bool:
-    """COPY the file's lines into staging table ``stg``; True when multi-line records were glued on the way."""
+          glue_quote: bytes | None = None, dsn: str | None = None, dataset: str | None = None,
+          committed: list | None = None) -> bool:
+    """COPY the file's lines into staging table ``stg``; True when multi-line records were glued on the way.
+
+    With ``dataset`` given, a large file goes over two connections at once (see parallel_copy.py).
+    """
+    from .parallel_copy import MIN_SIZE, _Limited, copy_in_halves
+
     # FREEZE: the staging table was created in this transaction, so its rows can be
     # written frozen (no hint bits to set, no page dirtied again, when it is read)
-    stmt = "COPY %s (_dp_raw) FROM STDIN (FORMAT text, ENCODING %s, FREEZE true)" % (
-        stg, psycopg.sql.Literal(encoding).as_string(conn))
+    stmt = "COPY %%s (_dp_raw) FROM STDIN (FORMAT text, ENCODING %s, FREEZE true)" % (
+        psycopg.sql.Literal(encoding).as_string(conn))
     bar = None
+    lock = threading.Lock()
     if show:
         import click
         bar = click.progressbar(length=size, label="copy %s" % path.name, file=sys.stderr)
         bar.__enter__()
-    try:
-        with conn.cursor() as cur, cur.copy(stmt) as cp, open(path, "rb") as f:
-            blocks = escape_blocks(f, bar.update if bar else None)
-            for chunk in glue_records(blocks, glue_quote) if glue_quote else blocks:
+
+    def on_bytes(n: int) -> None:
+        with lock:
+            bar.update(n)
+
+    def part(c: psycopg.Connection, table: str, start: int, length: int, first_line: int) -> None:
+        with c.cursor() as cur, cur.copy(stmt % table) as cp, open(path, "rb") as f:
+            f.seek(start)
+            blocks = escape_blocks(_Limited(f, length), on_bytes if bar else None, strip_bom=start == 0)
+            for chunk in glue_records(blocks, glue_quote, first_line) if glue_quote else blocks:
                 cp.write(chunk)
+
+    try:
+        min_size = int(os.environ.get("DELTAPIPE_PARALLEL_COPY_MIN", MIN_SIZE))
+        if not (dataset and size >= min_size and copy_in_halves(conn, dsn, dataset, stg, path, size, part, glue_quote,
+                                                                       committed if committed is not None else [])):
+            part(conn, stg, 0, size, 1)
     finally:
         if bar:
             bar.__exit__(None, None, None)
     return glue_quote is not None
 
 
-def _fail(conn: psycopg.Connection, run_id: int, nr_id: int, err: DeltapipeError) -> None:
+def _fail(conn: psycopg.Connection, run_id: int, nr_id: int, err: DeltapipeError, leftovers: list | None = None) -> None:
+    """Record the failure; drop staging tables committed on the side (``leftovers``)."""
+    for t in leftovers or ():
+        try:
+            conn.execute("SELECT deltapipe.drop_stage(%s)", (t,))
+        except psycopg.Error:
+            pass  # deltapipe maintain drops what a failed load left
     try:
         conn.execute("UPDATE deltapipe.node_run SET status = 'failed', finished_at = clock_timestamp(), "
                      "error = %s, sqlstate = %s WHERE id = %s", (err.one_line(), err.sqlstate, nr_id))

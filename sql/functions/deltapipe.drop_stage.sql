@@ -13,7 +13,7 @@ BEGIN
         RETURN;  -- already gone
     END;
     FOREACH t IN ARRAY ARRAY['', '_t', '_d', '_s', '_c', '_n', '_b', '_q', '_x'] LOOP
-        EXECUTE format('DROP TABLE IF EXISTS deltapipe_stage.%I', tbl || t);
+        EXECUTE format('DROP TABLE IF EXISTS deltapipe_stage.%I CASCADE', tbl || t);
     END LOOP;
     DELETE FROM deltapipe.staging WHERE table_name = tbl;
 END

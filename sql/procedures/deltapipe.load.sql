@@ -85,7 +85,8 @@ BEGIN
 
     EXECUTE format('DROP TABLE IF EXISTS deltapipe_stage.%I, deltapipe_stage.%I, deltapipe_stage.%I,
                                          deltapipe_stage.%I, deltapipe_stage.%I, deltapipe_stage.%I',
-                   stg, stg || '_t', stg || '_d', stg || '_s', stg || '_c', stg || '_n');
+                   stg, stg || '_t', stg || '_d', stg || '_s', stg || '_c', stg || '_n')
+            || ' CASCADE';  -- with the second half of a file COPY'd over two connections (an inheritance child)
     DELETE FROM deltapipe.staging WHERE table_name = stg;
 
     UPDATE deltapipe.node_run SET
