@@ -356,3 +356,20 @@ def test_snapshot_growing_tenfold_swaps_in_quickly(dsn, conn, write):
     r = load(dsn, write("b.csv", "id,label\n" + "".join("%d,n%d\n" % (i, i) for i in range(50000))))
     assert (r["inserted"], r["unchanged"], r["strategy"]) == (45000, 5000, "swap")
     assert conn.execute("SELECT count(*), count(DISTINCT id) FROM t").fetchone() == (50000, 50000)
+
+
+def test_sha256_recorded_when_computed_during_the_copy(dsn, conn, write):
+    import hashlib
+    mkds(conn)
+    v1 = write("v1.csv", HEAD + "1,a,1.5,2024-01-01,true\n")
+    v2 = write("v2.csv", HEAD + "1,a,1.5,2024-01-01,true\n2,b,2,2024-01-02,false\n")
+    v3 = write("v3.csv", HEAD + "1,a,1.5,2024-01-01,true\n3,b,2,2024-01-02,false\n")  # same size as v2
+    for p in (v1, v2, v3):
+        r = load(dsn, p)
+        want = hashlib.sha256(p.read_bytes()).hexdigest()
+        assert r["status"] == "done" and r["file_sha256"] == want
+        assert conn.execute("SELECT last_file_sha256 FROM deltapipe.dataset WHERE name = 't'").fetchone()[0] == want
+        assert conn.execute("SELECT args->>'file_sha256' FROM deltapipe.run WHERE id = %s",
+                            (r["run_id"],)).fetchone()[0] == want
+    assert load(dsn, v3)["status"] == "skipped"
+    assert load(dsn, v2)["status"] == "done"

@@ -113,6 +113,27 @@ def escape_blocks(f, on_bytes: Callable[[int], None] | None = None, strip_bom: b
         yield block.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\r", b"\\r")
 
 
+def _in_thread(fn, *args) -> Callable[[], object]:
+    """Start ``fn(*args)`` in a thread; the returned function waits for its result (or raises its error)."""
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            out["value"] = fn(*args)
+        except BaseException as e:
+            out["error"] = e
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+
+    def result():
+        th.join()
+        if "error" in out:
+            raise out["error"]
+        return out["value"]
+    return result
+
+
 def _dead_runs(conn: psycopg.Connection) -> None:
     """Mark runs whose controller connection is gone as failed (they can never finish)."""
     conn.execute("""
@@ -143,8 +164,10 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
     size = path.stat().st_size
     if opts.commit_every is not None and opts.commit_every < 1:
         raise DeltapipeError("--commit-every needs a positive number of lines")
-    # a resumed load does not read the part of the file already staged (not even to hash it)
-    sha = None if opts.resume else file_sha256(path)
+    # a resumed load does not read the part of the file already staged (not even to hash it);
+    # a resumable one needs the hash before it starts
+    sha = file_sha256(path) if opts.commit_every and not opts.resume else None
+    sha_later = None
 
     conn = connect(dsn, autocommit=True)
     try:
@@ -170,6 +193,18 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
             conn.execute("UPDATE deltapipe.node_run SET status = 'running', finished_at = NULL, error = NULL "
                          "WHERE id = %s", (nr_id,))
         else:
+            if sha is None:
+                # the SHA-256 decides whether the file is the one loaded last, unless its size already
+                # says it is not: then it is computed while the file streams, on another core
+                last = row[0] and conn.execute(
+                    "SELECT bytes FROM deltapipe.node_run WHERE node = %s AND file_sha256 = %s "
+                    "ORDER BY id DESC LIMIT 1", (dataset, row[0])).fetchone()
+                if last and last[0] not in (None, size):
+                    sha_later = _in_thread(file_sha256, path)
+                elif not last and row[0] is None:
+                    sha_later = _in_thread(file_sha256, path)
+                else:
+                    sha = file_sha256(path)
             args = {"dataset": dataset, "file": str(path), "mode": mode, "format": fmt, "file_sha256": sha}
             run_id = conn.execute("INSERT INTO deltapipe.run (kind, trigger, status, args) "
                                   "VALUES ('load', %s, 'running', %s) RETURNING id", (trigger, Jsonb(args))).fetchone()[0]
@@ -177,7 +212,7 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
                                  "source_file, file_sha256, bytes) VALUES (%s, %s, 'load', 'running', clock_timestamp(), "
                                  "%s, %s, %s, %s) RETURNING id",
                                  (run_id, dataset, mode, str(path), sha, size)).fetchone()[0]
-            if not opts.force and row[0] == sha:
+            if not opts.force and sha is not None and row[0] == sha:
                 conn.execute("UPDATE deltapipe.node_run SET status = 'skipped', finished_at = clock_timestamp(), "
                              "skip_reason = 'file unchanged since the last load (same SHA-256)' WHERE id = %s", (nr_id,))
                 conn.execute("UPDATE deltapipe.run SET status = 'skipped', finished_at = clock_timestamp() WHERE id = %s",
@@ -224,6 +259,12 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
                          second_halves):
                     options["glued"] = True
                 options["copy_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+                if sha_later:
+                    options["file_sha256"] = sha_later()
+                    c.execute("UPDATE deltapipe.node_run SET file_sha256 = %s WHERE id = %s",
+                              (options["file_sha256"], nr_id))
+                    c.execute("UPDATE deltapipe.run SET args = jsonb_set(args, '{file_sha256}', to_jsonb(%s::text)) "
+                              "WHERE id = %s", (options["file_sha256"], run_id))
                 c.execute("CALL deltapipe.load(%s, %s, %s)", (dataset, stg_, Jsonb(options)))
 
         try:
