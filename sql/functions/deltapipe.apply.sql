@@ -58,7 +58,7 @@ BEGIN
         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'deltapipe_reader') THEN
             EXECUTE format('GRANT SELECT ON %s TO deltapipe_reader', target);
         END IF;
-        EXECUTE format('ANALYZE %s', target);
+        -- no ANALYZE: building the primary key set the row count, autovacuum analyzes it after commit
         EXECUTE format('SELECT coalesce(sum(_dp_hash), 0), count(*) FROM %s', target) INTO csum, n_rows;
     ELSE
         EXECUTE format('SELECT count(*), coalesce(sum(CASE _dp_op WHEN %L THEN _dp_hash::numeric

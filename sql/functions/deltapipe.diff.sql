@@ -99,7 +99,11 @@ BEGIN
         END IF;
         DROP TABLE _dp_x;
     END IF;
-    EXECUTE format('SELECT count(*) FROM %s', typed) INTO n_typed;
+    IF NOT exists_t AND mode <> 'changes' AND p_options ? 'typed_rows' THEN
+        n_typed := (p_options->>'typed_rows')::bigint;  -- as validate() left them (nothing removed since)
+    ELSE
+        EXECUTE format('SELECT count(*) FROM %s', typed) INTO n_typed;
+    END IF;
 
     EXECUTE format('DROP TABLE IF EXISTS %s', delta);
     IF NOT exists_t THEN

@@ -497,7 +497,8 @@ BEGIN
         EXECUTE format('ANALYZE %s', typed);
     END IF;
     RETURN jsonb_build_object('rows_in', rows_in, 'valid', rows_ok + n_same, 'unchanged_lines', n_same,
-                              'rejected', rows_in - rows_ok - n_same, 'typed_table', typed, 'header_line', hdr_line);
+                              'rejected', rows_in - rows_ok - n_same, 'typed_table', typed, 'header_line', hdr_line,
+                              'typed_rows', rows_ok);
 END
 $fn$;
 

@@ -75,7 +75,7 @@ BEGIN
             HINT = 'fix the file, or raise the limit with --max-rejects';
     END IF;
     t0 := t1;
-    d := deltapipe.diff(p_dataset, p_staging, opts);
+    d := deltapipe.diff(p_dataset, p_staging, opts || jsonb_build_object('typed_rows', v->'typed_rows'));
     t1 := clock_timestamp();
     v_phases := v_phases || jsonb_build_object('diff', round(extract(epoch FROM t1 - t0)::numeric * 1000, 1));
     t0 := t1;
