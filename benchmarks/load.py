@@ -3,11 +3,14 @@
     /work/main/.venv/bin/python benchmarks/load.py                 # 1M rows + RSS at 1M and 3M
     /work/main/.venv/bin/python benchmarks/load.py --rows 100000   # quick run (RSS at 100k and 300k)
     /work/main/.venv/bin/python benchmarks/load.py --no-rss        # skip the subprocess RSS runs
+    /work/main/.venv/bin/python benchmarks/load.py --rounds 1      # one round instead of 3
     /work/main/.venv/bin/python benchmarks/load.py --dsn postgresql://user@host/db
 
 The machine is shared and noisy, so absolute times mean little: every figure is
 printed as a ratio to the reference, a plain COPY of v1.csv into an UNLOGGED
-table of 8 text columns streamed from psycopg in 1 MB blocks (median of 3).
+table of 8 text columns streamed from psycopg in 1 MB blocks (median of 3),
+measured in the same round. Everything is measured --rounds times (default 3)
+and the summary shows the median of each ratio over the rounds.
 
 Data: benchmarks/gendata.py writes v1.csv (N rows, 8 columns), v2.csv (1% of
 rows updated, 0.5% deleted, 0.5% new) and bad.csv (v1 with 1,000 malformed
@@ -203,6 +206,8 @@ def main() -> int:
                     help="cache of generated files and home of the local server (default %(default)s)")
     ap.add_argument("--no-rss", action="store_true", help="skip the peak RSS runs (and the 3x file)")
     ap.add_argument("--keep", action="store_true", help="keep the benchmark datasets afterwards")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="measure everything this many times; the table shows medians (default 3)")
     args = ap.parse_args()
 
     log("$ " + shlex.join([sys.executable, *sys.argv]))
@@ -218,54 +223,61 @@ def main() -> int:
     log()
     problems: list[str] = []
 
-    # reference
-    refs = []
-    for i in range(3):
-        secs, n = reference_copy(dsn, v1)
-        if n != rows:
-            problems.append("reference COPY loaded %d rows, expected %d" % (n, rows))
-        refs.append(secs)
-    ref = statistics.median(refs)
-    log("reference COPY (median of 3): %.2fs   runs: %s" % (ref, "  ".join("%.2f" % s for s in refs)))
-    log()
-
     n_v2 = rows - meta["deleted"] + meta["new"]
+    rounds = []
+    for k in range(1, args.rounds + 1):
+        log("--- round %d of %d" % (k, args.rounds))
+        # the reference, measured in this round: raw COPY (median of 3)
+        refs = []
+        for i in range(3):
+            secs, n = reference_copy(dsn, v1)
+            if n != rows:
+                problems.append("reference COPY loaded %d rows, expected %d" % (n, rows))
+            refs.append(secs)
+        ref = statistics.median(refs)
+        log("reference COPY (median of 3): %.2fs   runs: %s" % (ref, "  ".join("%.2f" % s for s in refs)))
 
-    # 1. initial load
-    fresh_dataset(dsn, DS_CLEAN)
-    t_init, r = timed_load(dsn, DS_CLEAN, v1)
-    describe("initial", t_init, ref, r)
-    problems += ["initial: " + m for m in mismatch(r, status="done", inserted=rows, rejected=0, row_count=rows)]
+        # 1. initial load
+        fresh_dataset(dsn, DS_CLEAN)
+        t_init, r = timed_load(dsn, DS_CLEAN, v1)
+        describe("initial", t_init, ref, r)
+        problems += ["initial: " + m for m in mismatch(r, status="done", inserted=rows, rejected=0, row_count=rows)]
 
-    # 2. snapshot of v2
-    t_snap, r = timed_load(dsn, DS_CLEAN, v2)
-    describe("snapshot", t_snap, ref, r)
-    problems += ["snapshot: " + m for m in mismatch(
-        r, status="done", inserted=meta["new"], updated=meta["updated"], deleted=meta["deleted"],
-        unchanged=rows - meta["updated"] - meta["deleted"], rejected=0, row_count=n_v2)]
+        # 2. snapshot of v2
+        t_snap, r = timed_load(dsn, DS_CLEAN, v2)
+        describe("snapshot", t_snap, ref, r)
+        problems += ["snapshot: " + m for m in mismatch(
+            r, status="done", inserted=meta["new"], updated=meta["updated"], deleted=meta["deleted"],
+            unchanged=rows - meta["updated"] - meta["deleted"], rejected=0, row_count=n_v2)]
 
-    # 3. v2 again: skipped by SHA-256, then forced
-    t_same, r = timed_load(dsn, DS_CLEAN, v2)
-    describe("unchanged", t_same, ref, r)
-    problems += ["unchanged: " + m for m in mismatch(r, status="skipped")]
-    t_force, r = timed_load(dsn, DS_CLEAN, v2, force=True)
-    describe("forced", t_force, ref, r)
-    problems += ["forced: " + m for m in mismatch(
-        r, status="done", inserted=0, updated=0, deleted=0, unchanged=n_v2, rejected=0, row_count=n_v2)]
+        # 3. v2 again: skipped by SHA-256, then forced
+        t_same, r = timed_load(dsn, DS_CLEAN, v2)
+        describe("unchanged", t_same, ref, r)
+        problems += ["unchanged: " + m for m in mismatch(r, status="skipped")]
+        t_force, r = timed_load(dsn, DS_CLEAN, v2, force=True)
+        describe("forced", t_force, ref, r)
+        problems += ["forced: " + m for m in mismatch(
+            r, status="done", inserted=0, updated=0, deleted=0, unchanged=n_v2, rejected=0, row_count=n_v2)]
 
-    # 4. bad rows
-    fresh_dataset(dsn, DS_BAD)
-    t_bad, r = timed_load(dsn, DS_BAD, bad)
-    describe("bad", t_bad, ref, r)
-    log("%-10s %.2fx clean initial load" % ("", t_bad / t_init))
-    problems += ["bad: " + m for m in mismatch(
-        r, status="done", rejected=meta["bad"], inserted=rows - meta["bad"], row_count=rows - meta["bad"])]
+        # 4. bad rows
+        fresh_dataset(dsn, DS_BAD)
+        t_bad, r = timed_load(dsn, DS_BAD, bad)
+        describe("bad", t_bad, ref, r)
+        log("%-10s %.2fx clean initial load" % ("", t_bad / t_init))
+        problems += ["bad: " + m for m in mismatch(
+            r, status="done", rejected=meta["bad"], inserted=rows - meta["bad"], row_count=rows - meta["bad"])]
 
-    # noise check: the reference once more, after the loads
-    ref_after, _ = reference_copy(dsn, v1)
-    log()
-    log("reference COPY again after the loads: %.2fs (%.2fx the median; shows the run's noise)"
-        % (ref_after, ref_after / ref))
+        # noise check: the reference once more, after the loads
+        ref_after, _ = reference_copy(dsn, v1)
+        log("reference COPY again after the loads: %.2fs (%.2fx the median; shows the round's noise)"
+            % (ref_after, ref_after / ref))
+        log()
+        rounds.append({"ref": ref, "init": t_init, "snap": t_snap, "same": t_same, "force": t_force, "bad": t_bad})
+
+    def med(key: str, per: str | None = "ref") -> tuple[float, float]:
+        """(median seconds, median ratio to ``per`` of the same round) over the rounds."""
+        secs = statistics.median(r[key] for r in rounds)
+        return secs, statistics.median(r[key] / r[per] for r in rounds) if per else 1.0
 
     # controller peak RSS
     rss = []
@@ -286,14 +298,18 @@ def main() -> int:
         for name in (DS_CLEAN, DS_BAD):
             drop_dataset(dsn, name)
 
-    # summary table
+    # summary table: medians over the rounds of each round's ratio
+    ref = statistics.median(r["ref"] for r in rounds)
+    (t_init, q_init), (t_snap, q_snap), (t_same, q_same) = med("init"), med("snap"), med("same")
+    (t_force, q_force), (t_bad, q_bad), (_, q_bad_init) = med("force"), med("bad"), med("bad", "init")
     table = [("reference COPY", ref, 1.0, "", None),
-             ("initial load v1", t_init, t_init / ref, "<= 4.0x ref", t_init / ref <= 4.0),
-             ("snapshot v2 (1%)", t_snap, t_snap / ref, "<= 2.5x ref", t_snap / ref <= 2.5),
-             ("unchanged v2 (skip)", t_same, t_same / ref, "<= 0.3x ref", t_same / ref <= 0.3),
-             ("v2 forced re-diff", t_force, t_force / ref, "-", None),
-             ("bad rows (vs ref)", t_bad, t_bad / ref, "-", None),
-             ("bad rows (vs initial)", t_bad, t_bad / t_init, "<= 1.3x initial", t_bad / t_init <= 1.3)]
+             ("initial load v1", t_init, q_init, "<= 4.0x ref", q_init <= 4.0),
+             ("snapshot v2 (1%)", t_snap, q_snap, "<= 2.5x ref", q_snap <= 2.5),
+             ("unchanged v2 (skip)", t_same, q_same, "<= 0.3x ref", q_same <= 0.3),
+             ("v2 forced re-diff", t_force, q_force, "-", None),
+             ("bad rows (vs ref)", t_bad, q_bad, "-", None),
+             ("bad rows (vs initial)", t_bad, q_bad_init, "<= 1.3x initial", q_bad_init <= 1.3)]
+    log("medians over %d round(s); each ratio is to the reference COPY of its own round" % len(rounds))
     log()
     log("%-22s %8s %7s  %-16s %s" % ("name", "seconds", "ratio", "target", "result"))
     log("-" * 64)
