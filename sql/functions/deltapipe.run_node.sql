@@ -27,6 +27,8 @@ DECLARE
     maxnr  bigint;
     why    text;
     audit_fail boolean := false;
+    t_lock timestamptz;
+    locks  numeric;
 BEGIN
     SELECT * INTO nr FROM deltapipe.node_run WHERE id = p_node_run_id;
     IF NOT FOUND THEN
@@ -59,7 +61,9 @@ BEGIN
         END IF;
     END IF;
     -- the change position of every input: SHARE locks wait for writers of the
-    -- inputs to commit and hold off new ones until this node commits
+    -- inputs to commit and hold off new ones until this node commits (and wait for
+    -- a VACUUM of an input too: phases.locks says how long)
+    t_lock := clock_timestamp();
     FOR e IN SELECT upstream, upstream_kind FROM deltapipe.model_edge
               WHERE pipeline = r.pipeline AND node = nr.node AND upstream_kind <> 'external' ORDER BY upstream LOOP
         IF e.upstream_kind = 'source' THEN
@@ -81,6 +85,7 @@ BEGIN
                   'rows', nrows));
     END LOOP;
     SELECT coalesce(max(id), 0) INTO maxnr FROM deltapipe.node_run;
+    locks := round(extract(epoch FROM clock_timestamp() - t_lock)::numeric * 1000, 1);
     -- a subtransaction: when a blocking audit finds rows in the new result, every
     -- change of the refresh is rolled back (res, a variable, survives)
     BEGIN
@@ -106,7 +111,8 @@ BEGIN
            checked_at = now();
     IF audit_fail THEN
         UPDATE deltapipe.node_run SET fingerprint = m.fingerprint, inputs = v_inputs, full_because = why,
-                                      phases = res->'phases', rows_in = (res->>'rows_in')::bigint
+                                      phases = coalesce(res->'phases', '{}') || jsonb_build_object('locks', locks),
+                                      rows_in = (res->>'rows_in')::bigint
          WHERE id = nr.id;
         PERFORM deltapipe._node_failed(nr.id, (res->>'audit_failed') ||
                     ' (the table keeps its last good state; offending rows: deltapipe runs show ' || nr.run_id || ')',
@@ -115,7 +121,8 @@ BEGIN
     END IF;
     UPDATE deltapipe.node_run
        SET status = 'done', finished_at = clock_timestamp(), fingerprint = m.fingerprint, inputs = v_inputs,
-           strategy = res->>'strategy', phases = res->'phases', full_because = why,
+           strategy = res->>'strategy', phases = coalesce(res->'phases', '{}') || jsonb_build_object('locks', locks),
+           full_because = why,
            rows_in = (res->>'rows_in')::bigint, inserted = (res->>'inserted')::bigint,
            updated = (res->>'updated')::bigint, deleted = (res->>'deleted')::bigint,
            unchanged = (res->>'unchanged')::bigint, output_checksum = (res->>'checksum')::numeric,
