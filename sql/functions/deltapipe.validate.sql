@@ -50,6 +50,7 @@ DECLARE
     allcasts  text := '';
     sel       text;
     sfsrc     text;
+    mergejoin text;
     fdecls    text;
     fassign   text;
     why_keep  text;
@@ -210,9 +211,11 @@ BEGIN
     -- <staging>_n keeps the number of matched lines and the hash seed.
     EXECUTE format('DROP TABLE IF EXISTS %s, %s, %s', same, changed, nstat);
     IF mode <> 'changes' AND NOT first_load AND NOT coalesce((p_options->>'full_validate')::boolean, false) THEN
-        -- (no ANALYZE of the staged lines: it costs more than it helps, the estimates
-        -- from the table's size already make the target the hashed side)
+        -- No ANALYZE of the staged lines (it costs more than it helps) and a hash join
+        -- whatever the estimates say: a merge join would sort both sides.
         EXECUTE format('SELECT count(*) FROM %s WHERE _dp_line > %s AND _dp_raw <> %L', src, hdr_line, '') INTO rows_in;
+        mergejoin := current_setting('enable_mergejoin');
+        PERFORM set_config('enable_mergejoin', 'off', true);
         EXECUTE format($q$
             CREATE UNLOGGED TABLE %s AS
             SELECT s._dp_line, t._dp_hash AS h, s._dp_raw%s
@@ -224,6 +227,7 @@ BEGIN
             (SELECT string_agg(format(', t.%1$I', k), '') FROM unnest(ds.key_cols) k),
             seed, src, hdr_line,
             (SELECT string_agg(format(', %I', k), '') FROM unnest(ds.key_cols) k), target);
+        PERFORM set_config('enable_mergejoin', mergejoin, true);
         EXECUTE format('CREATE UNLOGGED TABLE %s AS SELECT _dp_line, _dp_raw FROM %s WHERE _dp_line IS NOT NULL', changed, same);
         EXECUTE format('SELECT %s - count(*) FROM %s', rows_in, changed) INTO n_same;
         EXECUTE format('CREATE UNLOGGED TABLE %s AS SELECT %s::bigint AS matched, %s::bigint AS seed', nstat, n_same, seed);
