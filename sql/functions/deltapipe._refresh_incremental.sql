@@ -357,7 +357,8 @@ BEGIN
                                                   CASE x->>'fn' WHEN 'min' THEN '<=' ELSE '>=' END, x->>'col'), ' OR ')
                            FROM jsonb_array_elements(spec->'aggs') x WHERE x->>'fn' IN ('min', 'max')), 'false');
         cl := (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c);
-        -- the new state of every affected group with its old row (_dp_o<k>, _dp_old);
+        -- the new state of every affected group with its old row (_dp_o<k>, _dp_old; a
+        -- keyless model records only the visible columns, so keeps only those);
         -- a delta much smaller than the table probes its _dp_gh index
         q := format($q$
             SELECT %1$s, d._dp_gh AS _dp_k_gh, %2$s, o._dp_hash AS _dp_old, %6$s, %3$s AS _dp_re
@@ -365,7 +366,7 @@ BEGIN
             (SELECT string_agg(format('(%s)::%s AS %I', expr->>c, t, c), ', ') FROM unnest(cols, types) x(c, t)),
             (SELECT string_agg(format('d._dp_g%s AS _dp_k%s', k - 1, k - 1), ', ') FROM generate_subscripts(gcols, 1) k),
             gmm, target, gmatch,
-            (SELECT string_agg(format('o.%I AS %I', c, '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o)));
+            (SELECT string_agg(format('o.%I AS %I', c, '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o) WHERE keys IS NOT NULL OR c = ANY (vis)));
         -- the changed groups (_dp_z): old row, new row and its hash (NULL: the group is gone)
         zsel := format($q$
                 CREATE TEMP TABLE _dp_z AS
@@ -375,7 +376,7 @@ BEGIN
                       FROM @S@ s OFFSET 0) z
                  WHERE z._dp_old IS DISTINCT FROM z._dp_hash$q$,
                 (SELECT string_agg(format('s._dp_k%s', k - 1), ', ') FROM generate_subscripts(gcols, 1) k),
-                (SELECT string_agg(format('s.%I', '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o)),
+                (SELECT string_agg(format('s.%I', '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o) WHERE keys IS NOT NULL OR c = ANY (vis)),
                 (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c));
         PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_hashjoin' END, true);
         IF NOT hasmm THEN
@@ -408,7 +409,7 @@ BEGIN
                               LEFT JOIN pg_temp._dp_new n ON n._dp_gh = s._dp_k_gh AND %s
                              WHERE s._dp_old IS DISTINCT FROM n._dp_hash',
                            (SELECT string_agg(format('s._dp_k%s', k - 1), ', ') FROM generate_subscripts(gcols, 1) k),
-                           (SELECT string_agg(format('s.%I', '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o)),
+                           (SELECT string_agg(format('s.%I', '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o) WHERE keys IS NOT NULL OR c = ANY (vis)),
                            gmatch);
         ELSE
             EXECUTE replace(zsel, '@S@', 'pg_temp._dp_s');
