@@ -38,6 +38,7 @@ DECLARE
     has_same boolean := to_regclass(same) IS NOT NULL;
     keep     text := 'max(_dp_line)';
     sel      text;
+    gjoin    text;
 BEGIN
     IF mode NOT IN ('snapshot', 'upsert', 'append', 'changes') THEN
         RAISE EXCEPTION USING ERRCODE = 'DP006', MESSAGE = format('unknown load mode %s', mode),
@@ -122,16 +123,23 @@ BEGIN
             HINT = 'check the file and its rejects; pass --allow-empty (allow_empty) if the table should really be emptied';
     END IF;
 
+    -- before-images: an updated row's is already in _dp_gone (fetched once, by key)
     sel := format('%s%s, s._dp_hash, t._dp_hash AS _dp_old_hash, s._dp_line,
-                   CASE WHEN t._dp_hash IS NOT NULL THEN to_jsonb(t) END AS _dp_before',
+                   %s AS _dp_before',
                   (SELECT string_agg(format('coalesce(s.%1$I, t.%1$I) AS %1$I', k), ', ') FROM unnest(keys) k),
-                  coalesce((SELECT string_agg(format(', s.%I', c), '') FROM unnest(nonkeys) c), ''));
+                  coalesce((SELECT string_agg(format(', s.%I', c), '') FROM unnest(nonkeys) c), ''),
+                  CASE WHEN has_same THEN 'coalesce(g._dp_before, CASE WHEN t._dp_hash IS NOT NULL THEN to_jsonb(t) END)'
+                       ELSE 'CASE WHEN t._dp_hash IS NOT NULL THEN to_jsonb(t) END' END);
+    gjoin := CASE WHEN has_same
+                  THEN format(' LEFT JOIN _dp_gone g ON %s',
+                              (SELECT string_agg(format('g.%1$I = s.%1$I', k), ' AND ') FROM unnest(keys) k))
+                  ELSE '' END;
     IF mode IN ('snapshot', 'upsert', 'append') THEN
         EXECUTE format('CREATE UNLOGGED TABLE %s AS
                         SELECT (CASE WHEN t._dp_hash IS NULL THEN %L WHEN %s THEN %L ELSE %L END)::"char" AS _dp_op, %s
-                        FROM %s s LEFT JOIN %s t ON %s
+                        FROM %s s LEFT JOIN %s t ON %s%s
                         WHERE t._dp_hash IS NULL OR s._dp_hash <> t._dp_hash',
-                       delta, 'I', samerow, 'H', 'U', sel, typed, target, kjoin);
+                       delta, 'I', samerow, 'H', 'U', sel, typed, target, kjoin, gjoin);
         IF mode = 'snapshot' THEN
             -- rows of the target that the file no longer has
             EXECUTE format('INSERT INTO %s (_dp_op, %s, _dp_old_hash, _dp_before)
@@ -156,10 +164,10 @@ BEGIN
     ELSE -- changes
         EXECUTE format('CREATE UNLOGGED TABLE %s AS
                         SELECT (CASE WHEN s._dp_op = %L THEN %L WHEN t._dp_hash IS NULL THEN %L WHEN %s THEN %L ELSE %L END)::"char" AS _dp_op, %s
-                        FROM %s s LEFT JOIN %s t ON %s
+                        FROM %s s LEFT JOIN %s t ON %s%s
                         WHERE (s._dp_op = %L AND t._dp_hash IS NOT NULL)
                            OR (s._dp_op <> %L AND (t._dp_hash IS NULL OR s._dp_hash <> t._dp_hash))',
-                       delta, 'D', 'D', 'I', samerow, 'H', 'U', sel, typed, target, kjoin, 'D', 'D');
+                       delta, 'D', 'D', 'I', samerow, 'H', 'U', sel, typed, target, kjoin, gjoin, 'D', 'D');
     END IF;
     IF has_same THEN
         DROP TABLE _dp_gone;
