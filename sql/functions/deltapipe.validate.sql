@@ -9,10 +9,11 @@ AS $fn$
 -- line number, raw text, column, SQLSTATE and message.
 --
 -- Lines whose hash is already in the target are not parsed at all (see below).
--- The others are cast in one statement. If a value does not cast, that statement
--- fails; then only the rows failing cheap per-type tests (deltapipe._safe_cast_test)
--- are checked one by one with exception handling, the bad ones are rejected and
--- the statement runs again without them. A few bad rows cost little.
+-- The others are cast in one statement. If a row does not fit, that statement
+-- fails, and the error tells the next try which rows to keep aside (the shape,
+-- the bad value, or cheap tests of deltapipe._safe_cast_test on the failing
+-- types); only those are checked one by one with exception handling. A few bad
+-- rows cost little.
 DECLARE
     ds        deltapipe.dataset := deltapipe._dataset(p_dataset);
     stg       text := deltapipe._staging(p_staging);
@@ -316,8 +317,8 @@ BEGIN
     -- The typed rows in one statement, run by parallel workers: each subquery level
     -- calls deltapipe._fence() so that the planner keeps it (the split and the reason
     -- are computed once per row) without the OFFSET 0 that would keep the work out of
-    -- the workers. /*WHY*/ is the reason a row is refused before
-    -- any cast (see why_* below); the casts only run where it is NULL.
+    -- the workers. /*WHY*/ is the reason a row is refused before any cast (see
+    -- why_* below); the casts only run where it is NULL.
     -- Validation rules: a row for which one is false is rejected with the rule's name.
     SELECT 'CASE' || string_agg(format(' WHEN NOT coalesce((%s)::boolean, true) THEN %L', r->>'predicate',
                                        concat_ws(chr(31), 'DP120', '', format('rule %s failed: %s', r->>'name', r->>'predicate'))), '')
@@ -328,7 +329,7 @@ BEGIN
         FROM (SELECT _dp_line, _dp_hash, _dp_why%4$s, deltapipe._fence() AS _dp_1
               FROM (SELECT sf.*, /*WHY*/ AS _dp_why, deltapipe._fence() AS _dp_1
                     FROM (%5$s) sf) s1) y$q$,
-        colnames, seed, CASE WHEN rulecheck IS NULL THEN '_dp_why' ELSE format('coalesce(_dp_why, %s)', rulecheck) END,
+        colnames, NULL, CASE WHEN rulecheck IS NULL THEN '_dp_why' ELSE format('coalesce(_dp_why, %s)', rulecheck) END,
         gexprs, sfsrc);
     -- The reason a row is refused: wrong shape (kept, to be rejected) ...
     why_keep := format('CASE WHEN %s THEN concat_ws(chr(31), %s, coalesce(%s, %L), %s) END', bad, why_code, why_col, '', why);
