@@ -146,6 +146,8 @@ def _dead_runs(conn: psycopg.Connection) -> None:
                error = coalesce(n.error, 'the run died')
           FROM deltapipe.run r
          WHERE r.id = n.run_id AND r.status = 'failed' AND n.status IN ('running', 'pending')""")
+    # staging tables a killed load committed on the side (a chunk, a second COPY half)
+    conn.execute("SELECT deltapipe._drop_dead_staging()")
 
 
 def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions | None = None, *,

@@ -78,12 +78,16 @@ def copy_in_halves(conn: psycopg.Connection, dsn: str | None, dataset: str, stg:
     if mid <= 0 or mid >= size:
         return False
     done: dict = {}
+    owner = conn.info.backend_pid
 
     def second_half() -> None:
         try:
             with connect(dsn) as c2:
                 with c2.transaction():
                     t2 = c2.execute("SELECT deltapipe.stage(%s)", (dataset,)).fetchone()[0]
+                    # registered to the load's session: alive as long as the load is
+                    c2.execute("UPDATE deltapipe.staging SET backend_pid = %s "
+                               "WHERE format('deltapipe_stage.%%I', table_name) = %s", (owner, t2))
                     c2.execute("ALTER TABLE %s ALTER COLUMN _dp_line RESTART WITH %d" % (t2, lines + 1))
                     copy_part(c2, t2, mid, size - mid, lines + 1)
                 done["table"] = t2

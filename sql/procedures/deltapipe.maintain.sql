@@ -26,26 +26,7 @@ BEGIN
     UPDATE deltapipe.node_run n SET status = 'failed', finished_at = clock_timestamp(), error = coalesce(n.error, 'the run died')
       FROM deltapipe.run r WHERE r.id = n.run_id AND r.status = 'failed' AND n.status IN ('running', 'pending');
 
-    FOR t IN
-        SELECT c.relname
-          FROM pg_class c
-         WHERE c.relnamespace = 'deltapipe_stage'::regnamespace AND c.relkind = 'r'
-           AND NOT EXISTS (SELECT 1 FROM deltapipe.staging s JOIN pg_stat_activity a ON a.pid = s.backend_pid
-                            WHERE c.relname = s.table_name OR c.relname LIKE s.table_name || '\__')
-           -- the staged part of a chunked load can still be resumed (deltapipe load --resume)
-           AND NOT EXISTS (SELECT 1 FROM deltapipe.run r WHERE r.status IN ('failed', 'running')
-                            AND r.args->>'staging_table' = c.relname AND r.started_at > now() - p_retention)
-    LOOP
-        -- skip tables some session is using right now
-        BEGIN
-            EXECUTE format('LOCK TABLE deltapipe_stage.%I IN ACCESS EXCLUSIVE MODE NOWAIT', t.relname);
-            EXECUTE format('DROP TABLE deltapipe_stage.%I', t.relname);
-            dropped := dropped + 1;
-        EXCEPTION WHEN lock_not_available THEN
-            NULL;
-        END;
-    END LOOP;
-    DELETE FROM deltapipe.staging s WHERE to_regclass(format('deltapipe_stage.%I', s.table_name)) IS NULL;
+    dropped := deltapipe._drop_dead_staging(p_retention);
 
     DELETE FROM deltapipe.run r
      WHERE r.status <> 'running' AND r.finished_at < now() - p_retention
