@@ -72,7 +72,17 @@ BEGIN
             SELECT format('%I.%I', target_schema, target_table) INTO tbl FROM deltapipe.model
              WHERE pipeline = r.pipeline AND name = e.upstream;
         END IF;
-        IF tbl IS NOT NULL AND to_regclass(tbl) IS NOT NULL THEN
+        -- an upstream model this transaction has already written (CALL run_pipeline
+        -- runs every node in one transaction) has no other writer to wait for: its
+        -- node ran here, under the pipeline's lock; its SHARE lock would only wait
+        -- for an autovacuum of it
+        IF tbl IS NOT NULL AND to_regclass(tbl) IS NOT NULL
+           AND NOT (e.upstream_kind = 'model' AND EXISTS (
+                    SELECT 1 FROM pg_locks l
+                     WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
+                       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                       AND l.relation = tbl::regclass
+                       AND l.mode IN ('RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'))) THEN
             EXECUTE format('LOCK TABLE %s IN SHARE MODE', tbl);
         END IF;
         IF e.upstream_kind = 'source' THEN
