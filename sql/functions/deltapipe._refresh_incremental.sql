@@ -48,6 +48,8 @@ DECLARE
     raw      numeric := 0;
     nd       bigint;
     zsel     text;
+    nre      bigint;
+    gpred    text;
     gmm      text;
     gucs     jsonb;
     probe    boolean;
@@ -391,17 +393,27 @@ BEGIN
         IF NOT hasmm THEN
             NULL;
         ELSIF EXISTS (SELECT 1 FROM pg_temp._dp_s WHERE _dp_re) THEN
+            -- a few such groups are named by value too (r.g IS NOT DISTINCT FROM 'v'),
+            -- a filter the planner pushes below the state statement's GROUP BY
+            EXECUTE format('SELECT count(*), string_agg(format(%L, %s), %L) FROM pg_temp._dp_s WHERE _dp_re',
+                           '(' || (SELECT string_agg(format('r.%I IS NOT DISTINCT FROM %%L::%s', gcols[k],
+                                                            types[array_position(cols, gcols[k])]), ' AND ')
+                                     FROM generate_subscripts(gcols, 1) k) || ')',
+                           (SELECT string_agg(format('_dp_k%s', k - 1), ', ') FROM generate_subscripts(gcols, 1) k),
+                           ' OR ')
+               INTO nre, gpred;
             EXECUTE format($q$
                 CREATE TEMP TABLE _dp_new AS
                 SELECT x.*, hashtextextended(ROW(%1$s)::text, 0) AS _dp_hash FROM (
                     SELECT %2$s FROM pg_temp._dp_s s WHERE NOT s._dp_re
                     UNION ALL
-                    SELECT %3$s FROM (%4$s) r WHERE r._dp_gh IN (SELECT _dp_k_gh FROM pg_temp._dp_s WHERE _dp_re)) x
+                    SELECT %3$s FROM (%4$s) r WHERE r._dp_gh IN (SELECT _dp_k_gh FROM pg_temp._dp_s WHERE _dp_re)
+                                                AND (%5$s)) x
                  WHERE x._dp_cnt > 0$q$,
                 (SELECT string_agg(format('x.%I', c), ', ') FROM unnest(cols) c),
                 (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c),
                 (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(cols, types) x(c, t)),
-                m.state_sql);
+                m.state_sql, CASE WHEN nre <= 100 THEN gpred ELSE 'true' END);
             gmatch := (SELECT string_agg(format('n.%I IS NOT DISTINCT FROM s._dp_k%s', gcols[k], k - 1), ' AND ')
                          FROM generate_subscripts(gcols, 1) k);
             EXECUTE format('CREATE TEMP TABLE _dp_z AS
