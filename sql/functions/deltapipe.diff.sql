@@ -39,6 +39,7 @@ DECLARE
     keep     text := 'max(_dp_line)';
     sel      text;
     gjoin    text;
+    old      text := format('%I.%I', ds.target_schema, ds.target_table);  -- or _dp_old, the rows looked at
 BEGIN
     IF mode NOT IN ('snapshot', 'upsert', 'append', 'changes') THEN
         RAISE EXCEPTION USING ERRCODE = 'DP006', MESSAGE = format('unknown load mode %s', mode),
@@ -66,12 +67,18 @@ BEGIN
     END IF;
 
     IF has_same THEN
-        -- target rows no line matched by hash: updated or deleted
-        -- with their before-images, fetched by key
+        -- the target rows the rest of the diff looks at (those no line matched by hash,
+        -- and those under the key of a changed line), fetched once
+        EXECUTE format('CREATE TEMP TABLE _dp_old ON COMMIT DROP AS
+                        SELECT t.* FROM %s t
+                        WHERE (%s) IN (SELECT %s FROM %s WHERE _dp_line IS NULL UNION ALL SELECT %s FROM %s)',
+                       target, (SELECT string_agg(format('t.%I', k), ', ') FROM unnest(keys) k), klist, same, klist, typed);
+        old := '_dp_old';
+        -- target rows no line matched by hash: updated or deleted, with their before-images
         EXECUTE format('CREATE TEMP TABLE _dp_gone ON COMMIT DROP AS
                         SELECT %s, s.h, to_jsonb(t) AS _dp_before
-                        FROM (SELECT %s, h FROM %s WHERE _dp_line IS NULL) s JOIN %s t ON %s',
-                       (SELECT string_agg(format('s.%I', k), ', ') FROM unnest(keys) k), klist, same, target, kjoin);
+                        FROM (SELECT %s, h FROM %s WHERE _dp_line IS NULL) s JOIN _dp_old t ON %s',
+                       (SELECT string_agg(format('s.%I', k), ', ') FROM unnest(keys) k), klist, same, kjoin);
         ANALYZE _dp_gone;
         SELECT count(*) INTO n FROM _dp_gone;
         EXECUTE format('SELECT matched, seed FROM %s', nstat) INTO n_same, seed;
@@ -83,8 +90,8 @@ BEGIN
         -- a key both unchanged on one line and changed on another: the later line wins
         EXECUTE format('CREATE TEMP TABLE _dp_x ON COMMIT DROP AS
                         SELECT s._dp_line AS cline, t._dp_hash AS h
-                        FROM %s s JOIN %s t ON %s
-                        WHERE NOT EXISTS (SELECT 1 FROM _dp_gone g WHERE g.h = t._dp_hash)', typed, target, kjoin);
+                        FROM %s s JOIN _dp_old t ON %s
+                        WHERE NOT EXISTS (SELECT 1 FROM _dp_gone g WHERE g.h = t._dp_hash)', typed, kjoin);
         SELECT count(*) INTO n FROM _dp_x;
         IF n > 0 THEN
             EXECUTE format('CREATE TEMP TABLE _dp_x2 ON COMMIT DROP AS
@@ -139,7 +146,7 @@ BEGIN
                         SELECT (CASE WHEN t._dp_hash IS NULL THEN %L WHEN %s THEN %L ELSE %L END)::"char" AS _dp_op, %s
                         FROM %s s LEFT JOIN %s t ON %s%s
                         WHERE t._dp_hash IS NULL OR s._dp_hash <> t._dp_hash',
-                       delta, 'I', samerow, 'H', 'U', sel, typed, target, kjoin, gjoin);
+                       delta, 'I', samerow, 'H', 'U', sel, typed, old, kjoin, gjoin);
         IF mode = 'snapshot' THEN
             -- rows of the target that the file no longer has
             EXECUTE format('INSERT INTO %s (_dp_op, %s, _dp_old_hash, _dp_before)
@@ -170,7 +177,7 @@ BEGIN
                        delta, 'D', 'D', 'I', samerow, 'H', 'U', sel, typed, target, kjoin, gjoin, 'D', 'D');
     END IF;
     IF has_same THEN
-        DROP TABLE _dp_gone;
+        DROP TABLE _dp_gone, _dp_old;
     END IF;
     EXECUTE format('ANALYZE %s', delta);
     EXECUTE format('SELECT count(*) FILTER (WHERE _dp_op = %L), count(*) FILTER (WHERE _dp_op = %L),
