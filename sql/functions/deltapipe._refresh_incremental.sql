@@ -4,11 +4,14 @@ RETURNS jsonb
 LANGUAGE plpgsql
 AS $fn$
 -- Refresh one model from the changes of its inputs, in the caller's transaction:
--- build each input's net change since the model's watermark (_input_delta),
--- run the compiled delta statement, and apply the model's net change to its
--- table with one statement (MERGE, or DELETE/INSERT of copies for keyless
--- models), recording it in deltapipe.changeset. Aggregates keep hidden counts
--- and sums per group; groups losing rows recompute min/max from their inputs.
+-- build each input's net change since the model's watermark (_input_delta, or
+-- the delta an upstream refresh of this session kept: pg_temp._dp_cache), run the
+-- compiled delta statement, and apply the model's net change to its table with
+-- one statement (MERGE, or DELETE/INSERT of copies for keyless models),
+-- recording it in deltapipe.changeset and keeping it for downstream refreshes.
+-- Keyed models take a changed key's old row from the delta itself. Aggregates
+-- keep hidden counts and sums per group; a group that lost a value at or beyond
+-- its min/max recomputes it from its inputs.
 -- Then the model's audits run on the post-change table; a failing blocking audit
 -- adds "audit_failed" to the result and the caller must roll the change back.
 -- Returns the refresh result, or {"fallback": reason} when a full refresh is needed.
