@@ -170,6 +170,7 @@ BEGIN
     gucs := jsonb_build_object('work_mem', current_setting('work_mem'),
                                'random_page_cost', current_setting('random_page_cost'),
                                'enable_hashjoin', current_setting('enable_hashjoin'),
+                               'enable_nestloop', current_setting('enable_nestloop'),
                                'enable_mergejoin', current_setting('enable_mergejoin'));
     PERFORM set_config('work_mem', '256MB', true);
     PERFORM set_config('random_page_cost', '1.1', true);
@@ -217,10 +218,12 @@ BEGIN
         phases := phases || jsonb_build_object('delta', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
         t0 := clock_timestamp();
         -- a delta much smaller than the table probes its index (primary key or
-        -- _dp_hash) row by row instead of hashing the whole table
+        -- _dp_hash) row by row instead of hashing the whole table; a bigger one
+        -- hashes it (not probes chosen from an underestimated delta)
         probe := nd * 10 < coalesce(m.row_count, 0);
         IF keys IS NULL THEN
             PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_hashjoin' END, true);
+            PERFORM set_config('enable_nestloop', CASE WHEN probe THEN gucs->>'enable_nestloop' ELSE 'off' END, true);
             -- keyless: remove -n copies, add +n copies, one statement
             EXECUTE format($q$
                 WITH del AS (
@@ -274,6 +277,7 @@ BEGIN
                            replace(jbo, '@A@', 's'));
             GET DIAGNOSTICS ncs = ROW_COUNT;
             PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_hashjoin' END, true);
+            PERFORM set_config('enable_nestloop', CASE WHEN probe THEN gucs->>'enable_nestloop' ELSE 'off' END, true);
             EXECUTE format('MERGE INTO %s t USING pg_temp._dp_s s ON %s
                             WHEN MATCHED AND s._dp_w < 0 THEN DELETE
                             WHEN MATCHED THEN UPDATE SET %s, _dp_hash = s._dp_hash
@@ -298,6 +302,7 @@ BEGIN
                            (SELECT string_agg(format('%I', c), ', ') FROM unnest(vis) c), ctab || '_t');
         END IF;
         PERFORM set_config('enable_hashjoin', gucs->>'enable_hashjoin', true);
+        PERFORM set_config('enable_nestloop', gucs->>'enable_nestloop', true);
     ELSE
         -- aggregate / distinct: hidden _dp_cnt, _dp_s<j>, _dp_n<j>, _dp_gh per group
         spec := m.agg_spec;
@@ -384,6 +389,7 @@ BEGIN
                 (SELECT string_agg(format('s.%I', '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o) WHERE keys IS NOT NULL OR c = ANY (vis)),
                 (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c));
         PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_hashjoin' END, true);
+        PERFORM set_config('enable_nestloop', CASE WHEN probe THEN gucs->>'enable_nestloop' ELSE 'off' END, true);
         IF NOT hasmm THEN
             -- no min/max: one statement from the group deltas to the changed groups
             EXECUTE replace(zsel, '@S@', '(' || q || ')');
@@ -391,6 +397,7 @@ BEGIN
             EXECUTE 'CREATE TEMP TABLE _dp_s AS ' || q;
         END IF;
         PERFORM set_config('enable_hashjoin', gucs->>'enable_hashjoin', true);
+        PERFORM set_config('enable_nestloop', gucs->>'enable_nestloop', true);
         -- groups that lost rows under min/max are recomputed from the inputs (only then
         -- is the state statement run at all); otherwise the new rows are those of _dp_s
         IF NOT hasmm THEN
@@ -451,6 +458,7 @@ BEGIN
         END IF;
         GET DIAGNOSTICS ncs = ROW_COUNT;
         PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_hashjoin' END, true);
+        PERFORM set_config('enable_nestloop', CASE WHEN probe THEN gucs->>'enable_nestloop' ELSE 'off' END, true);
         EXECUTE format('MERGE INTO %s t USING pg_temp._dp_z s ON t._dp_gh = s._dp_k_gh AND %s
                         WHEN MATCHED AND s._dp_hash IS NULL THEN DELETE
                         WHEN MATCHED THEN UPDATE SET %s, _dp_hash = s._dp_hash
@@ -461,6 +469,7 @@ BEGIN
                        (SELECT string_agg(format('%1$I = s.%1$I', c), ', ') FROM unnest(cols) c),
                        cl, (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c));
         PERFORM set_config('enable_hashjoin', gucs->>'enable_hashjoin', true);
+        PERFORM set_config('enable_nestloop', gucs->>'enable_nestloop', true);
         SELECT count(*) FILTER (WHERE _dp_old IS NULL), count(*) FILTER (WHERE _dp_old IS NOT NULL AND _dp_hash IS NOT NULL),
                count(*) FILTER (WHERE _dp_hash IS NULL),
                coalesce(sum(coalesce(_dp_hash::numeric, 0) - coalesce(_dp_old::numeric, 0)), 0)
