@@ -153,14 +153,19 @@ def timed_load(dsn: str, dataset: str, path: Path, **opts) -> tuple[float, dict]
     return time.perf_counter() - t0, r
 
 
+# VmHWM (peak resident set of this address space), not ru_maxrss: on Linux the latter
+# keeps the parent's peak across fork + exec, so it would measure the benchmark itself.
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 from deltapipe.loader import load_file, LoadOptions
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def hwm():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+base = hwm()
 t0 = time.perf_counter()
 r = load_file(sys.argv[1], sys.argv[2], sys.argv[3], LoadOptions(), progress=False)
 secs = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = hwm()
 print(json.dumps({"base_kb": base, "peak_kb": peak, "secs": secs, "status": r["status"],
                   "inserted": r["inserted"], "rejected": r["rejected"]}))
 """
