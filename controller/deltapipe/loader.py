@@ -413,7 +413,7 @@ def _copy(conn: psycopg.Connection, stg: str, path: Path, encoding: str, size: i
 
     With ``dataset`` given, a large file goes over two connections at once (see parallel_copy.py).
     """
-    from .parallel_copy import MIN_SIZE, _Limited, copy_in_halves
+    from .parallel_copy import MIN_SIZE, Limited, copy_in_halves
 
     # FREEZE: the staging table was created in this transaction, so its rows can be
     # written frozen (no hint bits to set, no page dirtied again, when it is read)
@@ -433,7 +433,7 @@ def _copy(conn: psycopg.Connection, stg: str, path: Path, encoding: str, size: i
     def part(c: psycopg.Connection, table: str, start: int, length: int, first_line: int) -> None:
         with c.cursor() as cur, cur.copy(stmt % table) as cp, open(path, "rb") as f:
             f.seek(start)
-            blocks = escape_blocks(_Limited(f, length), on_bytes if bar else None, strip_bom=start == 0)
+            blocks = escape_blocks(Limited(f, length), on_bytes if bar else None, strip_bom=start == 0)
             for chunk in glue_records(blocks, glue_quote, first_line) if glue_quote else blocks:
                 cp.write(chunk)
 

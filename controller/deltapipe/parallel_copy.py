@@ -24,7 +24,7 @@ BLOCK = 4 << 20
 MIN_SIZE = 32 << 20  # below this, one connection is as fast
 
 
-class _Limited:
+class Limited:
     """A file object that ends after ``length`` bytes."""
 
     def __init__(self, f, length: int):

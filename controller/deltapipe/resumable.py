@@ -14,20 +14,7 @@ from psycopg.types.json import Jsonb
 
 from .errors import DeltapipeError
 from .loader import BLOCK, escape_blocks
-
-
-class _Limited:
-    """A file object that ends after ``length`` bytes."""
-
-    def __init__(self, f, length: int):
-        self.f, self.left = f, length
-
-    def read(self, n: int) -> bytes:
-        if self.left <= 0:
-            return b""
-        b = self.f.read(min(n, self.left))
-        self.left -= len(b)
-        return b
+from .parallel_copy import Limited
 
 
 def chunks(path: Path, lines: int, start: int = 0):
@@ -74,7 +61,7 @@ def stage_in_chunks(conn: psycopg.Connection, *, dataset: str, path: Path, stg: 
                              (stg, first_line + total))
                 with conn.cursor() as cur, cur.copy(stmt) as cp:
                     # the byte order mark exists only at offset 0; escape_blocks drops it there
-                    for b in escape_blocks(_Limited(f, length), strip_bom=offset == 0):
+                    for b in escape_blocks(Limited(f, length), strip_bom=offset == 0):
                         cp.write(b)
                 conn.execute("INSERT INTO deltapipe.batch (run_id, dataset, source_file, byte_offset, byte_length, "
                              "first_line, rows, state) VALUES (%s, %s, %s, %s, %s, %s, %s, 'staged')",
