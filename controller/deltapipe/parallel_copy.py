@@ -19,8 +19,8 @@ import psycopg
 
 from .db import connect
 from .errors import DeltapipeError
+from .loader import BLOCK
 
-BLOCK = 4 << 20
 MIN_SIZE = 32 << 20  # below this, one connection is as fast
 
 
