@@ -79,7 +79,7 @@ BEGIN
                         SELECT %s, s.h, to_jsonb(t) AS _dp_before
                         FROM (SELECT %s, h FROM %s WHERE _dp_line IS NULL) s JOIN _dp_old t ON %s',
                        (SELECT string_agg(format('s.%I', k), ', ') FROM unnest(keys) k), klist, same, kjoin);
-        ANALYZE _dp_gone;
+        EXECUTE format('ANALYZE _dp_gone (h, %s)', klist);  -- not the before-images (jsonb)
         SELECT count(*) INTO n FROM _dp_gone;
         EXECUTE format('SELECT matched, seed FROM %s', nstat) INTO n_same, seed;
         IF n_same > ds.row_count - n THEN
@@ -179,7 +179,7 @@ BEGIN
     IF has_same THEN
         DROP TABLE _dp_gone, _dp_old;
     END IF;
-    EXECUTE format('ANALYZE %s', delta);
+    EXECUTE format('ANALYZE %s (_dp_op, %s)', delta, klist);  -- not the before-images (jsonb)
     EXECUTE format('SELECT count(*) FILTER (WHERE _dp_op = %L), count(*) FILTER (WHERE _dp_op = %L),
                            count(*) FILTER (WHERE _dp_op = %L), count(*) FILTER (WHERE _dp_op = %L) FROM %s',
                    'I', 'U', 'D', 'H', delta)

@@ -52,6 +52,8 @@ DECLARE
     sel       text;
     sfsrc     text;
     mergejoin text;
+    minscan   text;
+    parts     int;
     fdecls    text;
     fassign   text;
     why_keep  text;
@@ -215,25 +217,42 @@ BEGIN
         -- No ANALYZE of the staged lines (it costs more than it helps) and a hash join
         -- whatever the estimates say: a merge join would sort both sides.
         EXECUTE format('SELECT count(*) FROM %s WHERE _dp_line > %s AND _dp_raw <> %L', src, hdr_line, '') INTO rows_in;
+        -- PostgreSQL 15 runs a hash full join in one process. Split by hash value into
+        -- parts (one per parallel worker), each part a full join of its own: the parts
+        -- run side by side under a Parallel Append. The scans inside stay serial (no
+        -- Gather below the Append), and the hash is computed once per line
+        -- (deltapipe._fence() keeps the subquery that computes it).
+        parts := CASE WHEN current_setting('max_parallel_workers_per_gather')::int >= 2 THEN 2 ELSE 1 END;
         mergejoin := current_setting('enable_mergejoin');
+        minscan := current_setting('min_parallel_table_scan_size');
         PERFORM set_config('enable_mergejoin', 'off', true);
-        EXECUTE format($q$
-            CREATE UNLOGGED TABLE %s AS
-            SELECT s._dp_line, t._dp_hash AS h, s._dp_raw%s
-            FROM (SELECT _dp_line, _dp_raw, hashtextextended(_dp_raw, %s) AS hh FROM %s
-                  WHERE _dp_line > %s AND _dp_raw <> '') s
-            FULL JOIN (SELECT _dp_hash%s FROM %s) t ON t._dp_hash = s.hh
-            WHERE s._dp_line IS NULL OR t._dp_hash IS NULL$q$,
-            same,
-            (SELECT string_agg(format(', t.%1$I', k), '') FROM unnest(ds.key_cols) k),
-            seed, src, hdr_line,
-            (SELECT string_agg(format(', %I', k), '') FROM unnest(ds.key_cols) k), target);
+        PERFORM set_config('min_parallel_table_scan_size', '1TB', true);
+        EXECUTE format('CREATE UNLOGGED TABLE %s AS ', same) || (
+            SELECT string_agg(format($q$
+                SELECT s._dp_line, t._dp_hash AS h, s._dp_raw%1$s
+                FROM (SELECT _dp_line, _dp_raw, hh
+                      FROM (SELECT _dp_line, _dp_raw, hashtextextended(_dp_raw, %2$s) + 0 * deltapipe._fence() AS hh
+                            FROM %3$s WHERE _dp_line > %4$s AND _dp_raw <> '') x
+                      WHERE %6$s) s
+                FULL JOIN (SELECT _dp_hash%5$s FROM %7$s WHERE %8$s) t ON t._dp_hash = s.hh
+                WHERE s._dp_line IS NULL OR t._dp_hash IS NULL$q$,
+                (SELECT string_agg(format(', t.%1$I', k), '') FROM unnest(ds.key_cols) k),
+                seed, src, hdr_line,
+                (SELECT string_agg(format(', %I', k), '') FROM unnest(ds.key_cols) k),
+                CASE WHEN parts = 1 THEN 'true' ELSE format('hh & %s = %s', parts - 1, part) END,
+                target,
+                CASE WHEN parts = 1 THEN 'true' ELSE format('_dp_hash & %s = %s', parts - 1, part) END),
+                ' UNION ALL ')
+            FROM generate_series(0, parts - 1) part);
+        PERFORM set_config('min_parallel_table_scan_size', minscan, true);
         PERFORM set_config('enable_mergejoin', mergejoin, true);
         EXECUTE format('CREATE UNLOGGED TABLE %s AS SELECT _dp_line, _dp_raw FROM %s WHERE _dp_line IS NOT NULL', changed, same);
         EXECUTE format('SELECT %s - count(*) FROM %s', rows_in, changed) INTO n_same;
         EXECUTE format('CREATE UNLOGGED TABLE %s AS SELECT %s::bigint AS matched, %s::bigint AS seed', nstat, n_same, seed);
-        EXECUTE format('ANALYZE %s', same);
-        EXECUTE format('ANALYZE %s', changed);
+        -- statistics of the columns that later statements join and filter on only
+        -- (sampling the raw text costs more than the rest of the table's stats)
+        EXECUTE format('ANALYZE %s (_dp_line, h%s)', same, (SELECT string_agg(format(', %I', k), '') FROM unnest(ds.key_cols) k));
+        EXECUTE format('ANALYZE %s (_dp_line)', changed);
         src := changed;
     END IF;
 
@@ -499,7 +518,7 @@ BEGIN
     END IF;
     rows_ok := n_rows - nbad;
     IF NOT first_load THEN
-        EXECUTE format('ANALYZE %s', typed);
+        EXECUTE format('ANALYZE %s (_dp_line, _dp_hash%s)', typed, (SELECT string_agg(format(', %I', k), '') FROM unnest(ds.key_cols) k));
     END IF;
     RETURN jsonb_build_object('rows_in', rows_in, 'valid', rows_ok + n_same, 'unchanged_lines', n_same,
                               'rejected', rows_in - rows_ok - n_same, 'typed_table', typed, 'header_line', hdr_line,
