@@ -171,8 +171,13 @@ BEGIN
                                'random_page_cost', current_setting('random_page_cost'),
                                'enable_hashjoin', current_setting('enable_hashjoin'),
                                'enable_nestloop', current_setting('enable_nestloop'),
-                               'enable_mergejoin', current_setting('enable_mergejoin'));
+                               'enable_mergejoin', current_setting('enable_mergejoin'),
+                               'jit', current_setting('jit'),
+                               'default_statistics_target', current_setting('default_statistics_target'));
     PERFORM set_config('work_mem', '256MB', true);
+    -- statements over deltas run for milliseconds: compiling their expressions
+    -- (chosen from the cost of the big tables they read) takes longer than it saves
+    PERFORM set_config('jit', 'off', true);
     PERFORM set_config('random_page_cost', '1.1', true);
     -- a delta joins a table by hash or by index probes: a merge join would sort the
     -- whole table (chosen on a freshly built table without statistics)
@@ -487,7 +492,9 @@ BEGIN
     END IF;
     -- register the kept delta: valid for a downstream refresh whose change range
     -- holds exactly the ncs changeset rows this refresh wrote (run p_run_id)
+    PERFORM set_config('default_statistics_target', '10', true);  -- a sample of 3,000 rows is enough
     EXECUTE format('ANALYZE pg_temp.%I', ctab || '_t');
+    PERFORM set_config('default_statistics_target', gucs->>'default_statistics_target', true);
     CREATE TEMP TABLE IF NOT EXISTS _dp_cache (pipeline text, node text, run_id bigint, n bigint, tbl text,
                                                "rows" numeric, net numeric);
     DELETE FROM pg_temp._dp_cache k WHERE k.pipeline = m.pipeline AND k.node = m.name;
@@ -498,6 +505,7 @@ BEGIN
     PERFORM set_config('work_mem', gucs->>'work_mem', true);
     PERFORM set_config('random_page_cost', gucs->>'random_page_cost', true);
     PERFORM set_config('enable_mergejoin', gucs->>'enable_mergejoin', true);
+    PERFORM set_config('jit', gucs->>'jit', true);
     UPDATE deltapipe.model SET checksum = coalesce(checksum, 0) + dsum, row_count = row_count + dcnt,
                                last_refreshed_at = now()
      WHERE pipeline = m.pipeline AND name = m.name
