@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 from .db import connect, from_db, require_installed
 from .errors import DeltapipeError
 from .glue import glue_records
+from .linecount import LineCount
 
 BLOCK = 4 << 20
 MODES = ("snapshot", "upsert", "append", "changes")
@@ -257,9 +258,11 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
                     return
                 stg_ = c.execute("SELECT deltapipe.stage(%s)", (dataset,)).fetchone()[0]
                 t0 = time.perf_counter()
-                if _copy(c, stg_, path, opts.encoding, size, show and size > (16 << 20), glue_quote, dsn, dataset,
-                         second_halves):
+                lines = _copy(c, stg_, path, opts.encoding, size, show and size > (16 << 20), glue_quote, dsn,
+                              dataset, second_halves)
+                if glue_quote:
                     options["glued"] = True
+                options["staged_lines"] = lines  # non-empty ones: the database need not count them
                 options["copy_ms"] = round((time.perf_counter() - t0) * 1000, 1)
                 if sha_later:
                     options["file_sha256"] = sha_later()
@@ -408,8 +411,10 @@ def _add_new_columns(conn: psycopg.Connection, dataset: str, path: Path, fmt: st
 
 def _copy(conn: psycopg.Connection, stg: str, path: Path, encoding: str, size: int, show: bool,
           glue_quote: bytes | None = None, dsn: str | None = None, dataset: str | None = None,
-          committed: list | None = None) -> bool:
-    """COPY the file's lines into staging table ``stg``; True when multi-line records were glued on the way.
+          committed: list | None = None) -> int:
+    """COPY the file's lines into staging table ``stg``; returns the number of non-empty rows staged.
+
+    Multi-line records are glued on the way when ``glue_quote`` is given (see glue.py).
 
     With ``dataset`` given, a large file goes over two connections at once (see parallel_copy.py).
     """
@@ -431,12 +436,16 @@ def _copy(conn: psycopg.Connection, stg: str, path: Path, encoding: str, size: i
             bar.update(n)
 
     def part(c: psycopg.Connection, table: str, start: int, length: int, first_line: int) -> None:
+        count = LineCount()
         with c.cursor() as cur, cur.copy(stmt % table) as cp, open(path, "rb") as f:
             f.seek(start)
             blocks = escape_blocks(Limited(f, length), on_bytes if bar else None, strip_bom=start == 0)
             for chunk in glue_records(blocks, glue_quote, first_line) if glue_quote else blocks:
-                cp.write(chunk)
+                cp.write(count.add(chunk))
+        with lock:
+            counts.append(count.nonempty)
 
+    counts: list[int] = []  # non-empty lines of each part
     try:
         min_size = int(os.environ.get("DELTAPIPE_PARALLEL_COPY_MIN", MIN_SIZE))
         if not (dataset and size >= min_size and copy_in_halves(conn, dsn, dataset, stg, path, size, part, glue_quote,
@@ -445,7 +454,7 @@ def _copy(conn: psycopg.Connection, stg: str, path: Path, encoding: str, size: i
     finally:
         if bar:
             bar.__exit__(None, None, None)
-    return glue_quote is not None
+    return sum(counts)
 
 
 def _fail(conn: psycopg.Connection, run_id: int, nr_id: int, err: DeltapipeError, leftovers: list | None = None) -> None:

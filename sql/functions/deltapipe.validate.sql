@@ -216,7 +216,12 @@ BEGIN
     IF mode <> 'changes' AND NOT first_load AND NOT coalesce((p_options->>'full_validate')::boolean, false) THEN
         -- No ANALYZE of the staged lines (it costs more than it helps) and a hash join
         -- whatever the estimates say: a merge join would sort both sides.
-        EXECUTE format('SELECT count(*) FROM %s WHERE _dp_line > %s AND _dp_raw <> %L', src, hdr_line, '') INTO rows_in;
+        IF p_options ? 'staged_lines' AND (fmt = 'ndjson' OR quote = '' OR coalesce((p_options->>'glued')::boolean, false)) THEN
+            -- counted by deltapipe load while streaming the file (staged lines not glued here since)
+            rows_in := (p_options->>'staged_lines')::bigint - CASE WHEN hdr_line > 0 THEN 1 ELSE 0 END;
+        ELSE
+            EXECUTE format('SELECT count(*) FROM %s WHERE _dp_line > %s AND _dp_raw <> %L', src, hdr_line, '') INTO rows_in;
+        END IF;
         -- PostgreSQL 15 runs a hash full join in one process. Split by hash value into
         -- parts (one per parallel worker), each part a full join of its own: the parts
         -- run side by side under a Parallel Append. The scans inside stay serial (no
