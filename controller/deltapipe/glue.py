@@ -21,6 +21,7 @@ import re
 from typing import Iterable, Iterator
 
 from .errors import DeltapipeError
+from .linecount import LineCount, has_empty_line
 
 MAX_RECORD = 32 << 20  # a quoted field this long is taken for an unterminated quote
 
@@ -31,10 +32,12 @@ def _unterminated(line: int, detail: str) -> DeltapipeError:
                           sqlstate="DP012")
 
 
-def glue_records(blocks: Iterable[bytes], quote: bytes, first_line: int = 1) -> Iterator[bytes]:
+def glue_records(blocks: Iterable[bytes], quote: bytes, first_line: int = 1,
+                 count: LineCount | None = None) -> Iterator[bytes]:
     """Yield ``blocks`` (already escaped for COPY text format) with multi-line records glued.
 
-    ``first_line`` is the file's line number of the first block's first line (for errors).
+    ``first_line`` is the file's line number of the first block's first line (for errors);
+    ``count`` is given what is yielded (see linecount.py).
     """
     span = re.compile(re.escape(quote) + b"[^" + re.escape(quote) + b"]*" + re.escape(quote))
     carry = b""
@@ -52,13 +55,20 @@ def glue_records(blocks: Iterable[bytes], quote: bytes, first_line: int = 1) -> 
         if not buf:
             continue
         out = _glue(buf, spans) if spans else buf
-        lines += out.count(b"\n")
+        n = out.count(b"\n")
+        lines += n
+        if count is not None:
+            # each newline of a quoted span became two bytes (\\n) and added one empty line
+            count.add(out, n, None if has_empty_line(buf) else (len(out) - len(buf)) // 2)
         yield out
     if carry:
         cut, spans, open_at = _scan(carry + b"\n", quote, span)
         if open_at >= 0:
             raise _unterminated(lines + carry.count(b"\n", 0, open_at) + 1, "the file ends inside a quoted field")
-        yield _glue(carry, spans) if spans else carry
+        out = _glue(carry, spans) if spans else carry
+        if count is not None:
+            count.add(out)
+        yield out
 
 
 def _scan(buf: bytes, quote: bytes, span: re.Pattern) -> tuple[int, list[tuple[int, int]], int]:

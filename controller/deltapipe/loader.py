@@ -440,8 +440,12 @@ def _copy(conn: psycopg.Connection, stg: str, path: Path, encoding: str, size: i
         with c.cursor() as cur, cur.copy(stmt % table) as cp, open(path, "rb") as f:
             f.seek(start)
             blocks = escape_blocks(Limited(f, length), on_bytes if bar else None, strip_bom=start == 0)
-            for chunk in glue_records(blocks, glue_quote, first_line) if glue_quote else blocks:
-                cp.write(count.add(chunk))
+            if glue_quote:
+                for chunk in glue_records(blocks, glue_quote, first_line, count):
+                    cp.write(chunk)
+            else:
+                for chunk in blocks:
+                    cp.write(count.add(chunk))
         with lock:
             counts.append(count.nonempty)
 
