@@ -212,13 +212,37 @@ BEGIN
 
     IF m.shape = 'linear' THEN
         cl := (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c);
-        EXECUTE format('CREATE TEMP TABLE _dp_z AS SELECT %s, _dp_w, hashtextextended(ROW(%s)::text, 0) AS _dp_hash
-                          FROM (SELECT %s, sum(_dp_w)::bigint AS _dp_w FROM (%s) _dp_q GROUP BY %s HAVING sum(_dp_w) <> 0) _dp_q',
-                       (SELECT string_agg(format('_dp_q.%I::%s AS %I', c, t, c), ', ') FROM unnest(cols, types) x(c, t)),
-                       (SELECT string_agg(format('_dp_q.%I::%s', c, t), ', ') FROM unnest(cols, types) x(c, t)),
-                       (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c), m.delta_sql,
-                       (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c));
-        GET DIAGNOSTICS nd = ROW_COUNT;
+        -- the net delta: rows with weights, unchanged rows netted away, with their hash
+        q := format('SELECT %s, _dp_w, hashtextextended(ROW(%s)::text, 0) AS _dp_hash
+                       FROM (SELECT %s, sum(_dp_w)::bigint AS _dp_w FROM (%s) _dp_q GROUP BY %s HAVING sum(_dp_w) <> 0) _dp_q',
+                    (SELECT string_agg(format('_dp_q.%I::%s AS %I', c, t, c), ', ') FROM unnest(cols, types) x(c, t)),
+                    (SELECT string_agg(format('_dp_q.%I::%s', c, t), ', ') FROM unnest(cols, types) x(c, t)),
+                    (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c), m.delta_sql,
+                    (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c));
+        IF keys IS NULL THEN
+            EXECUTE 'CREATE TEMP TABLE _dp_z AS ' || q;
+        ELSE
+            -- per changed key its new row (weight +1) and its old row (weight -1, as
+            -- typed columns _dp_o<k>): the delta of a keyed model holds the old row
+            -- itself (the table equals the query before the change), so the table is
+            -- not read here; an unchanged row was netted away in _dp_z. In key order, so
+            -- that the MERGE visits the table's index and pages in order. One statement
+            -- from the delta query (_dp_z is a CTE, not a table written and read again)
+            EXECUTE format('CREATE TEMP TABLE _dp_s AS
+                            WITH _dp_z AS MATERIALIZED (%s)
+                            SELECT %s, CASE WHEN n._dp_w IS NULL THEN -1 ELSE 1 END AS _dp_w, n._dp_hash,
+                                   o._dp_hash AS _dp_old, %s
+                              FROM (SELECT * FROM _dp_z WHERE _dp_w > 0) n
+                              FULL JOIN (SELECT * FROM _dp_z WHERE _dp_w < 0) o ON %s
+                             ORDER BY %s',
+                           q,
+                           (SELECT string_agg(CASE WHEN c = ANY (keys) THEN format('coalesce(n.%1$I, o.%1$I) AS %1$I', c)
+                                                   ELSE format('n.%1$I', c) END, ', ') FROM unnest(cols) c),
+                           (SELECT string_agg(format('o.%I AS %I', c, '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o)),
+                           (SELECT string_agg(format('n.%1$I = o.%1$I', k), ' AND ') FROM unnest(keys) k),
+                           (SELECT string_agg(format('%s', array_position(cols, k)), ', ') FROM unnest(keys) k));
+        END IF;
+        GET DIAGNOSTICS nd = ROW_COUNT;  -- keyed: the changed keys the MERGE probes
         PERFORM set_config('search_path', old_path, true);
         phases := phases || jsonb_build_object('delta', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
         t0 := clock_timestamp();
@@ -258,22 +282,6 @@ BEGIN
                              GROUP BY %2$s HAVING sum(_dp_w) <> 0',
                            ctab, (SELECT string_agg(format('%I', c), ', ') FROM unnest(vis) c), ctab || '_t');
         ELSE
-            -- per changed key its new row (weight +1) and its old row (weight -1, as
-            -- typed columns _dp_o<k>): the delta of a keyed model holds the old row
-            -- itself (the table equals the query before the change), so the table is
-            -- not read here; an unchanged row was netted away in _dp_z. In key order, so
-            -- that the MERGE visits the table's index and pages in order
-            EXECUTE format('CREATE TEMP TABLE _dp_s AS
-                            SELECT %s, CASE WHEN n._dp_w IS NULL THEN -1 ELSE 1 END AS _dp_w, n._dp_hash,
-                                   o._dp_hash AS _dp_old, %s
-                              FROM (SELECT * FROM pg_temp._dp_z WHERE _dp_w > 0) n
-                              FULL JOIN (SELECT * FROM pg_temp._dp_z WHERE _dp_w < 0) o ON %s
-                             ORDER BY %s',
-                           (SELECT string_agg(CASE WHEN c = ANY (keys) THEN format('coalesce(n.%1$I, o.%1$I) AS %1$I', c)
-                                                   ELSE format('n.%1$I', c) END, ', ') FROM unnest(cols) c),
-                           (SELECT string_agg(format('o.%I AS %I', c, '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o)),
-                           (SELECT string_agg(format('n.%1$I = o.%1$I', k), ' AND ') FROM unnest(keys) k),
-                           (SELECT string_agg(format('%s', array_position(cols, k)), ', ') FROM unnest(keys) k));
             EXECUTE format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
                             SELECT %s, %L, CASE WHEN _dp_old IS NULL THEN %L WHEN _dp_w < 0 THEN %L ELSE %L END,
                                    jsonb_build_object(%s), CASE WHEN _dp_old IS NOT NULL THEN %s END FROM pg_temp._dp_s s',
@@ -373,10 +381,12 @@ BEGIN
                            FROM jsonb_array_elements(spec->'aggs') x WHERE x->>'fn' IN ('min', 'max')), 'false');
         cl := (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c);
         -- the new state of every affected group with its old row (_dp_o<k>, _dp_old; a
-        -- keyless model records only the visible columns, so keeps only those);
+        -- keyless model records only the visible columns, so keeps only those) and
+        -- where that row is (_dp_ctid: the apply below goes there directly; nothing
+        -- else writes a model's table while its node runs);
         -- a delta much smaller than the table probes its _dp_gh index
         q := format($q$
-            SELECT %1$s, d._dp_gh AS _dp_k_gh, %2$s, o._dp_hash AS _dp_old, %6$s, %3$s AS _dp_re
+            SELECT %1$s, d._dp_gh AS _dp_k_gh, %2$s, o._dp_hash AS _dp_old, o.ctid AS _dp_ctid, %6$s, %3$s AS _dp_re
               FROM pg_temp._dp_gd d LEFT JOIN %4$s o ON o._dp_gh = d._dp_gh AND %5$s$q$,
             (SELECT string_agg(format('(%s)::%s AS %I', expr->>c, t, c), ', ') FROM unnest(cols, types) x(c, t)),
             (SELECT string_agg(format('d._dp_g%s AS _dp_k%s', k - 1, k - 1), ', ') FROM generate_subscripts(gcols, 1) k),
@@ -386,7 +396,7 @@ BEGIN
         zsel := format($q$
                 CREATE TEMP TABLE _dp_z AS
                 SELECT * FROM (
-                    SELECT s._dp_k_gh, %1$s, s._dp_old, %2$s, %3$s,
+                    SELECT s._dp_k_gh, %1$s, s._dp_old, s._dp_ctid, %2$s, %3$s,
                            CASE WHEN s._dp_cnt > 0 THEN hashtextextended(ROW(%3$s)::text, 0) END AS _dp_hash
                       FROM @S@ s OFFSET 0) z
                  WHERE z._dp_old IS DISTINCT FROM z._dp_hash$q$,
@@ -432,7 +442,7 @@ BEGIN
             gmatch := (SELECT string_agg(format('n.%I IS NOT DISTINCT FROM s._dp_k%s', gcols[k], k - 1), ' AND ')
                          FROM generate_subscripts(gcols, 1) k);
             EXECUTE format('CREATE TEMP TABLE _dp_z AS
-                            SELECT s._dp_k_gh, %s, s._dp_old, %s, n.* FROM pg_temp._dp_s s
+                            SELECT s._dp_k_gh, %s, s._dp_old, s._dp_ctid, %s, n.* FROM pg_temp._dp_s s
                               LEFT JOIN pg_temp._dp_new n ON n._dp_gh = s._dp_k_gh AND %s
                              WHERE s._dp_old IS DISTINCT FROM n._dp_hash',
                            (SELECT string_agg(format('s._dp_k%s', k - 1), ', ') FROM generate_subscripts(gcols, 1) k),
@@ -462,15 +472,16 @@ BEGIN
                            replace(jbo, '@A@', 'z'));
         END IF;
         GET DIAGNOSTICS ncs = ROW_COUNT;
-        PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_hashjoin' END, true);
-        PERFORM set_config('enable_nestloop', CASE WHEN probe THEN gucs->>'enable_nestloop' ELSE 'off' END, true);
-        EXECUTE format('MERGE INTO %s t USING pg_temp._dp_z s ON t._dp_gh = s._dp_k_gh AND %s
-                        WHEN MATCHED AND s._dp_hash IS NULL THEN DELETE
-                        WHEN MATCHED THEN UPDATE SET %s, _dp_hash = s._dp_hash
-                        WHEN NOT MATCHED THEN INSERT (%s, _dp_hash) VALUES (%s, s._dp_hash)',
+        -- the changed groups' rows are updated or deleted where the state statement
+        -- found them (by ctid: no second join with the table), new groups inserted
+        PERFORM set_config('enable_hashjoin', 'off', true);
+        PERFORM set_config('enable_nestloop', gucs->>'enable_nestloop', true);
+        EXECUTE format('WITH u AS (UPDATE %1$s t SET %2$s, _dp_hash = s._dp_hash FROM pg_temp._dp_z s
+                                    WHERE t.ctid = s._dp_ctid AND s._dp_hash IS NOT NULL),
+                             d AS (DELETE FROM %1$s t USING pg_temp._dp_z s WHERE t.ctid = s._dp_ctid AND s._dp_hash IS NULL)
+                        INSERT INTO %1$s (%3$s, _dp_hash)
+                        SELECT %4$s, s._dp_hash FROM pg_temp._dp_z s WHERE s._dp_ctid IS NULL AND s._dp_hash IS NOT NULL',
                        target,
-                       (SELECT string_agg(format('t.%I IS NOT DISTINCT FROM s._dp_k%s', gcols[k], k - 1), ' AND ')
-                          FROM generate_subscripts(gcols, 1) k),
                        (SELECT string_agg(format('%1$I = s.%1$I', c), ', ') FROM unnest(cols) c),
                        cl, (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c));
         PERFORM set_config('enable_hashjoin', gucs->>'enable_hashjoin', true);
