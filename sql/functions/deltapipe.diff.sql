@@ -38,7 +38,6 @@ DECLARE
     has_same boolean := to_regclass(same) IS NOT NULL;
     keep     text := 'max(_dp_line)';
     sel      text;
-    gjoin    text;
     old      text := format('%I.%I', ds.target_schema, ds.target_table);  -- or _dp_old, the rows looked at
 BEGIN
     IF mode NOT IN ('snapshot', 'upsert', 'append', 'changes') THEN
@@ -67,20 +66,17 @@ BEGIN
     END IF;
 
     IF has_same THEN
-        -- the target rows the rest of the diff looks at (those no line matched by hash,
-        -- and those under the key of a changed line), fetched once
+        -- the target rows the rest of the diff looks at, fetched once: those no line
+        -- matched by hash ("gone": updated or deleted, with their before-images) and
+        -- those under the key of a changed line
         EXECUTE format('CREATE TEMP TABLE _dp_old ON COMMIT DROP AS
-                        SELECT t.* FROM %s t
-                        WHERE (%s) IN (SELECT %s FROM %s WHERE _dp_line IS NULL UNION ALL SELECT %s FROM %s)',
-                       target, (SELECT string_agg(format('t.%I', k), ', ') FROM unnest(keys) k), klist, same, klist, typed);
+                        SELECT t.*, g.%4$I IS NOT NULL AS _dp_gone, CASE WHEN g.%4$I IS NOT NULL THEN to_jsonb(t) END AS _dp_before
+                        FROM %1$s t LEFT JOIN (SELECT %3$s FROM %5$s WHERE _dp_line IS NULL) g ON %6$s
+                        WHERE (%2$s) IN (SELECT %3$s FROM %5$s WHERE _dp_line IS NULL UNION ALL SELECT %3$s FROM %7$s)',
+                       target, (SELECT string_agg(format('t.%I', k), ', ') FROM unnest(keys) k), klist, keys[1], same,
+                       (SELECT string_agg(format('g.%1$I = t.%1$I', k), ' AND ') FROM unnest(keys) k), typed);
         old := '_dp_old';
-        -- target rows no line matched by hash: updated or deleted, with their before-images
-        EXECUTE format('CREATE TEMP TABLE _dp_gone ON COMMIT DROP AS
-                        SELECT %s, s.h, to_jsonb(t) AS _dp_before
-                        FROM (SELECT %s, h FROM %s WHERE _dp_line IS NULL) s JOIN _dp_old t ON %s',
-                       (SELECT string_agg(format('s.%I', k), ', ') FROM unnest(keys) k), klist, same, kjoin);
-        EXECUTE format('ANALYZE _dp_gone (h, %s)', klist);  -- not the before-images (jsonb)
-        SELECT count(*) INTO n FROM _dp_gone;
+        SELECT count(*) INTO n FROM _dp_old WHERE _dp_gone;
         EXECUTE format('SELECT matched, seed FROM %s', nstat) INTO n_same, seed;
         IF n_same > ds.row_count - n THEN
             -- identical lines matched one target row several times
@@ -91,7 +87,7 @@ BEGIN
         EXECUTE format('CREATE TEMP TABLE _dp_x ON COMMIT DROP AS
                         SELECT s._dp_line AS cline, t._dp_hash AS h
                         FROM %s s JOIN _dp_old t ON %s
-                        WHERE NOT EXISTS (SELECT 1 FROM _dp_gone g WHERE g.h = t._dp_hash)', typed, kjoin);
+                        WHERE NOT t._dp_gone', typed, kjoin);
         SELECT count(*) INTO n FROM _dp_x;
         IF n > 0 THEN
             EXECUTE format('CREATE TEMP TABLE _dp_x2 ON COMMIT DROP AS
@@ -130,31 +126,30 @@ BEGIN
             HINT = 'check the file and its rejects; pass --allow-empty (allow_empty) if the table should really be emptied';
     END IF;
 
-    -- before-images: an updated row's is already in _dp_gone (fetched once, by key)
+    -- before-images: an updated row's is already in _dp_old (fetched once, by key)
     sel := format('%s%s, s._dp_hash, t._dp_hash AS _dp_old_hash, s._dp_line,
                    %s AS _dp_before',
                   (SELECT string_agg(format('coalesce(s.%1$I, t.%1$I) AS %1$I', k), ', ') FROM unnest(keys) k),
                   coalesce((SELECT string_agg(format(', s.%I', c), '') FROM unnest(nonkeys) c), ''),
-                  CASE WHEN has_same THEN 'coalesce(g._dp_before, CASE WHEN t._dp_hash IS NOT NULL THEN to_jsonb(t) END)'
+                  CASE WHEN has_same
+                       THEN format('coalesce(t._dp_before, CASE WHEN t._dp_hash IS NOT NULL THEN to_jsonb(t) - %L - %L END)',
+                                   '_dp_gone', '_dp_before')
                        ELSE 'CASE WHEN t._dp_hash IS NOT NULL THEN to_jsonb(t) END' END);
-    gjoin := CASE WHEN has_same
-                  THEN format(' LEFT JOIN _dp_gone g ON %s',
-                              (SELECT string_agg(format('g.%1$I = s.%1$I', k), ' AND ') FROM unnest(keys) k))
-                  ELSE '' END;
     IF mode IN ('snapshot', 'upsert', 'append') THEN
         EXECUTE format('CREATE UNLOGGED TABLE %s AS
                         SELECT (CASE WHEN t._dp_hash IS NULL THEN %L WHEN %s THEN %L ELSE %L END)::"char" AS _dp_op, %s
-                        FROM %s s LEFT JOIN %s t ON %s%s
+                        FROM %s s LEFT JOIN %s t ON %s
                         WHERE t._dp_hash IS NULL OR s._dp_hash <> t._dp_hash',
-                       delta, 'I', samerow, 'H', 'U', sel, typed, old, kjoin, gjoin);
+                       delta, 'I', samerow, 'H', 'U', sel, typed, old, kjoin);
         IF mode = 'snapshot' THEN
             -- rows of the target that the file no longer has
             EXECUTE format('INSERT INTO %s (_dp_op, %s, _dp_old_hash, _dp_before)
                             SELECT %L, %s, %s FROM %s t
-                            WHERE NOT EXISTS (SELECT 1 FROM %s s WHERE %s)',
+                            WHERE %s NOT EXISTS (SELECT 1 FROM %s s WHERE %s)',
                            delta, klist, 'D', (SELECT string_agg(format('t.%I', k), ', ') FROM unnest(keys) k),
-                           CASE WHEN has_same THEN 't.h, t._dp_before' ELSE 't._dp_hash, to_jsonb(t)' END,
-                           CASE WHEN has_same THEN '_dp_gone' ELSE target END, typed, kjoin);
+                           CASE WHEN has_same THEN 't._dp_hash, t._dp_before' ELSE 't._dp_hash, to_jsonb(t)' END,
+                           CASE WHEN has_same THEN '_dp_old' ELSE target END,
+                           CASE WHEN has_same THEN 't._dp_gone AND' ELSE '' END, typed, kjoin);
         ELSIF mode = 'append' THEN
             -- append never changes an existing row: a different row under an existing key is refused
             EXECUTE format($q$
@@ -171,13 +166,13 @@ BEGIN
     ELSE -- changes
         EXECUTE format('CREATE UNLOGGED TABLE %s AS
                         SELECT (CASE WHEN s._dp_op = %L THEN %L WHEN t._dp_hash IS NULL THEN %L WHEN %s THEN %L ELSE %L END)::"char" AS _dp_op, %s
-                        FROM %s s LEFT JOIN %s t ON %s%s
+                        FROM %s s LEFT JOIN %s t ON %s
                         WHERE (s._dp_op = %L AND t._dp_hash IS NOT NULL)
                            OR (s._dp_op <> %L AND (t._dp_hash IS NULL OR s._dp_hash <> t._dp_hash))',
-                       delta, 'D', 'D', 'I', samerow, 'H', 'U', sel, typed, target, kjoin, gjoin, 'D', 'D');
+                       delta, 'D', 'D', 'I', samerow, 'H', 'U', sel, typed, target, kjoin, 'D', 'D');
     END IF;
     IF has_same THEN
-        DROP TABLE _dp_gone, _dp_old;
+        DROP TABLE _dp_old;
     END IF;
     EXECUTE format('ANALYZE %s (_dp_op, %s)', delta, klist);  -- not the before-images (jsonb)
     EXECUTE format('SELECT count(*) FILTER (WHERE _dp_op = %L), count(*) FILTER (WHERE _dp_op = %L),
