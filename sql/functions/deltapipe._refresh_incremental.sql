@@ -317,16 +317,18 @@ BEGIN
         PERFORM set_config('enable_hashjoin', gucs->>'enable_hashjoin', true);
         PERFORM set_config('enable_nestloop', gucs->>'enable_nestloop', true);
     ELSE
-        -- aggregate / distinct: hidden _dp_cnt, _dp_s<j>, _dp_n<j>, _dp_gh per group
+        -- aggregate / distinct: hidden _dp_cnt, _dp_s<j>, _dp_n<j>, _dp_gh per group;
+        -- the group deltas of the counts are bigint (as the counts are: no numeric
+        -- arithmetic for them in the state statement)
         spec := m.agg_spec;
         gcols := ARRAY(SELECT g->>'col' FROM jsonb_array_elements(spec->'groups') g ORDER BY (g->>'g')::int);
         hasmm := EXISTS (SELECT 1 FROM jsonb_array_elements(spec->'aggs') x WHERE x->>'fn' IN ('min', 'max'));
         q := '';
         FOR a IN SELECT x FROM jsonb_array_elements(spec->'aggs') x LOOP
             IF a->>'fn' IN ('sum', 'avg') THEN
-                q := q || format(', sum(_dp_w * _dp_a%1$s) AS ds%1$s, sum(_dp_w) FILTER (WHERE _dp_a%1$s IS NOT NULL) AS dn%1$s', a->>'a');
+                q := q || format(', sum(_dp_w * _dp_a%1$s) AS ds%1$s, (sum(_dp_w) FILTER (WHERE _dp_a%1$s IS NOT NULL))::bigint AS dn%1$s', a->>'a');
             ELSIF a->>'fn' = 'count' THEN
-                q := q || format(', sum(_dp_w) FILTER (WHERE _dp_a%1$s IS NOT NULL) AS dn%1$s', a->>'a');
+                q := q || format(', (sum(_dp_w) FILTER (WHERE _dp_a%1$s IS NOT NULL))::bigint AS dn%1$s', a->>'a');
             ELSIF a->>'fn' IN ('min', 'max') THEN
                 q := q || format(', %2$s(_dp_a%1$s) FILTER (WHERE _dp_w > 0) AS dm%1$s, %2$s(_dp_a%1$s) FILTER (WHERE _dp_w < 0) AS dx%1$s',
                                  a->>'a', a->>'fn');
@@ -334,7 +336,7 @@ BEGIN
         END LOOP;
         EXECUTE format('CREATE TEMP TABLE _dp_gd AS
                         SELECT g.*, hashtextextended(ROW(%s)::text, 0) AS _dp_gh
-                          FROM (SELECT %s, sum(_dp_w) AS dc, bool_or(_dp_w < 0) AS neg %s FROM (%s) _dp_q GROUP BY %s) g',
+                          FROM (SELECT %s, sum(_dp_w)::bigint AS dc %s FROM (%s) _dp_q GROUP BY %s) g',
                        (SELECT string_agg(format('g._dp_g%s::%s', k - 1,
                                                  types[array_position(cols, gcols[k])]), ', ')
                           FROM generate_subscripts(gcols, 1) k),
