@@ -146,18 +146,21 @@ BEGIN
                    count(*) FILTER (WHERE _dp_op = 'D')
               INTO ins, upd, del FROM pg_temp._dp_delta;
         ELSE
-            -- a multiset: the k-th copy of a row matches the k-th copy on the other side
+            -- a multiset: the k-th copy of a row matches the k-th copy on the other side;
+            -- only the rows left unmatched are turned into images (fetched by ctid)
             EXECUTE format('CREATE TEMP TABLE _dp_delta AS
-                            SELECT CASE WHEN n._dp_hash IS NULL THEN %L ELSE %L END AS _dp_op,
-                                   CASE WHEN n._dp_hash IS NULL THEN o._dp_row ELSE n._dp_row END AS _dp_key,
-                                   CASE WHEN n._dp_hash IS NULL THEN o._dp_row END AS _dp_before
-                              FROM (SELECT _dp_hash, to_jsonb(x) - %L AS _dp_row,
-                                           row_number() OVER (PARTITION BY _dp_hash) AS _dp_rn FROM %s x) o
-                              FULL JOIN (SELECT _dp_hash, to_jsonb(x) - %L AS _dp_row,
-                                                row_number() OVER (PARTITION BY _dp_hash) AS _dp_rn FROM %s x) n
-                                ON n._dp_hash = o._dp_hash AND n._dp_rn = o._dp_rn
-                             WHERE n._dp_hash IS NULL OR o._dp_hash IS NULL',
-                           'D', 'I', '_dp_hash', target, '_dp_hash', newt);
+                            SELECT d._dp_op, d._dp_row AS _dp_key, CASE WHEN d._dp_op = %1$L THEN d._dp_row END AS _dp_before
+                              FROM (SELECT CASE WHEN n._dp_hash IS NULL THEN %1$L ELSE %2$L END AS _dp_op,
+                                           CASE WHEN n._dp_hash IS NULL
+                                                THEN (SELECT to_jsonb(x) - %3$L FROM %4$s x WHERE x.ctid = o._dp_tid)
+                                                ELSE (SELECT to_jsonb(x) - %3$L FROM %5$s x WHERE x.ctid = n._dp_tid) END AS _dp_row
+                                      FROM (SELECT _dp_hash, ctid AS _dp_tid,
+                                                   row_number() OVER (PARTITION BY _dp_hash) AS _dp_rn FROM %4$s x) o
+                                      FULL JOIN (SELECT _dp_hash, ctid AS _dp_tid,
+                                                        row_number() OVER (PARTITION BY _dp_hash) AS _dp_rn FROM %5$s x) n
+                                        ON n._dp_hash = o._dp_hash AND n._dp_rn = o._dp_rn
+                                     WHERE n._dp_hash IS NULL OR o._dp_hash IS NULL) d',
+                           'D', 'I', '_dp_hash', target, newt);
             INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
             SELECT p_run_id, m.name, _dp_op, _dp_key, _dp_before FROM pg_temp._dp_delta;
             SELECT count(*) FILTER (WHERE _dp_op = 'I'), count(*) FILTER (WHERE _dp_op = 'D')
