@@ -88,7 +88,7 @@ BEGIN
         ELSIF strategy = 'swap' THEN
             EXECUTE format('DROP TABLE IF EXISTS %I.%I', ds.target_schema, tmpname);
             -- the new table: the parsed rows plus the rows found unchanged by hash
-            EXECUTE format('CREATE TABLE %I.%I AS SELECT %s, _dp_hash FROM %s', ds.target_schema, tmpname, collist, typed);
+            EXECUTE format('CREATE TABLE %I.%I WITH (fillfactor = 90) AS SELECT %s, _dp_hash FROM %s', ds.target_schema, tmpname, collist, typed);
             IF to_regclass(same) IS NOT NULL THEN
                 -- hashed NOT IN: one pass over the target whatever the estimates say
                 EXECUTE format('INSERT INTO %I.%I SELECT %s, t._dp_hash FROM %s t
