@@ -120,6 +120,40 @@ def test_large_change_falls_back_to_full_refresh_with_net_delta(cli, conn, tmp_p
         [("D", 4), ("D", 5), ("I", 1), ("I", 2), ("I", 3), ("I", 4), ("I", 5)]
 
 
+def test_small_table_rebuilt_outside_a_full_refresh_is_changed_in_place(cli, conn, tmp_path):
+    """A model of at most 10,000 rows that an incremental run refreshes in full (here: window
+    functions) is built as a temporary table and changed in place, keyless copies too: the table
+    is neither dropped nor created (its oid stays); a new shape or --full-refresh still swaps."""
+    models = {"dups": "SELECT customer,\n  count(*) OVER (PARTITION BY customer) AS n FROM orders",
+              "ranked": "-- key: id\nSELECT id,\n  row_number() OVER (ORDER BY id) AS rn FROM orders"}
+    d = setup(tmp_path, cli, [("insert", i, "c%d" % (i % 3), i, "2024-01-01") for i in range(1, 13)],
+              [("insert", "c0", "north")], models=models)
+    oids = {n: conn.execute("SELECT %s::regclass::oid", (n,)).fetchone()[0] for n in models}
+    change(cli, d, orders=[("delete", 3, None, None, None), ("update", 4, "c2", 4, "2024-01-01"),
+                           ("insert", 20, "c0", 1, "2024-01-01")])
+    st = node_strategies(conn)
+    assert st["dups"][1] == "merge" and st["ranked"][1] == "merge", st
+    assert {n: conn.execute("SELECT %s::regclass::oid", (n,)).fetchone()[0] for n in models} == oids
+    assert mismatches(conn) == []
+    rid = conn.execute("SELECT max(id) FROM deltapipe.run WHERE kind = 'pipeline'").fetchone()[0]
+    # dups: c0 has 4 -> 4 rows (3 gone, 20 new), c1 keeps 4 rows, c2 goes from 4 to 5 rows
+    assert sorted(conn.execute("SELECT op, key->>'customer', (key->>'n')::int FROM deltapipe.changeset "
+                               "WHERE run_id = %s AND node = 'dups'", (rid,)).fetchall()) == \
+        [("D", "c1", 4), ("D", "c1", 4), ("D", "c1", 4), ("D", "c1", 4), ("D", "c2", 4), ("D", "c2", 4),
+         ("D", "c2", 4), ("D", "c2", 4), ("I", "c1", 3), ("I", "c1", 3), ("I", "c1", 3),
+         ("I", "c2", 5), ("I", "c2", 5), ("I", "c2", 5), ("I", "c2", 5), ("I", "c2", 5)]
+    # a new shape is swapped in; so is every model of a full refresh
+    (d / "models" / "dups.sql").write_text("SELECT customer, 1 AS one,\n  count(*) OVER (PARTITION BY customer) AS n FROM orders")
+    change(cli, d, orders=[("update", 5, "c0", 5, "2024-01-01")])
+    assert node_strategies(conn)["dups"][1] == "rebuild"
+    assert mismatches(conn) == []
+    (d / "data/orders.csv").write_text(csv([("delete", 1, None, None, None)], "op,id,customer,amount,day"))
+    r = cli("run", d, "--no-timeline", "--full-refresh")
+    assert r.exit_code == 0, r.output
+    assert node_strategies(conn)["ranked"][1] == "swap"
+    assert mismatches(conn) == []
+
+
 def test_verify_reports_mismatching_rows(cli, conn, tmp_path):
     d = setup(tmp_path, cli, [("insert", i, "c%d" % (i % 2), i, "2024-01-01") for i in range(1, 11)],
               [("insert", "c0", "north"), ("insert", "c1", "south")])

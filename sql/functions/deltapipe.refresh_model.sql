@@ -11,7 +11,11 @@ AS $fn$
 --    (op I/U/D, key, before-image). Keyless models are compared by row hash.
 -- 3. apply, whichever is cheaper: MERGE only the delta into the target, or (full
 --    refresh, a first build, a new shape, a delta above swap_threshold of the
---    table, a keyless model) swap the new table in by rename.
+--    table, a keyless model) swap the new table in by rename. A table of at most
+--    10,000 rows rebuilt outside a full refresh is built as a temporary table and
+--    always changed in place (keyless: its unmatched old copies deleted, new ones
+--    inserted): no table is created or dropped, so the transaction can still
+--    commit without waiting for its WAL to be flushed.
 -- The model's audits (deltapipe._run_audits) run on the built table before 2.:
 -- when a blocking one finds rows, nothing is published and the result says
 -- {"strategy": "audit_failed", "audit_failed": message, "audits": [...]}.
@@ -43,6 +47,7 @@ DECLARE
     phases     jsonb := '{}';
     acl        record;
     audits     jsonb;
+    small      boolean;
 BEGIN
     SELECT * INTO m FROM deltapipe.model WHERE pipeline = p_pipeline AND name = p_model;
     IF NOT FOUND THEN
@@ -55,6 +60,17 @@ BEGIN
     pkname  := left(m.target_table, 58) || '_pkey';
     newt    := format('%I.%I', m.target_schema, tmpname);
     keyed   := m.key_cols IS NOT NULL AND cardinality(m.key_cols) > 0;
+    -- a small table rebuilt outside a full refresh (an incremental run's fallback)
+    -- is built as a temporary table and its net change applied in place: creating
+    -- and dropping a table costs DDL and, at commit, a synchronous flush of all the
+    -- WAL the transaction wrote (one that drops a relation cannot commit
+    -- asynchronously): in a run of many nodes in one transaction, far more than
+    -- rewriting a few thousand rows
+    small   := NOT full_ref AND strategy = 'auto' AND to_regclass(target) IS NOT NULL
+               AND coalesce(m.row_count <= 10000, false);
+    IF small THEN
+        newt := format('pg_temp.%I', tmpname);
+    END IF;
     IF to_regnamespace(quote_ident(m.target_schema)) IS NULL THEN
         EXECUTE format('CREATE SCHEMA %I', m.target_schema);
     END IF;
@@ -124,6 +140,12 @@ BEGIN
         EXECUTE format('SELECT count(*) FROM %s', target) INTO n_old;
         same := deltapipe._table_shape(target::regclass) = deltapipe._table_shape(newt::regclass);
         DROP TABLE IF EXISTS pg_temp._dp_delta;
+        IF NOT same AND small THEN
+            -- a new shape is swapped in: built again as a table of its schema
+            EXECUTE format('DROP TABLE %s', newt);
+            PERFORM set_config('search_path', old_path, true);
+            RETURN deltapipe.refresh_model(p_pipeline, p_model, p_run_id, p_options || '{"strategy": "swap"}');
+        END IF;
         IF NOT same THEN
             strategy := 'rebuild';  -- a new shape: no changeset, downstream refreshes in full
             ins := n_new;
@@ -149,8 +171,10 @@ BEGIN
             -- a multiset: the k-th copy of a row matches the k-th copy on the other side;
             -- only the rows left unmatched are turned into images (fetched by ctid)
             EXECUTE format('CREATE TEMP TABLE _dp_delta AS
-                            SELECT d._dp_op, d._dp_row AS _dp_key, CASE WHEN d._dp_op = %1$L THEN d._dp_row END AS _dp_before
+                            SELECT d._dp_op, d._dp_row AS _dp_key, CASE WHEN d._dp_op = %1$L THEN d._dp_row END AS _dp_before,
+                                   d._dp_otid, d._dp_ntid
                               FROM (SELECT CASE WHEN n._dp_hash IS NULL THEN %1$L ELSE %2$L END AS _dp_op,
+                                           o._dp_tid AS _dp_otid, n._dp_tid AS _dp_ntid,
                                            CASE WHEN n._dp_hash IS NULL
                                                 THEN (SELECT to_jsonb(x) - %3$L FROM %4$s x WHERE x.ctid = o._dp_tid)
                                                 ELSE (SELECT to_jsonb(x) - %3$L FROM %5$s x WHERE x.ctid = n._dp_tid) END AS _dp_row
@@ -167,7 +191,8 @@ BEGIN
               INTO ins, del FROM pg_temp._dp_delta;
         END IF;
         IF strategy = 'auto' THEN
-            strategy := CASE WHEN NOT keyed OR full_ref OR ins + upd + del > threshold * greatest(n_old, 1)
+            strategy := CASE WHEN small THEN 'merge'
+                             WHEN NOT keyed OR full_ref OR ins + upd + del > threshold * greatest(n_old, 1)
                              THEN 'swap' ELSE 'merge' END;
         END IF;
         IF strategy = 'swap' AND dependents > 0 AND same AND keyed THEN
@@ -188,6 +213,17 @@ BEGIN
         END IF;
         EXECUTE format('COMMENT ON TABLE %s IS %L', target, format('deltapipe model %s.%s', m.pipeline, m.name));
     ELSIF strategy = 'none' THEN
+        EXECUTE format('DROP TABLE %s', newt);
+    ELSIF strategy = 'merge' AND NOT keyed THEN
+        -- keyless (a small table only): the old copies left unmatched go, the new ones come
+        cols := ARRAY(SELECT a.attname::text FROM pg_attribute a
+                       WHERE a.attrelid = newt::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum);
+        EXECUTE format('DELETE FROM %s t USING pg_temp._dp_delta d WHERE d._dp_op = %L AND t.ctid = d._dp_otid',
+                       target, 'D');
+        EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM %s n JOIN pg_temp._dp_delta d ON n.ctid = d._dp_ntid
+                         WHERE d._dp_op = %L',
+                       target, (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c),
+                       (SELECT string_agg(format('n.%I', c), ', ') FROM unnest(cols) c), newt, 'I');
         EXECUTE format('DROP TABLE %s', newt);
     ELSIF strategy = 'merge' THEN
         cols := ARRAY(SELECT a.attname::text FROM pg_attribute a
