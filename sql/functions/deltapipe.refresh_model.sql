@@ -95,6 +95,11 @@ BEGIN
                    (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c), coalesce(m.state_sql, m.sql));
     GET DIAGNOSTICS n_new = ROW_COUNT;
     PERFORM set_config('search_path', old_path, true);
+    IF small AND n_new > 100000 THEN
+        -- the small table grew large: swapped in, built again as a table of its schema
+        EXECUTE format('DROP TABLE %s', newt);
+        RETURN deltapipe.refresh_model(p_pipeline, p_model, p_run_id, p_options || '{"strategy": "swap"}');
+    END IF;
     -- audits run on the built result, before it is keyed, diffed or published:
     -- a failing blocking audit publishes nothing (the table keeps its last good state)
     audits := deltapipe._run_audits(m.pipeline, m.name, newt::regclass);
