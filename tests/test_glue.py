@@ -71,6 +71,52 @@ def test_glue_last_record_without_newline_and_unterminated_quote():
     assert e.value.sqlstate == "DP012" and "line 3" in e.value.message
 
 
+def reference_glue(data: bytes, quote: bytes = b'"') -> bytes | int:
+    """The glue, one byte at a time: the glued stream, or the line of the quote left open."""
+    out, pending, inside, line, opened = bytearray(), 0, False, 1, 0
+    for b in data:
+        c = bytes([b])
+        if c == quote:
+            inside = not inside
+            opened = line
+        if c == b"\n":
+            line += 1
+            if inside:
+                out += b"\\n"
+                pending += 1
+                continue
+            out += b"\n" * (1 + pending)
+            pending = 0
+            continue
+        out += c
+    if inside:
+        return opened
+    return bytes(out + b"\n" * pending)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_glue_equals_a_byte_by_byte_reference(seed):
+    """Random soups of quotes, newlines and text, cut into random blocks: the same stream (or error) as the reference."""
+    rnd = random.Random(seed)
+    atoms = [b"a", b",", b'"', b"\n", b'""', b"\n\n", b'x"\n"y', b"\\\\", b'"q,\n"']
+    for _ in range(1500):
+        data = b"".join(rnd.choice(atoms) for _ in range(rnd.randrange(0, 30)))
+        if rnd.random() < 0.3:
+            data = csv_text(rnd.randrange(1, 30), rnd.randrange(1000)).encode()
+        blocks, i = [], 0
+        while i < len(data):
+            n = rnd.choice([1, 2, 5, 64, 1 << 20])
+            blocks.append(data[i:i + n])
+            i += n
+        want = reference_glue(data)
+        if isinstance(want, int):
+            with pytest.raises(DeltapipeError) as e:
+                list(glue_records(blocks, b'"'))
+            assert "line %d" % want in e.value.message, (data, e.value.message)
+        else:
+            assert b"".join(glue_records(blocks, b'"')) == want, data
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_record_boundary_is_a_record_start(tmp_path, seed):
     data = csv_text(500, seed).encode()

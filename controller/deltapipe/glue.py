@@ -9,14 +9,14 @@ line, and the record is followed by one empty line per newline it held: the
 line numbers of the rows after it stay those of the file (empty lines are
 skipped by the load anyway).
 
-Quoted spans are found with one regular expression run in C; only the rare
-spans holding a newline are handled in Python. A block is cut after its last
-record that is complete, the rest waits for the next block.
+Records are found with regular expressions run in C: one skips whole stretches
+of records without a newline inside quotes, and stops only at the records that
+have one (the rare ones), which are glued in Python. A block is cut after its
+last complete record, the rest waits for the next block.
 """
 
 from __future__ import annotations
 
-import bisect
 import re
 from typing import Iterable, Iterator
 
@@ -32,6 +32,17 @@ def _unterminated(line: int, detail: str) -> DeltapipeError:
                           sqlstate="DP012")
 
 
+def _patterns(quote: bytes) -> tuple[re.Pattern, re.Pattern, re.Pattern]:
+    q = re.escape(quote)
+    # text outside quotes, and quoted spans without a newline: skipped in one go (possessive: no backtracking)
+    skip = b"(?:[^" + q + b"]++|" + q + b"[^" + q + b"\n]*+" + q + b")*+"
+    # then a record holding a newline inside quotes: from its first such span to the newline that ends it
+    record = q + b"[^" + q + b"]*+" + q + b"(?:[^" + q + b"\n]++|" + q + b"[^" + q + b"]*+" + q + b")*+"
+    # and text outside quotes with any closed quoted span: it stops at a quote that is not closed
+    closed = b"(?:[^" + q + b"]++|" + q + b"[^" + q + b"]*+" + q + b")*+"
+    return re.compile(skip + b"(" + record + b")\n"), re.compile(skip), re.compile(closed)
+
+
 def glue_records(blocks: Iterable[bytes], quote: bytes, first_line: int = 1,
                  count: LineCount | None = None) -> Iterator[bytes]:
     """Yield ``blocks`` (already escaped for COPY text format) with multi-line records glued.
@@ -39,94 +50,61 @@ def glue_records(blocks: Iterable[bytes], quote: bytes, first_line: int = 1,
     ``first_line`` is the file's line number of the first block's first line (for errors);
     ``count`` is given what is yielded (see linecount.py).
     """
-    span = re.compile(re.escape(quote) + b"[^" + re.escape(quote) + b"]*" + re.escape(quote))
+    pats = _patterns(quote)
     carry = b""
     lines = first_line - 1  # lines yielded so far
     for block in blocks:
         buf = carry + block if carry else block
-        carry = b""
-        cut, spans, open_at = _scan(buf, quote, span)
-        if cut < len(buf):
-            carry = buf[cut:]
-            if open_at >= 0 and len(carry) > MAX_RECORD:
-                line = lines + buf.count(b"\n", 0, open_at) + 1
-                raise _unterminated(line, "no closing quote in the next %d MB" % (MAX_RECORD >> 20))
-            buf = buf[:cut]
-        if not buf:
+        out, cut, open_at = _glue(buf, *pats)
+        carry = buf[cut:]
+        if open_at >= 0 and len(carry) > MAX_RECORD:
+            line = lines + buf.count(b"\n", 0, open_at) + 1
+            raise _unterminated(line, "no closing quote in the next %d MB" % (MAX_RECORD >> 20))
+        if not out:
             continue
-        out = _glue(buf, spans) if spans else buf
         n = out.count(b"\n")
         lines += n
         if count is not None:
             # each newline of a quoted span became two bytes (\\n) and added one empty line
-            count.add(out, n, None if has_empty_line(buf) else (len(out) - len(buf)) // 2)
+            count.add(out, n, None if has_empty_line(buf, cut) else (len(out) - cut) // 2)
         yield out
     if carry:
-        cut, spans, open_at = _scan(carry + b"\n", quote, span)
+        out, cut, open_at = _glue(carry + b"\n", *pats)
         if open_at >= 0:
             raise _unterminated(lines + carry.count(b"\n", 0, open_at) + 1, "the file ends inside a quoted field")
-        out = _glue(carry, spans) if spans else carry
+        out = out[:-1]  # the newline added above
         if count is not None:
             count.add(out)
         yield out
 
 
-def _scan(buf: bytes, quote: bytes, span: re.Pattern) -> tuple[int, list[tuple[int, int]], int]:
-    """(end of the last complete record, quoted spans holding a newline before it, start of an open quote or -1)."""
-    if quote not in buf:
-        return buf.rfind(b"\n") + 1, [], -1
-    spans = []
-    last = 0
-    for m in span.finditer(buf):
-        s, e = m.span()
-        last = e
-        if buf.find(b"\n", s, e) >= 0:
-            spans.append((s, e))
-    open_at = buf.find(quote, last)
-    cut = _record_end(buf, len(buf) if open_at < 0 else open_at, spans)
-    while spans and spans[-1][1] > cut:
-        spans.pop()
-    return cut, spans, open_at
+def _glue(buf: bytes, multi: re.Pattern, skip: re.Pattern, closed: re.Pattern) -> tuple[bytes, int, int]:
+    """(the complete records at the start of ``buf``, glued; their length in ``buf``; start of an open quote or -1).
 
-
-def _record_end(buf: bytes, limit: int, spans: list[tuple[int, int]]) -> int:
-    """Just after the last newline before ``limit`` that is not inside a quoted span (0 if none)."""
-    starts = [s for s, _ in spans]
-    while True:
-        nl = buf.rfind(b"\n", 0, limit)
-        if nl < 0:
-            return 0
-        i = bisect.bisect_left(starts, nl) - 1  # the last span starting before the newline
-        if i < 0 or spans[i][1] <= nl:
-            return nl + 1
-        limit = spans[i][0]
-
-
-def _glue(buf: bytes, spans: list[tuple[int, int]]) -> bytes:
-    """``buf`` with the newlines of ``spans`` escaped and as many newlines added after each record's end."""
+    A record holding newlines inside quotes is sent as one line, those newlines escaped
+    (COPY's \\n), and followed by as many empty lines: the next records keep their line numbers.
+    """
     out = []
     pos = 0
-    pending = 0
-    end_nl = -1  # the newline ending the record of the pending spans
-    for s, e in spans:
-        if pending and end_nl < s:
-            out.append(buf[pos:end_nl + 1])
-            out.append(b"\n" * pending)
-            pos, pending = end_nl + 1, 0
+    while True:
+        m = multi.match(buf, pos)
+        if m is None:
+            break
+        s, e = m.span(1)
         out.append(buf[pos:s])
-        part = buf[s:e]
-        pending += part.count(b"\n")
-        out.append(part.replace(b"\n", b"\\n"))
-        pos = e
-        end_nl = buf.find(b"\n", e)
-    if pending:
-        if end_nl < 0:  # the last record of the file, without a final newline
-            end_nl = len(buf) - 1
-            out.append(buf[pos:])
-            out.append(b"\n" * pending)
-            return b"".join(out)
-        out.append(buf[pos:end_nl + 1])
-        out.append(b"\n" * pending)
-        pos = end_nl + 1
-    out.append(buf[pos:])
-    return b"".join(out)
+        rec = buf[s:e]
+        out.append(rec.replace(b"\n", b"\\n"))
+        out.append(b"\n" * (rec.count(b"\n") + 1))
+        pos = e + 1
+    stop = skip.match(buf, pos).end()
+    if stop == len(buf):  # no open quote: the records end at the last newline
+        cut, open_at = buf.rfind(b"\n", pos) + 1 or pos, -1
+    else:  # the record holding the quote at stop is not complete: cut before it
+        cut = buf.rfind(b"\n", pos, stop) + 1 or pos
+        open_at = closed.match(buf, stop).end()
+        if open_at == len(buf):
+            open_at = -1
+    if not out:
+        return buf[:cut], cut, open_at
+    out.append(buf[pos:cut])
+    return b"".join(out), cut, open_at

@@ -14,9 +14,9 @@ _EMPTY = re.compile(rb"\n(?=\n)")  # a newline that starts an empty line
 _TWO = re.compile(rb"\n\n")  # (a regular expression finds it twice as fast as bytes.find)
 
 
-def has_empty_line(chunk: bytes) -> bool:
-    """Whether ``chunk`` holds two newlines in a row."""
-    return _TWO.search(chunk) is not None
+def has_empty_line(chunk: bytes, end: int | None = None) -> bool:
+    """Whether ``chunk`` (up to ``end``) holds two newlines in a row."""
+    return _TWO.search(chunk, 0, len(chunk) if end is None else end) is not None
 
 
 class LineCount:
