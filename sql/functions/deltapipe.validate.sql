@@ -93,7 +93,6 @@ DECLARE
     n_same    bigint := 0;
     target    text := format('%I.%I', ds.target_schema, ds.target_table);
     same      text := format('deltapipe_stage.%I', stg || '_s');
-    changed   text := format('deltapipe_stage.%I', stg || '_c');
 BEGIN
     IF fmt NOT IN ('csv', 'tsv', 'ndjson') THEN
         RAISE EXCEPTION USING ERRCODE = 'DP006', MESSAGE = format('unknown format %s', fmt),
@@ -209,11 +208,11 @@ BEGIN
                                        (ds.options->'rules')::text), 0);
     -- Unchanged rows skip parsing altogether: one hash join of the staged lines
     -- with the target by row hash. Only what did not match is kept, in
-    -- <staging>_s: lines that are changed or new (with their raw text, then
-    -- copied to <staging>_c to be parsed) and target rows that no line matched
-    -- ("gone": updated or deleted, with key and hash).
+    -- <staging>_s: lines that are changed or new (with their raw text, to be
+    -- parsed) and target rows that no line matched ("gone": updated or deleted,
+    -- with key, hash and ctid).
     -- <staging>_n keeps the number of matched lines and the hash seed.
-    EXECUTE format('DROP TABLE IF EXISTS %s, %s, %s', same, changed, nstat);
+    EXECUTE format('DROP TABLE IF EXISTS %s, %s', same, nstat);
     IF mode <> 'changes' AND NOT first_load AND NOT coalesce((p_options->>'full_validate')::boolean, false) THEN
         -- No ANALYZE of the staged lines (it costs more than it helps) and a hash join
         -- whatever the estimates say: a merge join would sort both sides.
@@ -235,12 +234,12 @@ BEGIN
         PERFORM set_config('min_parallel_table_scan_size', '1TB', true);
         EXECUTE format('CREATE UNLOGGED TABLE %s AS ', same) || (
             SELECT string_agg(format($q$
-                SELECT s._dp_line, t._dp_hash AS h, s._dp_raw%1$s
+                SELECT s._dp_line, t._dp_hash AS h, t._dp_tid AS tid, s._dp_raw%1$s
                 FROM (SELECT _dp_line, _dp_raw, hh
                       FROM (SELECT _dp_line, _dp_raw, hashtextextended(_dp_raw, %2$s) + 0 * deltapipe._fence() AS hh
                             FROM %3$s WHERE _dp_line > %4$s AND _dp_raw <> '') x
                       WHERE %6$s) s
-                FULL JOIN (SELECT _dp_hash%5$s FROM %7$s WHERE %8$s) t ON t._dp_hash = s.hh
+                FULL JOIN (SELECT _dp_hash, ctid AS _dp_tid%5$s FROM %7$s WHERE %8$s) t ON t._dp_hash = s.hh
                 WHERE s._dp_line IS NULL OR t._dp_hash IS NULL$q$,
                 (SELECT string_agg(format(', t.%1$I', k), '') FROM unnest(ds.key_cols) k),
                 seed, src, hdr_line,
@@ -252,14 +251,14 @@ BEGIN
             FROM generate_series(0, parts - 1) part);
         PERFORM set_config('min_parallel_table_scan_size', minscan, true);
         PERFORM set_config('enable_mergejoin', mergejoin, true);
-        EXECUTE format('CREATE UNLOGGED TABLE %s AS SELECT _dp_line, _dp_raw FROM %s WHERE _dp_line IS NOT NULL', changed, same);
-        EXECUTE format('SELECT %s - count(*) FROM %s', rows_in, changed) INTO n_same;
+        EXECUTE format('SELECT %s - count(_dp_line) FROM %s', rows_in, same) INTO n_same;
         EXECUTE format('CREATE UNLOGGED TABLE %s AS SELECT %s::bigint AS matched, %s::bigint AS seed', nstat, n_same, seed);
         -- statistics of the columns that later statements join and filter on only
         -- (sampling the raw text costs more than the rest of the table's stats)
         EXECUTE format('ANALYZE %s (_dp_line, h%s)', same, (SELECT string_agg(format(', %I', k), '') FROM unnest(ds.key_cols) k));
-        EXECUTE format('ANALYZE %s (_dp_line)', changed);
-        src := changed;
+        -- the changed lines are parsed from there (the gone rows have no line: every
+        -- statement reading the lines below skips them)
+        src := same;
     END IF;
 
     -- Rows come from the (changed) staged lines (/*EXCL*/: minus some lines, see below),
