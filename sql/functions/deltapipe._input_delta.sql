@@ -26,6 +26,7 @@ DECLARE
     res   jsonb;
     rk    "char";
     st    text;
+    kexpr text;
 BEGIN
     IF p_kind = 'source' THEN
         SELECT format('%I.%I', target_schema, target_table), key_cols INTO tbl, keys
@@ -50,6 +51,10 @@ BEGIN
         EXECUTE format('DROP TABLE pg_temp.%I', tname);
     END IF;
     IF keys IS NOT NULL AND cardinality(keys) > 0 THEN
+        kexpr := (SELECT string_agg(format('(c.key->>%L)::%s', k,
+                                           (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+                                             WHERE a.attrelid = tbl::regclass AND a.attname = k)), ', ')
+                    FROM unnest(keys) k);
         EXECUTE format($q$
             CREATE TEMP TABLE %1$I AS
             WITH cs AS (SELECT %11$s c.key, c.op, c.before
@@ -69,8 +74,10 @@ BEGIN
                                         WHERE a.attrelid = tbl::regclass AND a.attname = k)), ' AND ')
                FROM unnest(keys) k),
             clist,
-            CASE WHEN one THEN '' ELSE 'DISTINCT ON (c.key)' END,
-            CASE WHEN one THEN '' ELSE 'ORDER BY c.key, c.seq' END,
+            -- several runs: the oldest change of each key (compared as typed values:
+            -- writers may give a number as a jsonb number or as its text form)
+            CASE WHEN one THEN '' ELSE format('DISTINCT ON (%s)', kexpr) END,
+            CASE WHEN one THEN '' ELSE format('ORDER BY %s, c.seq', kexpr) END,
             CASE WHEN one THEN format('SELECT %s, _dp_w::bigint AS _dp_w FROM z', clist)
                  ELSE format('SELECT %1$s, sum(_dp_w)::bigint AS _dp_w FROM z GROUP BY %1$s HAVING sum(_dp_w) <> 0', clist)
             END,

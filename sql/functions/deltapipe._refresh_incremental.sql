@@ -190,18 +190,15 @@ BEGIN
     -- the visible columns (what a downstream model reads)
     vis := ARRAY(SELECT c FROM unnest(cols) c WHERE c NOT LIKE '\_dp\_%');
     keys := CASE WHEN cardinality(m.key_cols) > 0 THEN m.key_cols END;
-    -- row images of alias @A@ as jsonb (= to_jsonb(row) - '_dp_hash'), built from
-    -- the copies of the old row _dp_o<k> (jbo; jbvo: visible columns only) or from
-    -- the columns themselves (jbv: visible columns); at most 50 pairs per call
-    jbo := (SELECT string_agg(x, ' || ') FROM (
-              SELECT format('jsonb_build_object(%s)', string_agg(format('%L, @A@.%I', c, '_dp_o' || o), ', ' ORDER BY o)) AS x
-                FROM unnest(cols) WITH ORDINALITY u(c, o) GROUP BY (o - 1) / 50) j);
-    jbv := (SELECT string_agg(x, ' || ') FROM (
-              SELECT format('jsonb_build_object(%s)', string_agg(format('%L, @A@.%I', c, c), ', ' ORDER BY o)) AS x
-                FROM unnest(cols) WITH ORDINALITY u(c, o) WHERE c = ANY (vis) GROUP BY (o - 1) / 50) j);
-    jbvo := (SELECT string_agg(x, ' || ') FROM (
-              SELECT format('jsonb_build_object(%s)', string_agg(format('%L, @A@.%I', c, '_dp_o' || o), ', ' ORDER BY o)) AS x
-                FROM unnest(cols) WITH ORDINALITY u(c, o) WHERE c = ANY (vis) GROUP BY (o - 1) / 50) j);
+    -- row images of alias @A@ as jsonb (= to_jsonb(row) - '_dp_hash', numbers and
+    -- text as their text forms: deltapipe._image_sql), built from the copies of the
+    -- old row _dp_o<k> (jbo; jbvo: visible columns only) or from the columns
+    -- themselves (jbv: visible columns)
+    jbo := deltapipe._image_sql(cols, ARRAY(SELECT format('@A@.%I', '_dp_o' || o) FROM generate_subscripts(cols, 1) o), types);
+    jbv := (SELECT deltapipe._image_sql(array_agg(c ORDER BY o), array_agg(format('@A@.%I', c) ORDER BY o), array_agg(t ORDER BY o))
+              FROM unnest(cols, types) WITH ORDINALITY u(c, t, o) WHERE c = ANY (vis));
+    jbvo := (SELECT deltapipe._image_sql(array_agg(c ORDER BY o), array_agg(format('@A@.%I', '_dp_o' || o) ORDER BY o), array_agg(t ORDER BY o))
+               FROM unnest(cols, types) WITH ORDINALITY u(c, t, o) WHERE c = ANY (vis));
     DROP TABLE IF EXISTS pg_temp._dp_z, pg_temp._dp_s, pg_temp._dp_new, pg_temp._dp_in, pg_temp._dp_gd;
     PERFORM set_config('search_path', format('%I, public', m.target_schema), true);
     -- this refresh's own delta, kept for downstream models refreshed later in this
@@ -284,9 +281,10 @@ BEGIN
         ELSE
             EXECUTE format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
                             SELECT %s, %L, CASE WHEN _dp_old IS NULL THEN %L WHEN _dp_w < 0 THEN %L ELSE %L END,
-                                   jsonb_build_object(%s), CASE WHEN _dp_old IS NOT NULL THEN %s END FROM pg_temp._dp_s s',
+                                   %s, CASE WHEN _dp_old IS NOT NULL THEN %s END FROM pg_temp._dp_s s',
                            p_run_id, m.name, 'I', 'D', 'U',
-                           (SELECT string_agg(format('%L, %I', k, k), ', ') FROM unnest(keys) k),
+                           deltapipe._image_sql(keys, ARRAY(SELECT format('s.%I', k) FROM unnest(keys) k),
+                                                ARRAY(SELECT types[array_position(cols, k)] FROM unnest(keys) k)),
                            replace(jbo, '@A@', 's'));
             GET DIAGNOSTICS ncs = ROW_COUNT;
             PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_hashjoin' END, true);
@@ -466,11 +464,13 @@ BEGIN
         ELSE
             EXECUTE format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
                             SELECT %s, %L, CASE WHEN z._dp_old IS NULL THEN %L WHEN z._dp_hash IS NULL THEN %L ELSE %L END,
-                                   CASE WHEN z._dp_hash IS NULL THEN jsonb_build_object(%s) ELSE jsonb_build_object(%s) END,
+                                   CASE WHEN z._dp_hash IS NULL THEN %s ELSE %s END,
                                    CASE WHEN z._dp_old IS NOT NULL THEN %s END FROM pg_temp._dp_z z',
                            p_run_id, m.name, 'I', 'D', 'U',
-                           (SELECT string_agg(format('%L, z.%I', k, '_dp_o' || array_position(cols, k)), ', ') FROM unnest(keys) k),
-                           (SELECT string_agg(format('%L, z.%I', k, k), ', ') FROM unnest(keys) k),
+                           deltapipe._image_sql(keys, ARRAY(SELECT format('z.%I', '_dp_o' || array_position(cols, k)) FROM unnest(keys) k),
+                                                ARRAY(SELECT types[array_position(cols, k)] FROM unnest(keys) k)),
+                           deltapipe._image_sql(keys, ARRAY(SELECT format('z.%I', k) FROM unnest(keys) k),
+                                                ARRAY(SELECT types[array_position(cols, k)] FROM unnest(keys) k)),
                            replace(jbo, '@A@', 'z'));
         END IF;
         GET DIAGNOSTICS ncs = ROW_COUNT;
