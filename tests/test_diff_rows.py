@@ -83,3 +83,20 @@ def test_diff_by_ctid_and_by_key_when_the_target_moved(dsn):
         expect = sorted([(i, changed.get(i, "n%d" % i), i) for i in range(1, ROWS + 1) if i not in gone]
                         + [(i, n, 0) for i, n in new.items()])
         assert got == expect
+
+
+def test_key_columns_named_like_work_columns(dsn):
+    """Keys named h, tid, hh or ctid do not clash with the columns of the work tables."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        for name in ("h", "tid", "hh", "ctid_", "matched"):
+            ds = "k_" + name
+            c.execute("SELECT deltapipe.create_dataset(%s, ARRAY[%s], %s)", (ds, name, '"%s" bigint, v text' % name))
+            for text in ("%s,v\n1,a\n2,b\n3,c\n" % name, "%s,v\n1,a\n2,changed\n4,new\n" % name):
+                with c.transaction():
+                    stg = c.execute("SELECT deltapipe.stage(%s)", (ds,)).fetchone()[0]
+                    with c.cursor().copy("COPY %s (_dp_raw) FROM STDIN" % stg) as cp:
+                        cp.write(text)
+                    r = c.execute("CALL deltapipe.load(%s, %s, '{\"mode\": \"snapshot\"}')", (ds, stg)).fetchone()[0]
+            assert (r["inserted"], r["updated"], r["deleted"]) == (1, 1, 1), (name, r)
+            assert c.execute('SELECT "%s", v FROM %s ORDER BY 1' % (name, ds)).fetchall() == [
+                (1, "a"), (2, "changed"), (4, "new")]

@@ -92,7 +92,7 @@ BEGIN
             IF to_regclass(same) IS NOT NULL THEN
                 -- hashed NOT IN: one pass over the target whatever the estimates say
                 EXECUTE format('INSERT INTO %I.%I SELECT %s, t._dp_hash FROM %s t
-                                WHERE t._dp_hash NOT IN (SELECT g.h FROM %s g WHERE g._dp_line IS NULL AND g.h IS NOT NULL)
+                                WHERE t._dp_hash NOT IN (SELECT g._dp_h FROM %s g WHERE g._dp_line IS NULL AND g._dp_h IS NOT NULL)
                                   AND (%s) NOT IN (SELECT %s FROM %s s)',
                                ds.target_schema, tmpname,
                                (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(cols) c), target, same,

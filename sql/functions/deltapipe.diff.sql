@@ -75,8 +75,8 @@ BEGIN
         EXECUTE format('SELECT count(*) FROM %s WHERE _dp_line IS NULL', same) INTO n_gone;
         EXECUTE format('CREATE TEMP TABLE _dp_old ON COMMIT DROP AS
                         SELECT t.*, true AS _dp_gone, to_jsonb(t) AS _dp_before FROM %1$s t
-                        WHERE t.ctid = ANY (ARRAY(SELECT tid FROM %3$s WHERE _dp_line IS NULL))
-                          AND (%2$s, t._dp_hash) IN (SELECT %4$s, h FROM %3$s WHERE _dp_line IS NULL)',
+                        WHERE t.ctid = ANY (ARRAY(SELECT _dp_tid FROM %3$s WHERE _dp_line IS NULL))
+                          AND (%2$s, t._dp_hash) IN (SELECT %4$s, _dp_h FROM %3$s WHERE _dp_line IS NULL)',
                        target, (SELECT string_agg(format('t.%I', k), ', ') FROM unnest(keys) k), same, klist);
         GET DIAGNOSTICS n = ROW_COUNT;
         IF n = n_gone THEN

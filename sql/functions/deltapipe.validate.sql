@@ -234,7 +234,7 @@ BEGIN
         PERFORM set_config('min_parallel_table_scan_size', '1TB', true);
         EXECUTE format('CREATE UNLOGGED TABLE %s AS ', same) || (
             SELECT string_agg(format($q$
-                SELECT s._dp_line, t._dp_hash AS h, t._dp_tid AS tid, s._dp_raw%1$s
+                SELECT s._dp_line, t._dp_hash AS _dp_h, t._dp_tid, s._dp_raw%1$s
                 FROM (SELECT _dp_line, _dp_raw, hh
                       FROM (SELECT _dp_line, _dp_raw, hashtextextended(_dp_raw, %2$s) + 0 * deltapipe._fence() AS hh
                             FROM %3$s WHERE _dp_line > %4$s AND _dp_raw <> '') x
@@ -255,7 +255,7 @@ BEGIN
         EXECUTE format('CREATE UNLOGGED TABLE %s AS SELECT %s::bigint AS matched, %s::bigint AS seed', nstat, n_same, seed);
         -- statistics of the columns that later statements join and filter on only
         -- (sampling the raw text costs more than the rest of the table's stats)
-        EXECUTE format('ANALYZE %s (_dp_line, h%s)', same, (SELECT string_agg(format(', %I', k), '') FROM unnest(ds.key_cols) k));
+        EXECUTE format('ANALYZE %s (_dp_line, _dp_h%s)', same, (SELECT string_agg(format(', %I', k), '') FROM unnest(ds.key_cols) k));
         -- the changed lines are parsed from there (the gone rows have no line: every
         -- statement reading the lines below skips them)
         src := same;
