@@ -35,6 +35,14 @@ BEGIN
                     FROM deltapipe.changeset WHERE run_id = %2$s AND node = %3$L AND op = ''D'') b',
                    p_table, p_run, p_node, cols);
     GET DIAGNOSTICS m = ROW_COUNT; n := n + m;
+    -- a model's images leave out its row hash: computed again for the restored rows
+    -- as the refresh computes it (every other column, in table order)
+    IF p_kind = 'model' AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = p_table::regclass
+                                       AND attname = '_dp_hash' AND NOT attisdropped) THEN
+        EXECUTE format('UPDATE %s SET _dp_hash = hashtextextended(ROW(%s)::text, 0) WHERE _dp_hash IS NULL', p_table,
+                       (SELECT string_agg(format('%I', attname), ', ' ORDER BY attnum) FROM pg_attribute
+                         WHERE attrelid = p_table::regclass AND attnum > 0 AND NOT attisdropped AND attname <> '_dp_hash'));
+    END IF;
     RETURN n;
 END
 $fn$;
