@@ -100,3 +100,55 @@ def test_key_columns_named_like_work_columns(dsn):
             assert (r["inserted"], r["updated"], r["deleted"]) == (1, 1, 1), (name, r)
             assert c.execute('SELECT "%s", v FROM %s ORDER BY 1' % (name, ds)).fetchall() == [
                 (1, "a"), (2, "changed"), (4, "new")]
+
+
+def expect_upsert(state: dict, rows: list[tuple[int, str, int]]) -> tuple[dict, tuple[int, int, int, int]]:
+    """The table and (inserted, updated, unchanged, duplicates) after upserting ``rows`` (the last line of a key wins)."""
+    last = {}
+    for i, name, qty in rows:
+        last[i] = (name, qty)
+    new = dict(state)
+    ins = upd = same = 0
+    for i, v in last.items():
+        if i not in state:
+            ins += 1
+        elif state[i] != v:
+            upd += 1
+        else:
+            same += 1
+        new[i] = v
+    return new, (ins, upd, same, len(rows) - len(last))
+
+
+def test_upsert_few_lines_by_key_many_lines_by_hash(dsn):
+    """An upsert file of few lines next to a large table is parsed whole and compared by key; a large one
+    goes through the hash join, whose unmatched table rows outside the file are left alone. Same results."""
+    state = {i: ("n%d" % i, i) for i in range(1, ROWS + 1)}
+    with psycopg.connect(dsn) as c:
+        c.execute("SELECT deltapipe.create_dataset('dr', ARRAY['id'], 'id bigint, name text, qty int')")
+        c.execute("CALL deltapipe.load('dr', %s, '{\"mode\": \"snapshot\"}')", (stage(c, lines({}, set(), {})),))
+        c.commit()
+        small = [(1, "n1", 1), (2, "x2", 2), (300, "new", 0), (3, "x3", 3), (3, "n3", 3), (4, "n4", 4), (4, "n4", 4)]
+        large = [(i, "n%d" % i, i) for i in range(5, 140)] + [(7, "y7", 7), (8, "y8", 8), (400, "new4", 1),
+                                                              (9, "n9", 9), (2, "n2", 2)]
+        for rows, between in ((small, None), (large, None), (large, lambda cx: cx.execute("UPDATE dr SET qty = qty"))):
+            text = "id,name,qty\n" + "".join("%d,%s,%d\n" % r for r in rows)
+            stg = stage(c, text)
+            opts = json.dumps({"mode": "upsert"})
+            v = c.execute("SELECT deltapipe.validate('dr', %s, %s)", (stg, opts)).fetchone()[0]
+            joined = c.execute("SELECT to_regclass(%s) IS NOT NULL", (stg + "_s",)).fetchone()[0]
+            assert joined == (rows is large), v
+            if between:
+                between(c)
+            d = c.execute("SELECT deltapipe.diff('dr', %s, %s)", (stg, opts)).fetchone()[0]
+            a = c.execute("SELECT deltapipe.apply('dr', %s, %s)", (stg, opts)).fetchone()[0]
+            want, counts = expect_upsert(state, rows)
+            assert (d["inserted"], d["updated"], d["unchanged"], d["duplicates"]) == counts, (d, a)
+            assert v["rows_in"] == len(rows)
+            got = {i: (n, q) for i, n, q in c.execute("SELECT id, name, qty FROM dr").fetchall()}
+            assert got == want
+            if between:
+                c.rollback()
+            else:
+                c.commit()
+                state = want

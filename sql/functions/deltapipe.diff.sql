@@ -30,6 +30,8 @@ DECLARE
     n_typed  bigint;
     n_same   bigint := 0;
     n_gone   bigint;
+    n_want   bigint;
+    gone     text;
     n_i      bigint := 0;
     n_u      bigint := 0;
     n_d      bigint := 0;
@@ -71,15 +73,25 @@ BEGIN
         -- matched by hash ("gone": updated or deleted, with their before-images) and
         -- those under the key of a changed line
         -- The gone rows by the ctid validate() saw them at (no index lookups), as long as
-        -- each is still there with the same key and hash.
+        -- each is still there with the same key and hash. In snapshot mode each is a
+        -- delete or an update; otherwise only those under the key of a changed line
+        -- matter (the others are rows the file does not mention).
         EXECUTE format('SELECT count(*) FROM %s WHERE _dp_line IS NULL', same) INTO n_gone;
+        gone := CASE WHEN mode = 'snapshot' THEN format('SELECT * FROM %s g WHERE g._dp_line IS NULL', same)
+                     ELSE format('SELECT * FROM %s g WHERE g._dp_line IS NULL AND (%s) IN (SELECT %s FROM %s)',
+                                 same, (SELECT string_agg(format('g.%I', k), ', ') FROM unnest(keys) k), klist, typed) END;
+        IF mode = 'snapshot' THEN
+            n_want := n_gone;
+        ELSE
+            EXECUTE format('SELECT count(*) FROM (%s) g', gone) INTO n_want;
+        END IF;
         EXECUTE format('CREATE TEMP TABLE _dp_old ON COMMIT DROP AS
                         SELECT t.*, true AS _dp_gone, to_jsonb(t) AS _dp_before FROM %1$s t
-                        WHERE t.ctid = ANY (ARRAY(SELECT _dp_tid FROM %3$s WHERE _dp_line IS NULL))
-                          AND (%2$s, t._dp_hash) IN (SELECT %4$s, _dp_h FROM %3$s WHERE _dp_line IS NULL)',
-                       target, (SELECT string_agg(format('t.%I', k), ', ') FROM unnest(keys) k), same, klist);
+                        WHERE t.ctid = ANY (ARRAY(SELECT _dp_tid FROM (%3$s) g))
+                          AND (%2$s, t._dp_hash) IN (SELECT %4$s, _dp_h FROM (%3$s) g)',
+                       target, (SELECT string_agg(format('t.%I', k), ', ') FROM unnest(keys) k), gone, klist);
         GET DIAGNOSTICS n = ROW_COUNT;
-        IF n = n_gone THEN
+        IF n = n_want THEN
             -- and the rows under the keys of the other changed lines (a duplicate of an unchanged line)
             EXECUTE format('INSERT INTO _dp_old SELECT t.*, false, NULL FROM %1$s t
                             WHERE (%2$s) IN (SELECT %3$s FROM %4$s s WHERE NOT EXISTS (SELECT 1 FROM _dp_old g WHERE %5$s))',
@@ -91,12 +103,12 @@ BEGIN
             DROP TABLE _dp_old;
             EXECUTE format('CREATE TEMP TABLE _dp_old ON COMMIT DROP AS
                             SELECT t.*, g.%4$I IS NOT NULL AS _dp_gone, CASE WHEN g.%4$I IS NOT NULL THEN to_jsonb(t) END AS _dp_before
-                            FROM %1$s t LEFT JOIN (SELECT %3$s FROM %5$s WHERE _dp_line IS NULL) g ON %6$s
-                            WHERE (%2$s) IN (SELECT %3$s FROM %5$s WHERE _dp_line IS NULL UNION ALL SELECT %3$s FROM %7$s)',
-                           target, (SELECT string_agg(format('t.%I', k), ', ') FROM unnest(keys) k), klist, keys[1], same,
+                            FROM %1$s t LEFT JOIN (SELECT %3$s FROM (%5$s) g) g ON %6$s
+                            WHERE (%2$s) IN (SELECT %3$s FROM (%5$s) g UNION ALL SELECT %3$s FROM %7$s)',
+                           target, (SELECT string_agg(format('t.%I', k), ', ') FROM unnest(keys) k), klist, keys[1], gone,
                            (SELECT string_agg(format('g.%1$I = t.%1$I', k), ' AND ') FROM unnest(keys) k), typed);
-            SELECT count(*) INTO n FROM _dp_old WHERE _dp_gone;
         END IF;
+        n := n_gone;  -- the target rows no line matched, when validate() joined
         old := '_dp_old';
         EXECUTE format('SELECT matched, seed FROM %s', nstat) INTO n_same, seed;
         IF n_same > ds.row_count - n THEN

@@ -222,6 +222,13 @@ BEGIN
         ELSE
             EXECUTE format('SELECT count(*) FROM %s WHERE _dp_line > %s AND _dp_raw <> %L', src, hdr_line, '') INTO rows_in;
         END IF;
+    END IF;
+    -- The join reads the whole target: for a file of few lines next to a large table
+    -- (say 10,000 upserts into 1M rows) parsing every line and comparing by key
+    -- (index probes) costs less.
+    IF rows_in IS NOT NULL AND rows_in * 10 < ds.row_count THEN
+        rows_in := NULL;  -- counted from the parsed rows, as without the join
+    ELSIF rows_in IS NOT NULL THEN
         -- PostgreSQL 15 runs a hash full join in one process. Split by hash value into
         -- parts (one per parallel worker), each part a full join of its own: the parts
         -- run side by side under a Parallel Append. The scans inside stay serial (no
