@@ -24,3 +24,10 @@ def make_pipeline(root: Path, models: dict[str, str], sources: str | None = None
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(sql)
     return root
+
+
+def model_changes(conn, model: str, run: int | None = None, where: str = "true",
+                  cols: str = "c.op, c.key, c.before") -> list:
+    """Rows of deltapipe.changes for a model (of any pipeline) and a run (None: all runs)."""
+    return conn.execute("SELECT %s FROM deltapipe.model m, deltapipe.changes(m.pipeline, m.name, %%s) c "
+                        "WHERE m.name = %%s AND (%s)" % (cols, where), (run, model)).fetchall()

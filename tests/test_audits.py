@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline_helpers import make_pipeline
+from pipeline_helpers import make_pipeline, model_changes
 
 SOURCES = ('[[sources]]\ndataset = "orders"\nfile = "data/orders.csv"\nkey = "id"\nmode = "changes"\n'
            'op_column = "op"\ncolumns = "id bigint, customer text, amount numeric, status text, code text"\n'
@@ -83,8 +83,7 @@ def test_blocking_audit_keeps_the_last_good_table(cli, conn, tmp_path, path, spe
     assert ("inputs" in phases) == (path == "incremental") and ("build" in phases) == (path == "full")
     assert snapshot(conn) == before
     assert conn.execute("SELECT checksum, row_count FROM deltapipe.model WHERE name = 'clean'").fetchone() == checksum
-    assert conn.execute("SELECT count(*) FROM deltapipe.changeset WHERE run_id = %s AND node = 'clean'",
-                        (rid,)).fetchone()[0] == 0
+    assert model_changes(conn, "clean", rid) == []
     res = conn.execute("SELECT audit, blocking, failing_rows, jsonb_array_length(sample) FROM deltapipe.audit_result "
                        "WHERE run_id = %s AND node = 'clean'", (rid,)).fetchall()
     assert res == [(name, True, count, count)]

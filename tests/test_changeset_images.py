@@ -1,7 +1,7 @@
-"""Row images an incremental refresh records in deltapipe.changeset (numbers and text as their text
-forms, other types as jsonb_build_object gives them): they read back as the very values of the rows,
-and a downstream model that coalesces several runs of an upstream (images written by a full refresh
-and by an incremental one) compares keys as values. Real PostgreSQL; sources loaded by deltapipe."""
+"""Rows a refresh records in its model's change log (deltapipe_log, typed columns): read back through
+deltapipe.changes(pipeline, model, run) they are the very values of the rows, and a downstream model
+that coalesces several runs of an upstream (logged by a full refresh and by an incremental one)
+nets them by value. Real PostgreSQL; sources loaded by deltapipe."""
 
 from __future__ import annotations
 
@@ -45,20 +45,20 @@ def test_images_read_back_as_the_rows_they_were(cli, conn, tmp_path):
     rid = conn.execute("SELECT max(id) FROM deltapipe.run WHERE kind = 'pipeline'").fetchone()[0]
     # keyed: the before-image of every changed key is its old row, value for value
     before = conn.execute(
-        "SELECT b.id, b.amt, b.name, b.day, b.flag, b.ratio, b.small, b.tri FROM deltapipe.changeset c, "
-        "jsonb_populate_record(NULL::km, c.before) b WHERE c.run_id = %s AND c.node = 'km'", (rid,)).fetchall()
+        "SELECT b.id, b.amt, b.name, b.day, b.flag, b.ratio, b.small, b.tri FROM deltapipe.changes('p', 'km', %s) c, "
+        "jsonb_populate_record(NULL::km, c.before) b", (rid,)).fetchall()
     assert sorted(before, key=lambda x: x[0]) == [old_km[i] for i in (1, 2, 3, 4)]
-    keys = conn.execute("SELECT (jsonb_populate_record(NULL::km, c.key)).id FROM deltapipe.changeset c "
-                        "WHERE c.run_id = %s AND c.node = 'km' ORDER BY 1", (rid,)).fetchall()
+    keys = conn.execute("SELECT (jsonb_populate_record(NULL::km, c.key)).id FROM deltapipe.changes('p', 'km', %s) c "
+                        "ORDER BY 1", (rid,)).fetchall()
     assert keys == [(1,), (2,), (3,), (4,)]
     # keyless aggregate: old images in before, new ones in key, equal to the rows of the table
     gone = set(conn.execute(
-        "SELECT b.name, b.day, b.n, b.s, b.a, b.top FROM deltapipe.changeset c, "
-        "jsonb_populate_record(NULL::agg, c.before) b WHERE c.run_id = %s AND c.node = 'agg' AND c.op <> 'I'",
+        "SELECT b.name, b.day, b.n, b.s, b.a, b.top FROM deltapipe.changes('p', 'agg', %s) c, "
+        "jsonb_populate_record(NULL::agg, c.before) b WHERE c.op <> 'I'",
         (rid,)).fetchall())
     new = set(conn.execute(
-        "SELECT b.name, b.day, b.n, b.s, b.a, b.top FROM deltapipe.changeset c, "
-        "jsonb_populate_record(NULL::agg, c.key) b WHERE c.run_id = %s AND c.node = 'agg' AND c.op <> 'D'",
+        "SELECT b.name, b.day, b.n, b.s, b.a, b.top FROM deltapipe.changes('p', 'agg', %s) c, "
+        "jsonb_populate_record(NULL::agg, c.key) b WHERE c.op <> 'D'",
         (rid,)).fetchall())
     now = set(conn.execute("SELECT name, day, n, s, a, top FROM agg").fetchall())
     assert gone and gone <= old_agg and not (gone & now)
@@ -69,7 +69,7 @@ def test_images_read_back_as_the_rows_they_were(cli, conn, tmp_path):
 
 def test_several_runs_of_an_upstream_coalesce_by_key_value(cli, conn, tmp_path):
     """km changes key 1 in a fallback refresh (images from refresh_model) and again in an incremental
-    one; down, refreshed later in another session, reads both runs from the changeset and must take
+    one; down, refreshed later in another session, reads both runs from km's change log and must take
     key 1's oldest image only once."""
     d = make_pipeline(tmp_path / "p", MODELS, sources=SOURCES, data={"data/things.csv": csv(FIRST, HEADER)})
     assert cli("run", d, "--no-timeline").exit_code == 0

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from test_incremental import SOURCES, change, csv, mismatches, node_strategies
-from pipeline_helpers import make_pipeline
+from pipeline_helpers import make_pipeline, model_changes
 
 MODELS = {
     "big": "SELECT id, customer, amount * 2 AS dbl FROM orders WHERE amount > 3 OR amount IS NULL",
@@ -93,5 +93,5 @@ def test_changes_read_back_from_the_changeset_equal_the_session_path(cli, conn, 
         st = node_strategies(conn)
         assert st["top_per_region"][1] == "incremental" and st["regions"][1] == "incremental", st
         assert mismatches(conn) == [], k
-    assert conn.execute("SELECT count(*) FROM deltapipe.changeset WHERE node = 'by_region' AND op = 'U' "
-                        "AND key ? 'region' AND before ? 'region' AND NOT key ? '_dp_cnt'").fetchone()[0] > 0
+    assert model_changes(conn, "by_region", where="c.op = 'U' AND c.key ? 'region' AND c.before ? 'region' "
+                                                  "AND NOT c.key ? '_dp_cnt'", cols="count(*)")[0][0] > 0

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from deltapipe import pipeline as pl
-from pipeline_helpers import make_pipeline
+from pipeline_helpers import make_pipeline, model_changes
 
 ORDERS_BY_CUSTOMER = "-- key: customer\nSELECT customer, sum(amount) AS total, count(*) AS n FROM orders GROUP BY customer\n"
 
@@ -144,10 +144,9 @@ def test_run_refresh_skip_and_changeset(cli, conn, tmp_path):
     assert n["by_customer"][0] == "done" and n["by_customer"][2:5] == (0, 1, 0)
     assert n["days"][0] == "done" and n["days"][2:5] == (0, 0, 0)  # input changed, result did not
     assert n["big"][0] == "done" and n["big"][2:5] == (1, 0, 0)
-    assert conn.execute("SELECT op, key, before->>'total' FROM deltapipe.changeset WHERE run_id = %s AND node = 'by_customer'",
-                        (run3,)).fetchall() == [("U", {"customer": "bob"}, "5")]
-    assert conn.execute("SELECT op, key FROM deltapipe.changeset WHERE run_id = %s AND node = 'big'",
-                        (run3,)).fetchall() == [("I", {"customer": "bob"})]
+    assert model_changes(conn, "by_customer", run3, cols="c.op, c.key, c.before->>'total'") == \
+        [("U", {"customer": "bob"}, "5")]
+    assert model_changes(conn, "big", run3, cols="c.op, c.key") == [("I", {"customer": "bob"})]
     assert conn.execute("SELECT customer FROM big ORDER BY 1").fetchall() == [("ann",), ("bob",)]
     # timings and timeline are printed
     r = cli("runs", "timeline", run3)

@@ -6,7 +6,10 @@ AS $fn$
 -- statement instead of once per row (a foreign key costs a lookup and a row lock
 -- of the run for every changeset row, which dominated writing large deltas):
 -- after an INSERT into changeset every run_id must name a run (else 23503, as a
--- foreign key would say); after a DELETE of runs their changesets go too.
+-- foreign key would say); after a DELETE of runs their changesets go too, and
+-- their rows in the models' change logs (deltapipe_log).
+DECLARE
+    lg record;
 BEGIN
     IF TG_TABLE_NAME = 'changeset' THEN
         IF EXISTS (SELECT 1 FROM (SELECT DISTINCT n.run_id FROM dp_new n) n
@@ -18,6 +21,11 @@ BEGIN
         END IF;
     ELSE
         DELETE FROM deltapipe.changeset c USING dp_old o WHERE c.run_id = o.id;
+        -- and the rows of the models' change logs
+        FOR lg IN SELECT c.oid::regclass::text AS t FROM pg_class c
+                   WHERE c.relnamespace = to_regnamespace('deltapipe_log') AND c.relkind = 'r' LOOP
+            EXECUTE format('DELETE FROM %s l USING dp_old o WHERE l._dp_run = o.id', lg.t);
+        END LOOP;
     END IF;
     RETURN NULL;
 END

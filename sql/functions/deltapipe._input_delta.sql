@@ -7,13 +7,14 @@ AS $fn$
 -- or a model of the pipeline) between changeset seq p_lo (exclusive) and p_hi,
 -- counting only the changes of runs p_runs (the caller found them in the range),
 -- as rows of the upstream's visible columns with a weight _dp_w (+n / -n copies).
--- Keyed upstreams coalesce per key: the oldest before-image is the old row, the
--- current table row is the new one; a row inserted and deleted in between, or
--- changed and changed back, leaves nothing. The changes of one run hold each key
--- once and never an unchanged row, so one run needs no coalescing or netting.
--- Keyless upstreams (models without a key) add +1 per inserted copy (op I, image
--- in key), -1 per deleted copy (op D, image in before) and both for op U (the new
--- image in key, the old one in before).
+-- A source's changes are read from deltapipe.changeset, and coalesce per key: the
+-- oldest before-image is the old row, the current table row is the new one; a
+-- row inserted and deleted in between, or changed and changed back, leaves
+-- nothing. The changes of one run hold each key once and never an unchanged row,
+-- so one run needs no coalescing or netting.
+-- A model's changes are read from its change log (deltapipe._model_log): +1 per
+-- new row (I, U), -1 per old row (U, D), netted when several runs count (or the
+-- model has no key): the changes of a key chain (a->b, b->c), so the weights add up.
 -- Returns {"rows": sum of |weights|, "net": sum of weights}.
 DECLARE
     tbl   text;
@@ -27,6 +28,8 @@ DECLARE
     rk    "char";
     st    text;
     kexpr text;
+    log   text;
+    lcols text[];
 BEGIN
     IF p_kind = 'source' THEN
         SELECT format('%I.%I', target_schema, target_table), key_cols INTO tbl, keys
@@ -50,7 +53,29 @@ BEGIN
     ELSIF rk IS NOT NULL THEN
         EXECUTE format('DROP TABLE pg_temp.%I', tname);
     END IF;
-    IF keys IS NOT NULL AND cardinality(keys) > 0 THEN
+    IF p_kind = 'model' THEN
+        log := deltapipe._model_log(p_pipeline, p_upstream);
+        IF log IS NULL THEN
+            EXECUTE format('CREATE TEMP TABLE %I AS SELECT %s, 0::bigint AS _dp_w FROM %s LIMIT 0', tname, clist, tbl);
+        ELSE
+            lcols := ARRAY(SELECT a.attname::text FROM pg_attribute a
+                            WHERE a.attrelid = log::regclass AND a.attnum > 3 AND NOT a.attisdropped ORDER BY a.attnum);
+            lcols := lcols[1:cardinality(lcols) / 2];
+            EXECUTE format($q$
+                CREATE TEMP TABLE %1$I AS
+                WITH z AS (SELECT %2$s, 1 AS _dp_w FROM %3$s c WHERE c._dp_seq > %4$s AND c._dp_seq <= %5$s AND %6$s AND c._dp_op <> 'D'
+                           UNION ALL
+                           SELECT %7$s, -1 FROM %3$s c WHERE c._dp_seq > %4$s AND c._dp_seq <= %5$s AND %6$s AND c._dp_op <> 'I')
+                %8$s$q$,
+                tname, (SELECT string_agg(format('c.%I', c), ', ') FROM unnest(cols) c), log, p_lo, p_hi,
+                replace(runs, 'c.run_id', 'c._dp_run'),
+                (SELECT string_agg(format('c.%I', '_dp_o' || array_position(lcols, c)), ', ') FROM unnest(cols) c),
+                CASE WHEN one AND keys IS NOT NULL AND cardinality(keys) > 0
+                     THEN format('SELECT %s, _dp_w::bigint AS _dp_w FROM z', clist)
+                     ELSE format('SELECT %1$s, sum(_dp_w)::bigint AS _dp_w FROM z GROUP BY %1$s HAVING sum(_dp_w) <> 0', clist)
+                END);
+        END IF;
+    ELSIF keys IS NOT NULL AND cardinality(keys) > 0 THEN
         kexpr := (SELECT string_agg(format('(c.key->>%L)::%s', k,
                                            (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
                                              WHERE a.attrelid = tbl::regclass AND a.attname = k)), ', ')

@@ -8,7 +8,8 @@ AS $fn$
 -- the delta an upstream refresh of this session kept: pg_temp._dp_cache), run the
 -- compiled delta statement, and apply the model's net change to its table with
 -- one statement (MERGE, or DELETE/INSERT of copies for keyless models),
--- recording it in deltapipe.changeset and keeping it for downstream refreshes.
+-- recording it in the model's change log (deltapipe._model_log) and keeping it
+-- for downstream refreshes.
 -- Keyed models take a changed key's old row from the delta itself. Aggregates
 -- keep hidden counts and sums per group; a group that lost a value at or beyond
 -- its min/max recomputes it from its inputs.
@@ -66,11 +67,15 @@ DECLARE
     inputs   jsonb := '{}';
     rk       "char";
     vis      text[];
-    jbo      text;
-    jbv      text;
-    jbvo     text;
+    lcols    text[];
+    log      text;
+    lseq     bigint;
+    lins     text;
+    lold     text;
+    lnew     text;
     ncs      bigint := 0;
     ctab     text;
+    csrc     text;
 BEGIN
     SELECT * INTO m FROM deltapipe.model WHERE pipeline = p_pipeline AND name = p_model;
     target := format('%I.%I', m.target_schema, m.target_table);
@@ -94,7 +99,7 @@ BEGIN
     -- logged (before netting: an update counts 2, as in the net delta); above
     -- the threshold the refresh falls back without building any delta. When the
     -- range holds exactly the changes an upstream refresh of this session wrote
-    -- (pg_temp._dp_cache), its delta is read from there, not from the changeset.
+    -- (pg_temp._dp_cache), its delta is read from there, not from its log.
     cached := to_regclass('pg_temp._dp_cache') IS NOT NULL;
     FOR i IN 1 .. cardinality(m.delta_inputs) LOOP
         u := m.delta_inputs[i];
@@ -108,7 +113,18 @@ BEGIN
             RETURN jsonb_build_object('fallback', format('%s was rebuilt (no change log)', u));
         END IF;
         src := kind = 'source';
-        EXECUTE $q$
+        -- a source's changes are in deltapipe.changeset, a model's in its change log
+        IF src THEN
+            csrc := '(SELECT c.run_id, c.op FROM deltapipe.changeset c WHERE c.node = $1 AND c.seq > $2 AND c.seq <= $3)';
+        ELSE
+            log := deltapipe._model_log(p_pipeline, u);
+            IF log IS NULL AND (p_hi->u->>'seq')::bigint > (wm->>'seq')::bigint THEN
+                RETURN jsonb_build_object('fallback', format('%s has no change log', u));
+            END IF;
+            csrc := CASE WHEN log IS NULL THEN '(SELECT NULL::bigint AS run_id, NULL::text AS op WHERE false)'
+                         ELSE format('(SELECT c._dp_run AS run_id, c._dp_op::text AS op FROM %s c WHERE c._dp_seq > $2 AND c._dp_seq <= $3)', log) END;
+        END IF;
+        EXECUTE format($q$
             SELECT coalesce(array_agg(x.run_id ORDER BY x.run_id) FILTER (WHERE x.ok), '{}'),
                    coalesce(sum(x.raw) FILTER (WHERE x.ok), 0),
                    coalesce(array_agg(x.run_id ORDER BY x.run_id), '{}'), coalesce(array_agg(x.n ORDER BY x.run_id), '{}')
@@ -116,9 +132,8 @@ BEGIN
                            EXISTS (SELECT 1 FROM deltapipe.run r WHERE r.id = c.run_id
                                       AND CASE WHEN $4 THEN r.kind = 'load'
                                                ELSE r.kind = 'pipeline' AND r.pipeline = $5 END) AS ok
-                      FROM deltapipe.changeset c
-                     WHERE c.node = $1 AND c.seq > $2 AND c.seq <= $3
-                     GROUP BY c.run_id) x$q$
+                      FROM %s c
+                     GROUP BY c.run_id) x$q$, csrc)
           INTO rids, nraw, allr, alln
           USING u, (wm->>'seq')::bigint, (p_hi->u->>'seq')::bigint, src, p_pipeline;
         raw := raw + nraw;
@@ -190,15 +205,18 @@ BEGIN
     -- the visible columns (what a downstream model reads)
     vis := ARRAY(SELECT c FROM unnest(cols) c WHERE c NOT LIKE '\_dp\_%');
     keys := CASE WHEN cardinality(m.key_cols) > 0 THEN m.key_cols END;
-    -- row images of alias @A@ as jsonb (= to_jsonb(row) - '_dp_hash', numbers and
-    -- text as their text forms: deltapipe._image_sql), built from the copies of the
-    -- old row _dp_o<k> (jbo; jbvo: visible columns only) or from the columns
-    -- themselves (jbv: visible columns)
-    jbo := deltapipe._image_sql(cols, ARRAY(SELECT format('@A@.%I', '_dp_o' || o) FROM generate_subscripts(cols, 1) o), types);
-    jbv := (SELECT deltapipe._image_sql(array_agg(c ORDER BY o), array_agg(format('@A@.%I', c) ORDER BY o), array_agg(t ORDER BY o))
-              FROM unnest(cols, types) WITH ORDINALITY u(c, t, o) WHERE c = ANY (vis));
-    jbvo := (SELECT deltapipe._image_sql(array_agg(c ORDER BY o), array_agg(format('@A@.%I', '_dp_o' || o) ORDER BY o), array_agg(t ORDER BY o))
-               FROM unnest(cols, types) WITH ORDINALITY u(c, t, o) WHERE c = ANY (vis));
+    -- the change log: the columns it keeps (keyless: the visible ones), one
+    -- position for all the rows of this refresh; lins starts its INSERT, lnew and
+    -- lold are the new and the old row of alias @A@ for it (its columns and their
+    -- copies _dp_o<k> of the old row, k = position in cols)
+    lcols := CASE WHEN keys IS NULL THEN vis ELSE cols END;
+    log := deltapipe._model_log(m.pipeline, m.name, true);
+    lseq := nextval(pg_get_serial_sequence('deltapipe.changeset', 'seq'));
+    lins := format('INSERT INTO %s (_dp_seq, _dp_run, _dp_op, %s, %s) ', log,
+                   (SELECT string_agg(format('%I', c), ', ') FROM unnest(lcols) c),
+                   (SELECT string_agg(format('%I', '_dp_o' || o), ', ') FROM generate_subscripts(lcols, 1) o));
+    lnew := (SELECT string_agg(format('@A@.%I', c), ', ') FROM unnest(lcols) c);
+    lold := (SELECT string_agg(format('@A@.%I', '_dp_o' || array_position(cols, c)), ', ') FROM unnest(lcols) c);
     DROP TABLE IF EXISTS pg_temp._dp_z, pg_temp._dp_s, pg_temp._dp_new, pg_temp._dp_in, pg_temp._dp_gd;
     PERFORM set_config('search_path', format('%I, public', m.target_schema), true);
     -- this refresh's own delta, kept for downstream models refreshed later in this
@@ -263,13 +281,16 @@ BEGIN
                     INSERT INTO %1$s (%3$s, _dp_hash)
                     SELECT %4$s, z._dp_hash FROM pg_temp._dp_z z, generate_series(1, z._dp_w) WHERE z._dp_w > 0
                     RETURNING *)
-                INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
-                SELECT %5$s, %6$L, 'D', to_jsonb(del) - '_dp_hash', to_jsonb(del) - '_dp_hash' FROM del
+                %5$s
+                SELECT %6$s, %7$s, 'D', %8$s, %9$s FROM del
                 UNION ALL
-                SELECT %5$s, %6$L, 'I', to_jsonb(ins) - '_dp_hash', NULL FROM ins$q$,
+                SELECT %6$s, %7$s, 'I', %10$s, %8$s FROM ins$q$,
                 target,
                 (SELECT string_agg(format('t2.%1$I IS NOT DISTINCT FROM z.%1$I', c), ' AND ') FROM unnest(cols) c),
-                cl, (SELECT string_agg(format('z.%I', c), ', ') FROM unnest(cols) c), p_run_id, m.name);
+                cl, (SELECT string_agg(format('z.%I', c), ', ') FROM unnest(cols) c), lins, lseq, p_run_id,
+                (SELECT string_agg(format('NULL::%s', types[array_position(cols, c)]), ', ') FROM unnest(lcols) c),
+                (SELECT string_agg(format('del.%I', c), ', ') FROM unnest(lcols) c),
+                (SELECT string_agg(format('ins.%I', c), ', ') FROM unnest(lcols) c));
             GET DIAGNOSTICS ncs = ROW_COUNT;
             SELECT coalesce(sum(_dp_w) FILTER (WHERE _dp_w > 0), 0), coalesce(-sum(_dp_w) FILTER (WHERE _dp_w < 0), 0),
                    coalesce(sum(_dp_w * _dp_hash::numeric), 0), coalesce(sum(_dp_w), 0)
@@ -279,13 +300,13 @@ BEGIN
                              GROUP BY %2$s HAVING sum(_dp_w) <> 0',
                            ctab, (SELECT string_agg(format('%I', c), ', ') FROM unnest(vis) c), ctab || '_t');
         ELSE
-            EXECUTE format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
-                            SELECT %s, %L, CASE WHEN _dp_old IS NULL THEN %L WHEN _dp_w < 0 THEN %L ELSE %L END,
-                                   %s, CASE WHEN _dp_old IS NOT NULL THEN %s END FROM pg_temp._dp_s s',
-                           p_run_id, m.name, 'I', 'D', 'U',
-                           deltapipe._image_sql(keys, ARRAY(SELECT format('s.%I', k) FROM unnest(keys) k),
-                                                ARRAY(SELECT types[array_position(cols, k)] FROM unnest(keys) k)),
-                           replace(jbo, '@A@', 's'));
+            -- the log: a deleted key's new row is NULL (its key columns too)
+            EXECUTE lins || format('SELECT %s, %s, CASE WHEN s._dp_old IS NULL THEN %L WHEN s._dp_w < 0 THEN %L ELSE %L END,
+                                           %s, %s FROM pg_temp._dp_s s',
+                                   lseq, p_run_id, 'I', 'D', 'U',
+                                   (SELECT string_agg(CASE WHEN c = ANY (keys) THEN format('CASE WHEN s._dp_w > 0 THEN s.%I END', c)
+                                                           ELSE format('s.%I', c) END, ', ') FROM unnest(lcols) c),
+                                   replace(lold, '@A@', 's'));
             GET DIAGNOSTICS ncs = ROW_COUNT;
             PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_hashjoin' END, true);
             PERFORM set_config('enable_nestloop', CASE WHEN probe THEN gucs->>'enable_nestloop' ELSE 'off' END, true);
@@ -453,26 +474,12 @@ BEGIN
         END IF;
         phases := phases || jsonb_build_object('delta', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
         t0 := clock_timestamp();
-        IF keys IS NULL THEN
-            -- keyless: one row per changed group; the new image in key, the old in before
-            EXECUTE format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
-                            SELECT %s, %L, CASE WHEN z._dp_old IS NULL THEN %L WHEN z._dp_hash IS NULL THEN %L ELSE %L END,
-                                   CASE WHEN z._dp_hash IS NULL THEN %s ELSE %s END,
-                                   CASE WHEN z._dp_old IS NOT NULL THEN %s END FROM pg_temp._dp_z z',
-                           p_run_id, m.name, 'I', 'D', 'U', replace(jbvo, '@A@', 'z'), replace(jbv, '@A@', 'z'),
-                           replace(jbvo, '@A@', 'z'));
-        ELSE
-            EXECUTE format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
-                            SELECT %s, %L, CASE WHEN z._dp_old IS NULL THEN %L WHEN z._dp_hash IS NULL THEN %L ELSE %L END,
-                                   CASE WHEN z._dp_hash IS NULL THEN %s ELSE %s END,
-                                   CASE WHEN z._dp_old IS NOT NULL THEN %s END FROM pg_temp._dp_z z',
-                           p_run_id, m.name, 'I', 'D', 'U',
-                           deltapipe._image_sql(keys, ARRAY(SELECT format('z.%I', '_dp_o' || array_position(cols, k)) FROM unnest(keys) k),
-                                                ARRAY(SELECT types[array_position(cols, k)] FROM unnest(keys) k)),
-                           deltapipe._image_sql(keys, ARRAY(SELECT format('z.%I', k) FROM unnest(keys) k),
-                                                ARRAY(SELECT types[array_position(cols, k)] FROM unnest(keys) k)),
-                           replace(jbo, '@A@', 'z'));
-        END IF;
+        -- the log: one row per changed group (the new row NULL when the group is gone)
+        EXECUTE lins || format('SELECT %s, %s, CASE WHEN z._dp_old IS NULL THEN %L WHEN z._dp_hash IS NULL THEN %L ELSE %L END,
+                                       %s, %s FROM pg_temp._dp_z z',
+                               lseq, p_run_id, 'I', 'D', 'U',
+                               (SELECT string_agg(format('CASE WHEN z._dp_hash IS NOT NULL THEN z.%I END', c), ', ') FROM unnest(lcols) c),
+                               replace(lold, '@A@', 'z'));
         GET DIAGNOSTICS ncs = ROW_COUNT;
         -- the changed groups' rows are updated or deleted where the state statement
         -- found them (by ctid: no second join with the table), new groups inserted
@@ -504,7 +511,7 @@ BEGIN
                        (SELECT string_agg(format('%I', c), ', ') FROM unnest(vis) c), ctab || '_t');
     END IF;
     -- register the kept delta: valid for a downstream refresh whose change range
-    -- holds exactly the ncs changeset rows this refresh wrote (run p_run_id)
+    -- holds exactly the ncs log rows this refresh wrote (run p_run_id)
     PERFORM set_config('default_statistics_target', '10', true);  -- a sample of 3,000 rows is enough
     EXECUTE format('ANALYZE pg_temp.%I', ctab || '_t');
     PERFORM set_config('default_statistics_target', gucs->>'default_statistics_target', true);
@@ -520,7 +527,7 @@ BEGIN
     PERFORM set_config('enable_mergejoin', gucs->>'enable_mergejoin', true);
     PERFORM set_config('jit', gucs->>'jit', true);
     UPDATE deltapipe.model SET checksum = coalesce(checksum, 0) + dsum, row_count = row_count + dcnt,
-                               last_refreshed_at = now()
+                               last_refreshed_at = now(), log_seq = lseq
      WHERE pipeline = m.pipeline AND name = m.name
      RETURNING checksum, row_count INTO dsum, dcnt;
     -- audits on the post-change table, before commit: the caller (run_node) rolls

@@ -4,7 +4,8 @@ RETURNS bigint
 LANGUAGE plpgsql
 AS $fn$
 -- Put one table back as it was before run p_run, from the before-images the run
--- recorded in deltapipe.changeset: inserted keys are deleted, updated rows get
+-- recorded in deltapipe.changeset (a source) or in the model's change log
+-- (deltapipe._model_log): inserted keys are deleted, updated rows get
 -- their old values back, deleted rows come back. A table the run created
 -- (strategy 'create') is dropped. Returns the number of rows restored.
 DECLARE
@@ -12,6 +13,9 @@ DECLARE
     cols  text;
     n     bigint := 0;
     m     bigint;
+    mp    record;
+    log   text;
+    lcols text[];
 BEGIN
     IF p_strategy = 'create' THEN
         EXECUTE format('DROP TABLE IF EXISTS %s', p_table);
@@ -35,6 +39,32 @@ BEGIN
                     FROM deltapipe.changeset WHERE run_id = %2$s AND node = %3$L AND op = ''D'') b',
                    p_table, p_run, p_node, cols);
     GET DIAGNOSTICS m = ROW_COUNT; n := n + m;
+    -- a model's changes since this version are in its change log: the same three
+    -- steps from the new rows (I: key) and the old rows (U, D: columns _dp_o<k>)
+    IF p_kind = 'model' THEN
+        SELECT x.pipeline, x.name INTO mp FROM deltapipe.model x JOIN deltapipe.run r ON r.pipeline = x.pipeline
+         WHERE r.id = p_run AND x.name = p_node;
+        log := deltapipe._model_log(mp.pipeline, mp.name);
+    END IF;
+    IF log IS NOT NULL THEN
+        lcols := ARRAY(SELECT a.attname::text FROM pg_attribute a
+                        WHERE a.attrelid = log::regclass AND a.attnum > 3 AND NOT a.attisdropped ORDER BY a.attnum);
+        lcols := lcols[1:cardinality(lcols) / 2];
+        EXECUTE format('DELETE FROM %s t USING %s b WHERE b._dp_run = %s AND b._dp_op = %L AND %s',
+                       p_table, log, p_run, 'I', kjoin);
+        GET DIAGNOSTICS m = ROW_COUNT; n := n + m;
+        EXECUTE format('UPDATE %s t SET (%s, _dp_hash) = ROW(%s, NULL) FROM %s b WHERE b._dp_run = %s AND b._dp_op = %L AND %s',
+                       p_table, (SELECT string_agg(format('%I', c), ', ') FROM unnest(lcols) c),
+                       (SELECT string_agg(format('b.%I', '_dp_o' || o), ', ') FROM generate_subscripts(lcols, 1) o),
+                       log, p_run, 'U',
+                       (SELECT string_agg(format('t.%I = b.%I', k, '_dp_o' || array_position(lcols, k)), ' AND ') FROM unnest(p_key) k));
+        GET DIAGNOSTICS m = ROW_COUNT; n := n + m;
+        EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM %s b WHERE b._dp_run = %s AND b._dp_op = %L',
+                       p_table, (SELECT string_agg(format('%I', c), ', ') FROM unnest(lcols) c),
+                       (SELECT string_agg(format('b.%I', '_dp_o' || o), ', ') FROM generate_subscripts(lcols, 1) o),
+                       log, p_run, 'D');
+        GET DIAGNOSTICS m = ROW_COUNT; n := n + m;
+    END IF;
     -- a model's images leave out its row hash: computed again for the restored rows
     -- as the refresh computes it (every other column, in table order)
     IF p_kind = 'model' AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = p_table::regclass

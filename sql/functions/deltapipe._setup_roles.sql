@@ -28,6 +28,15 @@ BEGIN
     GRANT USAGE ON SCHEMA deltapipe TO deltapipe_reader;
     GRANT SELECT ON ALL TABLES IN SCHEMA deltapipe TO deltapipe_reader;
     GRANT USAGE, CREATE ON SCHEMA deltapipe_stage TO deltapipe_writer;
+    -- the models' change logs: created by the role that refreshes a model first
+    -- (deltapipe._model_log grants the roles their rights on it)
+    IF to_regnamespace('deltapipe_log') IS NOT NULL THEN
+        GRANT USAGE ON SCHEMA deltapipe_log TO deltapipe_reader;
+        GRANT CREATE ON SCHEMA deltapipe_log TO deltapipe_writer;
+        GRANT SELECT ON ALL TABLES IN SCHEMA deltapipe_log TO deltapipe_reader;
+        GRANT INSERT ON ALL TABLES IN SCHEMA deltapipe_log TO deltapipe_writer;
+        GRANT ALL ON ALL TABLES IN SCHEMA deltapipe_log TO deltapipe_admin;
+    END IF;
     GRANT INSERT, UPDATE ON deltapipe.run, deltapipe.node_run TO deltapipe_writer;
     GRANT INSERT ON deltapipe.reject, deltapipe.changeset, deltapipe.batch TO deltapipe_writer;
     GRANT INSERT, DELETE ON deltapipe.staging TO deltapipe_writer;

@@ -46,7 +46,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'DP004', MESSAGE = format('invalid target table name %s', p_target),
             HINT = 'give SCHEMA.TABLE';
     END IF;
-    IF target[1] IN ('deltapipe', 'deltapipe_stage', 'pg_catalog', 'information_schema', 'pg_toast')
+    IF target[1] IN ('deltapipe', 'deltapipe_stage', 'deltapipe_log', 'pg_catalog', 'information_schema', 'pg_toast')
        OR target[1] LIKE 'pg\_temp%' OR target[1] LIKE 'pg\_toast%' THEN
         RAISE EXCEPTION USING ERRCODE = 'DP004', MESSAGE = format('schema %s is reserved: a target table cannot live there', target[1]),
             HINT = 'choose another schema for --table';

@@ -7,8 +7,9 @@ AS $fn$
 -- 1. build: CREATE TABLE <model>__dp_new AS the model's SELECT, with a row hash
 --    (_dp_hash) and, when the model has a key, its primary key.
 -- 2. diff: when the target exists with the same columns and key, compare by key
---    and row hash into the net delta, recorded in deltapipe.changeset
---    (op I/U/D, key, before-image). Keyless models are compared by row hash.
+--    and row hash into the net delta, recorded in the model's change log
+--    (deltapipe._model_log: op I/U/D, new and old row). Keyless models are
+--    compared by row hash.
 -- 3. apply, whichever is cheaper: MERGE only the delta into the target, or (full
 --    refresh, a first build, a new shape, a delta above swap_threshold of the
 --    table, a keyless model) swap the new table in by rename. A table of at most
@@ -152,46 +153,36 @@ BEGIN
             RETURN deltapipe.refresh_model(p_pipeline, p_model, p_run_id, p_options || '{"strategy": "swap"}');
         END IF;
         IF NOT same THEN
-            strategy := 'rebuild';  -- a new shape: no changeset, downstream refreshes in full
+            strategy := 'rebuild';  -- a new shape: nothing logged, downstream refreshes in full
             ins := n_new;
             del := n_old;
         ELSIF keyed THEN
             kjoin := (SELECT string_agg(format('n.%1$I = o.%1$I', k), ' AND ') FROM unnest(m.key_cols) k);
             EXECUTE format('CREATE TEMP TABLE _dp_delta AS
                             SELECT CASE WHEN o._dp_hash IS NULL THEN %L WHEN n._dp_hash IS NULL THEN %L ELSE %L END AS _dp_op,
-                                   %s, CASE WHEN o._dp_hash IS NOT NULL THEN to_jsonb(o) - %L END AS _dp_before
+                                   %s, o.ctid AS _dp_otid, n.ctid AS _dp_ntid
                               FROM %s n FULL JOIN %s o ON %s
                              WHERE n._dp_hash IS DISTINCT FROM o._dp_hash',
                            'I', 'D', 'U',
                            (SELECT string_agg(format('coalesce(n.%1$I, o.%1$I) AS %1$I', k), ', ') FROM unnest(m.key_cols) k),
-                           '_dp_hash', newt, target, kjoin);
-            EXECUTE format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
-                            SELECT %L, %L, _dp_op, jsonb_build_object(%s), _dp_before FROM pg_temp._dp_delta',
-                           p_run_id, m.name,
-                           (SELECT string_agg(format('%L, %I', k, k), ', ') FROM unnest(m.key_cols) k));
+                           newt, target, kjoin);
+            PERFORM deltapipe._log_delta(m.pipeline, m.name, p_run_id, target, newt);
             SELECT count(*) FILTER (WHERE _dp_op = 'I'), count(*) FILTER (WHERE _dp_op = 'U'),
                    count(*) FILTER (WHERE _dp_op = 'D')
               INTO ins, upd, del FROM pg_temp._dp_delta;
         ELSE
-            -- a multiset: the k-th copy of a row matches the k-th copy on the other side;
-            -- only the rows left unmatched are turned into images (fetched by ctid)
+            -- a multiset: the k-th copy of a row matches the k-th copy on the other side
             EXECUTE format('CREATE TEMP TABLE _dp_delta AS
-                            SELECT d._dp_op, d._dp_row AS _dp_key, CASE WHEN d._dp_op = %1$L THEN d._dp_row END AS _dp_before,
-                                   d._dp_otid, d._dp_ntid
-                              FROM (SELECT CASE WHEN n._dp_hash IS NULL THEN %1$L ELSE %2$L END AS _dp_op,
-                                           o._dp_tid AS _dp_otid, n._dp_tid AS _dp_ntid,
-                                           CASE WHEN n._dp_hash IS NULL
-                                                THEN (SELECT to_jsonb(x) - %3$L FROM %4$s x WHERE x.ctid = o._dp_tid)
-                                                ELSE (SELECT to_jsonb(x) - %3$L FROM %5$s x WHERE x.ctid = n._dp_tid) END AS _dp_row
-                                      FROM (SELECT _dp_hash, ctid AS _dp_tid,
-                                                   row_number() OVER (PARTITION BY _dp_hash) AS _dp_rn FROM %4$s x) o
-                                      FULL JOIN (SELECT _dp_hash, ctid AS _dp_tid,
-                                                        row_number() OVER (PARTITION BY _dp_hash) AS _dp_rn FROM %5$s x) n
-                                        ON n._dp_hash = o._dp_hash AND n._dp_rn = o._dp_rn
-                                     WHERE n._dp_hash IS NULL OR o._dp_hash IS NULL) d',
-                           'D', 'I', '_dp_hash', target, newt);
-            INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
-            SELECT p_run_id, m.name, _dp_op, _dp_key, _dp_before FROM pg_temp._dp_delta;
+                            SELECT CASE WHEN n._dp_hash IS NULL THEN %1$L ELSE %2$L END AS _dp_op,
+                                   o._dp_tid AS _dp_otid, n._dp_tid AS _dp_ntid
+                              FROM (SELECT _dp_hash, ctid AS _dp_tid,
+                                           row_number() OVER (PARTITION BY _dp_hash) AS _dp_rn FROM %3$s x) o
+                              FULL JOIN (SELECT _dp_hash, ctid AS _dp_tid,
+                                                row_number() OVER (PARTITION BY _dp_hash) AS _dp_rn FROM %4$s x) n
+                                ON n._dp_hash = o._dp_hash AND n._dp_rn = o._dp_rn
+                             WHERE n._dp_hash IS NULL OR o._dp_hash IS NULL',
+                           'D', 'I', target, newt);
+            PERFORM deltapipe._log_delta(m.pipeline, m.name, p_run_id, target, newt);
             SELECT count(*) FILTER (WHERE _dp_op = 'I'), count(*) FILTER (WHERE _dp_op = 'D')
               INTO ins, del FROM pg_temp._dp_delta;
         END IF;
@@ -280,4 +271,4 @@ END
 $fn$;
 
 COMMENT ON FUNCTION deltapipe.refresh_model(text, text, bigint, jsonb) IS
-  'Rebuild a model: build its SELECT, diff it with the current table, then MERGE the net delta or swap the new table in (whichever is cheaper); records the delta in deltapipe.changeset.';
+  'Rebuild a model: build its SELECT, diff it with the current table, then MERGE the net delta or swap the new table in (whichever is cheaper); records the delta in the model''s change log.';

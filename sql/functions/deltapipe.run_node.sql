@@ -24,6 +24,7 @@ DECLARE
     e      record;
     tbl    text;
     nrows  bigint;
+    seq    bigint;
     maxnr  bigint;
     why    text;
     audit_fail boolean := false;
@@ -85,14 +86,14 @@ BEGIN
                        AND l.mode IN ('RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'))) THEN
             EXECUTE format('LOCK TABLE %s IN SHARE MODE', tbl);
         END IF;
+        -- its change position: a source's last changeset row, a model's last log position
         IF e.upstream_kind = 'source' THEN
-            SELECT row_count INTO nrows FROM deltapipe.dataset WHERE name = e.upstream;
+            SELECT row_count, (SELECT coalesce(max(c.seq), 0) FROM deltapipe.changeset c WHERE c.node = e.upstream)
+              INTO nrows, seq FROM deltapipe.dataset WHERE name = e.upstream;
         ELSE
-            SELECT row_count INTO nrows FROM deltapipe.model WHERE pipeline = r.pipeline AND name = e.upstream;
+            SELECT row_count, log_seq INTO nrows, seq FROM deltapipe.model WHERE pipeline = r.pipeline AND name = e.upstream;
         END IF;
-        hi := hi || jsonb_build_object(e.upstream, jsonb_build_object(
-                  'seq', (SELECT coalesce(max(c.seq), 0) FROM deltapipe.changeset c WHERE c.node = e.upstream),
-                  'rows', nrows));
+        hi := hi || jsonb_build_object(e.upstream, jsonb_build_object('seq', coalesce(seq, 0), 'rows', nrows));
     END LOOP;
     SELECT coalesce(max(id), 0) INTO maxnr FROM deltapipe.node_run;
     locks := round(extract(epoch FROM clock_timestamp() - t_lock)::numeric * 1000, 1);
