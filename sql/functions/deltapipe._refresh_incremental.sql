@@ -75,6 +75,11 @@ DECLARE
     lnew     text;
     ncs      bigint := 0;
     ctab     text;
+    st       text;
+    nonempty int := 0;
+    qn       text;
+    dup      boolean;
+    sq       text;
     csrc     text;
 BEGIN
     SELECT * INTO m FROM deltapipe.model WHERE pipeline = p_pipeline AND name = p_model;
@@ -163,6 +168,14 @@ BEGIN
                 EXECUTE format('DROP TABLE pg_temp.%I', '_dp_d_' || i);
             END IF;
             EXECUTE format('CREATE TEMP VIEW %I AS SELECT * FROM pg_temp.%I', '_dp_d_' || i, cinfo->>'tbl');
+            -- statistics for the plans that read it, taken by its first reader (a
+            -- sample of 3,000 rows is enough): a delta no model reads costs none
+            IF (SELECT c.reltuples < 0 FROM pg_class c WHERE c.oid = format('pg_temp.%I', (cinfo->>'tbl') || '_t')::regclass) THEN
+                st := current_setting('default_statistics_target');
+                PERFORM set_config('default_statistics_target', '10', true);
+                EXECUTE format('ANALYZE pg_temp.%I', (cinfo->>'tbl') || '_t');
+                PERFORM set_config('default_statistics_target', st, true);
+            END IF;
             d := jsonb_build_object('rows', cinfo->'rows', 'net', cinfo->'net');
         ELSE
             d := deltapipe._input_delta(p_pipeline, u, inputs->u->>'kind', i, (wm->>'seq')::bigint, (p_hi->u->>'seq')::bigint,
@@ -173,6 +186,7 @@ BEGIN
         END IF;
         total_in := total_in + (p_hi->u->>'rows')::numeric;
         total_d := total_d + (d->>'rows')::numeric;
+        nonempty := nonempty + CASE WHEN (d->>'rows')::numeric > 0 THEN 1 ELSE 0 END;
     END LOOP;
     IF total_d > thr * greatest(total_in, 1) THEN
         RETURN jsonb_build_object('fallback', format('change of %s rows is more than %s%% of the %s input rows',
@@ -236,28 +250,63 @@ BEGIN
                     (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c));
         IF keys IS NULL THEN
             EXECUTE 'CREATE TEMP TABLE _dp_z AS ' || q;
+            GET DIAGNOSTICS nd = ROW_COUNT;
         ELSE
+            IF nonempty = 1 THEN
+                -- one input changed: its delta holds each of its rows once, old (-1) or
+                -- new (+1), and a filter, projection or join with unchanged tables maps
+                -- it to at most one old and one new row per key of the model (else the
+                -- key would repeat in the table): no netting by all columns; a key
+                -- whose old and new rows are equal is dropped below (same hash)
+                qn := format('SELECT %s, _dp_q._dp_w::bigint AS _dp_w, hashtextextended(ROW(%s)::text, 0) AS _dp_hash
+                               FROM (%s) _dp_q WHERE _dp_q._dp_w <> 0',
+                            (SELECT string_agg(format('_dp_q.%I::%s AS %I', c, t, c), ', ') FROM unnest(cols, types) x(c, t)),
+                            (SELECT string_agg(format('_dp_q.%I::%s', c, t), ', ') FROM unnest(cols, types) x(c, t)),
+                            m.delta_sql);
+            END IF;
             -- per changed key its new row (weight +1) and its old row (weight -1, as
             -- typed columns _dp_o<k>): the delta of a keyed model holds the old row
             -- itself (the table equals the query before the change), so the table is
             -- not read here; an unchanged row was netted away in _dp_z. In key order, so
             -- that the MERGE visits the table's index and pages in order. One statement
             -- from the delta query (_dp_z is a CTE, not a table written and read again)
-            EXECUTE format('CREATE TEMP TABLE _dp_s AS
+            sq := format('CREATE TEMP TABLE _dp_s AS
                             WITH _dp_z AS MATERIALIZED (%s)
                             SELECT %s, CASE WHEN n._dp_w IS NULL THEN -1 ELSE 1 END AS _dp_w, n._dp_hash,
                                    o._dp_hash AS _dp_old, %s
                               FROM (SELECT * FROM _dp_z WHERE _dp_w > 0) n
                               FULL JOIN (SELECT * FROM _dp_z WHERE _dp_w < 0) o ON %s
                              ORDER BY %s',
-                           q,
+                           '@Q@',
                            (SELECT string_agg(CASE WHEN c = ANY (keys) THEN format('coalesce(n.%1$I, o.%1$I) AS %1$I', c)
                                                    ELSE format('n.%1$I', c) END, ', ') FROM unnest(cols) c),
                            (SELECT string_agg(format('o.%I AS %I', c, '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o)),
                            (SELECT string_agg(format('n.%1$I = o.%1$I', k), ' AND ') FROM unnest(keys) k),
                            (SELECT string_agg(format('%s', array_position(cols, k)), ', ') FROM unnest(keys) k));
+            IF nonempty = 1 THEN
+                EXECUTE replace(sq, '@Q@', qn);
+                GET DIAGNOSTICS nd = ROW_COUNT;
+                -- (a model reading that input twice, as a self-join does, is not such
+                -- a map: then a key repeats here, and the delta is netted after all;
+                -- else netting would only have cancelled the rows whose old and new
+                -- versions are equal)
+                EXECUTE format('SELECT EXISTS (SELECT FROM pg_temp._dp_s GROUP BY %s HAVING count(*) > 1)',
+                               (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k)) INTO dup;
+                IF dup THEN
+                    DROP TABLE pg_temp._dp_s;
+                    nonempty := 0;
+                ELSE
+                    DELETE FROM pg_temp._dp_s WHERE _dp_hash = _dp_old;
+                    GET DIAGNOSTICS nre = ROW_COUNT;
+                    nd := nd - nre;
+                END IF;
+            END IF;
+            IF nonempty <> 1 THEN
+                EXECUTE replace(sq, '@Q@', q);
+                GET DIAGNOSTICS nd = ROW_COUNT;
+            END IF;
         END IF;
-        GET DIAGNOSTICS nd = ROW_COUNT;  -- keyed: the changed keys the MERGE probes
+        -- nd: keyed, the changed keys the MERGE probes
         PERFORM set_config('search_path', old_path, true);
         phases := phases || jsonb_build_object('delta', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
         t0 := clock_timestamp();
@@ -512,9 +561,6 @@ BEGIN
     END IF;
     -- register the kept delta: valid for a downstream refresh whose change range
     -- holds exactly the ncs log rows this refresh wrote (run p_run_id)
-    PERFORM set_config('default_statistics_target', '10', true);  -- a sample of 3,000 rows is enough
-    EXECUTE format('ANALYZE pg_temp.%I', ctab || '_t');
-    PERFORM set_config('default_statistics_target', gucs->>'default_statistics_target', true);
     CREATE TEMP TABLE IF NOT EXISTS _dp_cache (pipeline text, node text, run_id bigint, n bigint, tbl text,
                                                "rows" numeric, net numeric);
     DELETE FROM pg_temp._dp_cache k WHERE k.pipeline = m.pipeline AND k.node = m.name;
