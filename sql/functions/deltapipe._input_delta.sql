@@ -58,9 +58,7 @@ BEGIN
         IF log IS NULL THEN
             EXECUTE format('CREATE TEMP TABLE %I AS SELECT %s, 0::bigint AS _dp_w FROM %s LIMIT 0', tname, clist, tbl);
         ELSE
-            lcols := ARRAY(SELECT a.attname::text FROM pg_attribute a
-                            WHERE a.attrelid = log::regclass AND a.attnum > 3 AND NOT a.attisdropped ORDER BY a.attnum);
-            lcols := lcols[1:cardinality(lcols) / 2];
+            lcols := deltapipe._log_cols(log);
             EXECUTE format($q$
                 CREATE TEMP TABLE %1$I AS
                 WITH z AS (SELECT %2$s, 1 AS _dp_w FROM %3$s c WHERE c._dp_seq > %4$s AND c._dp_seq <= %5$s AND %6$s AND c._dp_op <> 'D'

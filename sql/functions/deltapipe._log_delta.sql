@@ -12,9 +12,7 @@ DECLARE
     lseq  bigint := nextval(pg_get_serial_sequence('deltapipe.changeset', 'seq'));
     n     bigint;
 BEGIN
-    lcols := ARRAY(SELECT a.attname::text FROM pg_attribute a
-                    WHERE a.attrelid = log::regclass AND a.attnum > 3 AND NOT a.attisdropped ORDER BY a.attnum);
-    lcols := lcols[1:cardinality(lcols) / 2];
+    lcols := deltapipe._log_cols(log);
     EXECUTE format('INSERT INTO %s (_dp_seq, _dp_run, _dp_op, %s, %s)
                     SELECT %s, %s, d._dp_op, %s, %s
                       FROM pg_temp._dp_delta d

@@ -47,9 +47,7 @@ BEGIN
         log := deltapipe._model_log(mp.pipeline, mp.name);
     END IF;
     IF log IS NOT NULL THEN
-        lcols := ARRAY(SELECT a.attname::text FROM pg_attribute a
-                        WHERE a.attrelid = log::regclass AND a.attnum > 3 AND NOT a.attisdropped ORDER BY a.attnum);
-        lcols := lcols[1:cardinality(lcols) / 2];
+        lcols := deltapipe._log_cols(log);
         EXECUTE format('DELETE FROM %s t USING %s b WHERE b._dp_run = %s AND b._dp_op = %L AND %s',
                        p_table, log, p_run, 'I', kjoin);
         GET DIAGNOSTICS m = ROW_COUNT; n := n + m;

@@ -12,7 +12,6 @@ DECLARE
     m    record;
     log  text;
     cols text[];
-    n    int;
 BEGIN
     SELECT * INTO m FROM deltapipe.model x WHERE x.pipeline = p_pipeline AND x.name = p_model;
     IF NOT FOUND THEN
@@ -23,10 +22,7 @@ BEGIN
     IF log IS NULL THEN
         RETURN;
     END IF;
-    cols := ARRAY(SELECT a.attname::text FROM pg_attribute a
-                   WHERE a.attrelid = log::regclass AND a.attnum > 3 AND NOT a.attisdropped ORDER BY a.attnum);
-    n := cardinality(cols) / 2;
-    cols := cols[1:n];
+    cols := deltapipe._log_cols(log);
     RETURN QUERY EXECUTE format(
         'SELECT l._dp_run, l._dp_seq, l._dp_op::character(1), %s, CASE WHEN l._dp_op <> %L THEN %s END
            FROM %s l WHERE %s ORDER BY l._dp_seq',
