@@ -84,7 +84,8 @@ def test_written_by_a_writer_read_by_a_reader_pruned_by_an_admin(conn, dsn, tmp_
 
 
 def test_new_columns_make_a_new_log(cli, conn, tmp_path):
-    d = make_pipeline(tmp_path / "p", MODELS, sources=SOURCES, data={
+    models = dict(MODELS, by_customer="-- key: customer\n" + MODELS["by_customer"])  # keyed: rollback restores it
+    d = make_pipeline(tmp_path / "p", models, sources=SOURCES, data={
         "data/orders.csv": csv(ORDERS, "op,id,customer,amount,day"),
         "data/customers.csv": csv(CUSTOMERS, "op,name,region")})
     assert cli("run", d, "--no-timeline").exit_code == 0
@@ -103,6 +104,19 @@ def test_new_columns_make_a_new_log(cli, conn, tmp_path):
     assert sorted(model_changes(conn, "big", cols="c.op, c.key->>'id', c.before->>'day'")) == \
         [("D", "11", "2024-01-01"), ("U", "10", "2024-01-01")]
     assert mismatches(conn) == []
+    # a run logged in the new log rolls back; the rebuild with new columns and the runs before it do not
+    runs = [r[0] for r in conn.execute("SELECT DISTINCT run_id FROM deltapipe.node_run WHERE node = 'big' "
+                                       "AND node_kind = 'model' ORDER BY 1").fetchall()]
+    before_last = conn.execute("SELECT id, customer, dbl, day FROM big ORDER BY id").fetchall()
+    change(cli, d, orders=[("update", 12, "c1", 120, "2024-01-04")], threshold="100")
+    assert node_strategies(conn)["big"][1] == "incremental"
+    last = conn.execute("SELECT max(id) FROM deltapipe.run WHERE kind = 'pipeline'").fetchone()[0]
+    r = cli("rollback", last, "--cascade")
+    assert r.exit_code == 0, r.output
+    assert conn.execute("SELECT id, customer, dbl, day FROM big ORDER BY id").fetchall() == before_last
+    r = cli("rollback", runs[1], "--cascade")
+    assert r.exit_code == 1 and "big got new columns in run %d" % runs[2] in r.output, r.output
+    assert conn.execute("SELECT id, customer, dbl, day FROM big ORDER BY id").fetchall() == before_last
 
 
 def test_changes_of_a_wide_model(cli, conn, tmp_path):

@@ -67,6 +67,22 @@ BEGIN
         IF keys IS NULL OR cardinality(keys) = 0 THEN
             RAISE EXCEPTION USING ERRCODE = 'DP034', MESSAGE = format('%s has no key: its changes cannot be undone row by row', nd.node);
         END IF;
+        -- a model's changes must all still be in its change log (a model whose
+        -- columns changed got a new log; a rebuild with new columns logs nothing)
+        IF nd.node_kind = 'model' AND nd.strategy = 'rebuild' THEN
+            RAISE EXCEPTION USING ERRCODE = 'DP034',
+                MESSAGE = format('model %s got new columns in run %s: its old rows cannot be restored row by row', nd.node, p_run),
+                HINT = 'deploy the old SQL and run the pipeline with --full-refresh';
+        END IF;
+        IF nd.node_kind = 'model' AND nd.strategy <> 'create'
+           AND (SELECT count(*) FROM deltapipe.changes(r.pipeline, nd.node, p_run))
+               + (SELECT count(*) FROM deltapipe.changeset c WHERE c.run_id = p_run AND c.node = nd.node)
+               <> nd.inserted + nd.updated + nd.deleted THEN
+            RAISE EXCEPTION USING ERRCODE = 'DP034',
+                MESSAGE = format('the change log of model %s no longer holds the changes of run %s: cannot restore it', nd.node, p_run),
+                DETAIL = 'the model''s columns changed after the run, which starts a new change log',
+                HINT = 'deploy the old SQL and run the pipeline with --full-refresh';
+        END IF;
         n := deltapipe._restore_node(p_run, nd.node, nd.node_kind, nd.strategy, tbl, keys);
         IF nd.node_kind = 'load' THEN
             IF nd.strategy = 'create' THEN
