@@ -4,7 +4,7 @@ filter/projection -> join with the dimension -> GROUP BY aggregate -> a second a
 Prints, all measured in this one run on the same DAG and data:
   incremental / full at 1% change     model refresh time from the changes vs in full (target <= 0.10)
   incremental / full at 0.1% change   (target <= 0.03)
-  rows written per node against the size of the source delta
+  rows written per node against the size of the source delta, WAL written by the incremental run
 
 Each measurement loads a fresh batch of changed fact rows (upsert file, also changing join and group
 keys) through the load path, then times CALL deltapipe.run_pipeline (incremental) or the same call
@@ -104,32 +104,40 @@ def main() -> None:
             res = load_file(dsn, "fact", p, LoadOptions(mode="upsert"), progress=False, trigger="cli")
             return res["inserted"] + res["updated"] + res["deleted"]
 
-        def refresh(full: bool) -> tuple[float, int]:
+        def wal() -> tuple[int, float]:
+            conn.execute("SELECT pg_stat_force_next_flush()")  # (a backend reports its WAL at most once a second)
+            fpi, mb = conn.execute("SELECT wal_fpi, wal_bytes / 1e6 FROM pg_stat_wal").fetchone()
+            return int(fpi), float(mb)
+
+        def refresh(full: bool) -> tuple[float, int, tuple[int, float]]:
             if a.explain is not None:
                 conn.execute("LOAD 'auto_explain'")
                 for k, v in (("log_min_duration", "-1" if full else str(a.explain)), ("log_nested_statements", "on"),
                              ("log_analyze", "on"), ("log_buffers", "on")):
                     conn.execute("SELECT set_config(%s, %s, false)", ("auto_explain." + k, v))
+            w0 = wal()
             t = time.perf_counter()
             run_id = conn.execute("CALL deltapipe.run_pipeline('incr', 'sql', %s, NULL)",
                                   ('{"full_refresh": %s}' % ("true" if full else "false"),)).fetchone()[0]
             dt = time.perf_counter() - t
+            w1 = wal()  # (the whole cluster's WAL: nothing else should write meanwhile)
             st = conn.execute("SELECT status FROM deltapipe.run WHERE id = %s", (run_id,)).fetchone()[0]
             assert st == "done", st
-            return dt, run_id
+            return dt, run_id, (w1[0] - w0[0], w1[1] - w0[1])
 
         results = {}
         for share in (0.01, 0.001):
             d_inc = change(share)
-            t_inc, rid_inc = refresh(False)
+            t_inc, rid_inc, w_inc = refresh(False)
             d_full = change(share)
-            t_full, _ = refresh(True)
-            results[share] = (t_inc, t_full, d_inc, d_full, rid_inc)
+            t_full, _, _ = refresh(True)
+            results[share] = (t_inc, t_full, d_inc, d_full, rid_inc, w_inc)
         bad = conn.execute("SELECT count(*) FROM deltapipe.verify('incr')").fetchone()[0]
-        for share, (t_inc, t_full, d_inc, d_full, rid) in results.items():
+        for share, (t_inc, t_full, d_inc, d_full, rid, w_inc) in results.items():
             target = 0.10 if share == 0.01 else 0.03
             print("%.1f%% change (%d source rows): incremental %.3fs, full %.3fs, incremental / full = %.3f (target <= %.2f)"
                   % (share * 100, d_inc, t_inc, t_full, t_inc / t_full, target))
+            print("    incremental run: %.1f MB of WAL, %d full-page images" % (w_inc[1], w_inc[0]))
             for node, strat, ins, upd, dele, why, ms in conn.execute(
                     "SELECT node, strategy, inserted, updated, deleted, full_because, "
                     "round(extract(epoch FROM finished_at - started_at) * 1000) FROM deltapipe.node_run "
