@@ -118,8 +118,19 @@ BEGIN
             RETURN jsonb_build_object('fallback', format('%s was rebuilt (no change log)', u));
         END IF;
         src := kind = 'source';
+        cinfo := NULL;
+        -- the range is exactly the position an upstream refresh of this session
+        -- logged its change at (from the position before it): that refresh's run
+        -- and counts, without reading the log
+        IF cached AND NOT src THEN
+            SELECT to_jsonb(k) INTO cinfo FROM pg_temp._dp_cache k
+             WHERE k.pipeline = p_pipeline AND k.node = u AND k.lo = (wm->>'seq')::bigint AND k.hi = (p_hi->u->>'seq')::bigint
+               AND to_regclass(format('pg_temp.%I', k.tbl)) IS NOT NULL;
+        END IF;
         -- a source's changes are in deltapipe.changeset, a model's in its change log
-        IF src THEN
+        IF cinfo IS NOT NULL THEN
+            csrc := NULL;
+        ELSIF src THEN
             csrc := '(SELECT c.run_id, c.op FROM deltapipe.changeset c WHERE c.node = $1 AND c.seq > $2 AND c.seq <= $3)';
         ELSE
             log := deltapipe._model_log(p_pipeline, u);
@@ -129,21 +140,27 @@ BEGIN
             csrc := CASE WHEN log IS NULL THEN '(SELECT NULL::bigint AS run_id, NULL::text AS op WHERE false)'
                          ELSE format('(SELECT c._dp_run AS run_id, c._dp_op::text AS op FROM %s c WHERE c._dp_seq > $2 AND c._dp_seq <= $3)', log) END;
         END IF;
-        EXECUTE format($q$
-            SELECT coalesce(array_agg(x.run_id ORDER BY x.run_id) FILTER (WHERE x.ok), '{}'),
-                   coalesce(sum(x.raw) FILTER (WHERE x.ok), 0),
-                   coalesce(array_agg(x.run_id ORDER BY x.run_id), '{}'), coalesce(array_agg(x.n ORDER BY x.run_id), '{}')
-              FROM (SELECT c.run_id, count(*) AS n, sum(CASE WHEN c.op = 'U' THEN 2 ELSE 1 END) AS raw,
-                           EXISTS (SELECT 1 FROM deltapipe.run r WHERE r.id = c.run_id
-                                      AND CASE WHEN $4 THEN r.kind = 'load'
-                                               ELSE r.kind = 'pipeline' AND r.pipeline = $5 END) AS ok
-                      FROM %s c
-                     GROUP BY c.run_id) x$q$, csrc)
-          INTO rids, nraw, allr, alln
-          USING u, (wm->>'seq')::bigint, (p_hi->u->>'seq')::bigint, src, p_pipeline;
+        IF csrc IS NULL THEN
+            rids := ARRAY[(cinfo->>'run_id')::bigint];
+            allr := rids;
+            alln := ARRAY[(cinfo->>'n')::bigint];
+            nraw := (cinfo->>'rows')::numeric;
+        ELSE
+            EXECUTE format($q$
+                SELECT coalesce(array_agg(x.run_id ORDER BY x.run_id) FILTER (WHERE x.ok), '{}'),
+                       coalesce(sum(x.raw) FILTER (WHERE x.ok), 0),
+                       coalesce(array_agg(x.run_id ORDER BY x.run_id), '{}'), coalesce(array_agg(x.n ORDER BY x.run_id), '{}')
+                  FROM (SELECT c.run_id, count(*) AS n, sum(CASE WHEN c.op = 'U' THEN 2 ELSE 1 END) AS raw,
+                               EXISTS (SELECT 1 FROM deltapipe.run r WHERE r.id = c.run_id
+                                          AND CASE WHEN $4 THEN r.kind = 'load'
+                                                   ELSE r.kind = 'pipeline' AND r.pipeline = $5 END) AS ok
+                          FROM %s c
+                         GROUP BY c.run_id) x$q$, csrc)
+              INTO rids, nraw, allr, alln
+              USING u, (wm->>'seq')::bigint, (p_hi->u->>'seq')::bigint, src, p_pipeline;
+        END IF;
         raw := raw + nraw;
-        cinfo := NULL;
-        IF cached AND NOT src AND cardinality(allr) = 1 THEN
+        IF cinfo IS NULL AND cached AND NOT src AND cardinality(allr) = 1 THEN
             SELECT to_jsonb(k) INTO cinfo FROM pg_temp._dp_cache k
              WHERE k.pipeline = p_pipeline AND k.node = u AND k.run_id = allr[1] AND k.n = alln[1]
                AND to_regclass(format('pg_temp.%I', k.tbl)) IS NOT NULL;
@@ -369,7 +386,7 @@ BEGIN
                            cl, (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c));
             SELECT count(*) FILTER (WHERE _dp_old IS NULL), count(*) FILTER (WHERE _dp_old IS NOT NULL AND _dp_w > 0),
                    count(*) FILTER (WHERE _dp_w < 0),
-                   coalesce(sum(CASE WHEN _dp_w > 0 THEN _dp_hash::numeric ELSE 0 END - coalesce(_dp_old::numeric, 0)), 0)
+                   coalesce(sum(_dp_hash) FILTER (WHERE _dp_w > 0), 0) - coalesce(sum(_dp_old), 0)
               INTO ins, upd, del, dsum FROM pg_temp._dp_s;
             dcnt := ins - del;
             EXECUTE format('ALTER TABLE pg_temp._dp_s RENAME TO %I', ctab || '_t');
@@ -546,7 +563,7 @@ BEGIN
         PERFORM set_config('enable_nestloop', gucs->>'enable_nestloop', true);
         SELECT count(*) FILTER (WHERE _dp_old IS NULL), count(*) FILTER (WHERE _dp_old IS NOT NULL AND _dp_hash IS NOT NULL),
                count(*) FILTER (WHERE _dp_hash IS NULL),
-               coalesce(sum(coalesce(_dp_hash::numeric, 0) - coalesce(_dp_old::numeric, 0)), 0)
+               coalesce(sum(_dp_hash), 0) - coalesce(sum(_dp_old), 0)
           INTO ins, upd, del, dsum FROM pg_temp._dp_z;
         dcnt := ins - del;
         EXECUTE format('ALTER TABLE pg_temp._dp_z RENAME TO %I', ctab || '_t');
@@ -561,11 +578,17 @@ BEGIN
     END IF;
     -- register the kept delta: valid for a downstream refresh whose change range
     -- holds exactly the ncs log rows this refresh wrote (run p_run_id)
+    IF to_regclass('pg_temp._dp_cache') IS NOT NULL AND NOT EXISTS (
+           SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('pg_temp._dp_cache') AND attname = 'hi') THEN
+        DROP TABLE pg_temp._dp_cache;  -- (of an older version, in a long-lived session)
+    END IF;
     CREATE TEMP TABLE IF NOT EXISTS _dp_cache (pipeline text, node text, run_id bigint, n bigint, tbl text,
-                                               "rows" numeric, net numeric);
+                                               "rows" numeric, net numeric, lo bigint, hi bigint);
     DELETE FROM pg_temp._dp_cache k WHERE k.pipeline = m.pipeline AND k.node = m.name;
-    -- its size: every changed key or group counts its old and its new row
-    INSERT INTO pg_temp._dp_cache VALUES (m.pipeline, m.name, p_run_id, ncs, ctab, ins + 2 * upd + del, ins - del);
+    -- its size: every changed key or group counts its old and its new row; its log
+    -- position lseq, and the one before it
+    INSERT INTO pg_temp._dp_cache VALUES (m.pipeline, m.name, p_run_id, ncs, ctab, ins + 2 * upd + del, ins - del,
+                                          m.log_seq, lseq);
     DROP TABLE IF EXISTS pg_temp._dp_z, pg_temp._dp_s, pg_temp._dp_new, pg_temp._dp_in, pg_temp._dp_gd;
     phases := phases || jsonb_build_object('apply', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
     PERFORM set_config('work_mem', gucs->>'work_mem', true);
