@@ -411,7 +411,9 @@ BEGIN
         q := '';
         FOR a IN SELECT x FROM jsonb_array_elements(spec->'aggs') x LOOP
             IF a->>'fn' IN ('sum', 'avg') THEN
-                q := q || format(', sum(_dp_w * _dp_a%1$s) AS ds%1$s, (sum(_dp_w) FILTER (WHERE _dp_a%1$s IS NOT NULL))::bigint AS dn%1$s', a->>'a');
+                -- (a weight of 1 or -1 adds or subtracts the value: a numeric product per row
+                -- costs more than twice as much)
+                q := q || format(', sum(CASE WHEN _dp_w = 1 THEN _dp_a%1$s WHEN _dp_w = -1 THEN -_dp_a%1$s ELSE _dp_w * _dp_a%1$s END) AS ds%1$s, (sum(_dp_w) FILTER (WHERE _dp_a%1$s IS NOT NULL))::bigint AS dn%1$s', a->>'a');
             ELSIF a->>'fn' = 'count' THEN
                 q := q || format(', (sum(_dp_w) FILTER (WHERE _dp_a%1$s IS NOT NULL))::bigint AS dn%1$s', a->>'a');
             ELSIF a->>'fn' IN ('min', 'max') THEN
