@@ -186,10 +186,10 @@ BEGIN
             END IF;
             EXECUTE format('CREATE TEMP VIEW %I AS SELECT * FROM pg_temp.%I', '_dp_d_' || i, cinfo->>'tbl');
             -- statistics for the plans that read it, taken by its first reader (a
-            -- sample of 3,000 rows is enough): a delta no model reads costs none
+            -- sample of 300 rows, as _input_delta takes): a delta no model reads costs none
             IF (SELECT c.reltuples < 0 FROM pg_class c WHERE c.oid = format('pg_temp.%I', (cinfo->>'tbl') || '_t')::regclass) THEN
                 st := current_setting('default_statistics_target');
-                PERFORM set_config('default_statistics_target', '10', true);
+                PERFORM set_config('default_statistics_target', '1', true);
                 EXECUTE format('ANALYZE pg_temp.%I', (cinfo->>'tbl') || '_t');
                 PERFORM set_config('default_statistics_target', st, true);
             END IF;
