@@ -28,8 +28,8 @@ BEGIN
     GRANT USAGE ON SCHEMA deltapipe TO deltapipe_reader;
     GRANT SELECT ON ALL TABLES IN SCHEMA deltapipe TO deltapipe_reader;
     GRANT USAGE, CREATE ON SCHEMA deltapipe_stage TO deltapipe_writer;
-    -- the models' change logs: created by the role that refreshes a model first
-    -- (deltapipe._model_log grants the roles their rights on it)
+    -- the models' change logs: created with a model's table, by the role that
+    -- builds it (deltapipe._model_log grants the roles their rights on it)
     IF to_regnamespace('deltapipe_log') IS NOT NULL THEN
         GRANT USAGE ON SCHEMA deltapipe_log TO deltapipe_reader;
         GRANT CREATE ON SCHEMA deltapipe_log TO deltapipe_writer;

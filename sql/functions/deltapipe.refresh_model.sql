@@ -261,6 +261,11 @@ BEGIN
         EXECUTE format('COMMENT ON TABLE %s IS %L', target, format('deltapipe model %s.%s', m.pipeline, m.name));
     END IF;
     DROP TABLE IF EXISTS pg_temp._dp_delta;
+    -- a new table (or one with new columns) gets its change log now, not in its
+    -- first incremental refresh
+    IF strategy IN ('create', 'rebuild') THEN
+        PERFORM deltapipe._model_log(m.pipeline, m.name, true);
+    END IF;
     phases := phases || jsonb_build_object('apply', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
     UPDATE deltapipe.model SET checksum = csum, row_count = n_new, last_refreshed_at = now()
      WHERE pipeline = m.pipeline AND name = m.name;
