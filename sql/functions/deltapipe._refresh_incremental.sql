@@ -72,7 +72,6 @@ DECLARE
     lseq     bigint;
     lins     text;
     lold     text;
-    lnew     text;
     ncs      bigint := 0;
     ctab     text;
     st       text;
@@ -237,16 +236,15 @@ BEGIN
     vis := ARRAY(SELECT c FROM unnest(cols) c WHERE c NOT LIKE '\_dp\_%');
     keys := CASE WHEN cardinality(m.key_cols) > 0 THEN m.key_cols END;
     -- the change log: the columns it keeps (keyless: the visible ones), one
-    -- position for all the rows of this refresh; lins starts its INSERT, lnew and
-    -- lold are the new and the old row of alias @A@ for it (its columns and their
-    -- copies _dp_o<k> of the old row, k = position in cols)
+    -- position for all the rows of this refresh; lins starts its INSERT, lold is
+    -- the old row of alias @A@ for it (the copies _dp_o<k> of the old row's
+    -- columns, k = position in cols)
     lcols := CASE WHEN keys IS NULL THEN vis ELSE cols END;
     log := deltapipe._model_log(m.pipeline, m.name, true);
     lseq := nextval(pg_get_serial_sequence('deltapipe.changeset', 'seq'));
     lins := format('INSERT INTO %s (_dp_seq, _dp_run, _dp_op, %s, %s) ', log,
                    (SELECT string_agg(format('%I', c), ', ') FROM unnest(lcols) c),
                    (SELECT string_agg(format('%I', '_dp_o' || o), ', ') FROM generate_subscripts(lcols, 1) o));
-    lnew := (SELECT string_agg(format('@A@.%I', c), ', ') FROM unnest(lcols) c);
     lold := (SELECT string_agg(format('@A@.%I', '_dp_o' || array_position(cols, c)), ', ') FROM unnest(lcols) c);
     DROP TABLE IF EXISTS pg_temp._dp_z, pg_temp._dp_s, pg_temp._dp_new, pg_temp._dp_in, pg_temp._dp_gd;
     PERFORM set_config('search_path', format('%I, public', m.target_schema), true);
