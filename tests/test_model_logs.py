@@ -135,3 +135,25 @@ def test_changes_of_a_wide_model(cli, conn, tmp_path):
     assert (op, key) == ("U", {"id": 3})
     assert len(before) == 61 and before["c59"] == 3 + 59
     assert mismatches(conn) == []
+
+
+def test_changes_command_for_models_and_datasets(cli, conn, tmp_path):
+    d = make_pipeline(tmp_path / "p", MODELS, sources=SOURCES, data={
+        "data/orders.csv": csv(ORDERS, "op,id,customer,amount,day"),
+        "data/customers.csv": csv(CUSTOMERS, "op,name,region")})
+    assert cli("run", d, "--no-timeline").exit_code == 0
+    change(cli, d, orders=[("update", 5, "c1", 50, "2024-01-02"), ("delete", 6, None, None, None)], threshold="100")
+    rid = conn.execute("SELECT max(id) FROM deltapipe.run WHERE kind = 'pipeline'").fetchone()[0]
+    r = cli("changes", "big", "--run", rid)
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert lines[0] == "model p.big: 2 changes in run %d" % rid
+    assert sorted(lines[1:]) == sorted([
+        '  run %-6s U  {"id": 5}  before {"id": 5, "dbl": 10, "customer": "c1"}' % rid,
+        '  run %-6s D  {"id": 6}  before {"id": 6, "dbl": 12, "customer": "c2"}' % rid])
+    # a source dataset: its loads' changes from deltapipe.changeset; --limit keeps the newest
+    r = cli("changes", "orders", "--limit", "1")
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[0] == "dataset orders: 2 changes, the newest 1:" and len(r.output.splitlines()) == 2
+    r = cli("changes", "nope")
+    assert r.exit_code == 1 and r.output.startswith("error: no dataset or model named nope") and "Traceback" not in r.output

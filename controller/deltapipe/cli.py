@@ -358,6 +358,27 @@ def runs_show(run_id, rejects, dsn):
 
 
 @main.command()
+@click.argument("name")
+@click.option("--run", "run_id", type=int, help="Only the changes of this run.")
+@click.option("--pipeline", "-p", help="The model's pipeline (when several have a model of that name).")
+@click.option("--limit", type=int, default=20, show_default=True, help="How many changes to print, newest first.")
+@dsn_option
+def changes(name, run_id, pipeline, limit, dsn):
+    """What loads changed in dataset NAME, or refreshes in model NAME: op (I inserted, U updated, D deleted),
+    key and the row before. A dataset's changes are in deltapipe.changeset, a model's in its change log
+    (SELECT * FROM deltapipe.changes(pipeline, model, run))."""
+    r = runs_mod.changes(dsn, name, run_id, pipeline, limit)
+    what = "model %s.%s" % (r["pipeline"], name) if r["kind"] == "model" else "dataset %s" % name
+    click.echo("%s: %d change%s%s%s" % (what, r["total"], "" if r["total"] == 1 else "s",
+                                       " in run %d" % run_id if run_id else "",
+                                       ", the newest %d:" % limit if r["total"] > limit else ""))
+    for c in r["rows"]:
+        click.echo("  run %-6s %s  %s%s" % (c["run_id"], c["op"], json.dumps(c["key"], default=str, ensure_ascii=False),
+                                           "  before %s" % json.dumps(c["before"], default=str, ensure_ascii=False)
+                                           if c["before"] is not None else ""))
+
+
+@main.command()
 @click.argument("run_id", type=int)
 @click.option("--cascade", is_flag=True, help="Also roll back later runs that changed the same tables (newest first).")
 @dsn_option

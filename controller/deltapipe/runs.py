@@ -55,3 +55,31 @@ def rollback(dsn: str | None, run_id: int, cascade: bool = False) -> dict:
             return conn.execute("CALL deltapipe.rollback(%s, %s)", (run_id, cascade)).fetchone()[0]
         except psycopg.Error as e:
             raise from_db(e) from e
+
+
+def changes(dsn: str | None, name: str, run_id: int | None = None, pipeline: str | None = None,
+            limit: int = 20) -> dict:
+    """The recorded changes of a dataset (deltapipe.changeset) or a model (its change log, through
+    deltapipe.changes): {"kind", "pipeline", "total", "rows": newest first, at most ``limit``}."""
+    with connect(dsn) as conn:
+        require_installed(conn)
+        pipes = [r[0] for r in conn.execute(
+            "SELECT pipeline FROM deltapipe.model WHERE name = %s AND (%s::text IS NULL OR pipeline = %s) ORDER BY 1",
+            (name, pipeline, pipeline)).fetchall()]
+        if len(pipes) > 1:
+            raise DeltapipeError("model %s is in pipelines %s" % (name, ", ".join(pipes)),
+                                 hint="say which with --pipeline")
+        if pipes:
+            kind, src, args = "model", "deltapipe.changes(%s, %s, %s)", (pipes[0], name, run_id)
+        elif pipeline is None and conn.execute("SELECT 1 FROM deltapipe.dataset WHERE name = %s", (name,)).fetchone():
+            kind = "dataset"
+            src = ("(SELECT run_id, seq, op, key, before FROM deltapipe.changeset "
+                   "WHERE node = %s AND (%s::bigint IS NULL OR run_id = %s))")
+            args = (name, run_id, run_id)
+        else:
+            raise DeltapipeError("no dataset or model named %s%s" % (name, " in pipeline %s" % pipeline if pipeline else ""),
+                                 hint="`deltapipe dataset list` lists datasets, `deltapipe plan DIR` a pipeline's models")
+        total = conn.execute("SELECT count(*) FROM %s c" % src, args).fetchone()[0]
+        rows = _rows(conn.execute("SELECT c.run_id, c.op, c.key, c.before FROM %s c ORDER BY c.seq DESC LIMIT %%s" % src,
+                                  args + (limit,)))
+        return {"kind": kind, "pipeline": pipes[0] if pipes else None, "total": total, "rows": rows}
