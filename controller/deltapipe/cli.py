@@ -395,7 +395,7 @@ def rollback(run_id, cascade, dsn):
 
 @main.command()
 @click.option("--retention", default="30 days", show_default=True,
-              help="Prune finished runs (with their rejects and changesets) older than this PostgreSQL interval.")
+              help="Prune finished runs (with their rejects, changesets and change-log rows) older than this PostgreSQL interval.")
 @dsn_option
 def maintain(retention, dsn):
     """Housekeeping: mark dead runs, drop orphaned staging tables, prune old runs, ANALYZE loaded tables.

@@ -6,7 +6,7 @@ AS $fn$
 -- 2. staging tables of dead sessions (and their work tables) are dropped, except
 --    those of chunked loads that can still be resumed;
 -- 3. finished runs older than p_retention are pruned with their node runs,
---    rejects and changesets - except the last successful run of every node,
+--    rejects, changesets and change-log rows - except the last successful run of every node,
 --    which skip-unchanged compares against;
 -- 4. the target tables of datasets loaded since the last maintenance are ANALYZEd.
 -- Schedule it with pg_cron:  SELECT cron.schedule('deltapipe-maintain', '17 3 * * *', 'CALL deltapipe.maintain()');
