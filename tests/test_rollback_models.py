@@ -3,7 +3,7 @@ they were, and later incremental runs still equal a full recompute."""
 
 from __future__ import annotations
 
-from test_incremental import change, mismatches, setup
+from test_incremental import change, csv, mismatches, node_strategies, setup
 
 MODELS = {
     "big": "-- key: id\nSELECT id, customer, amount * 2 AS dbl FROM orders WHERE amount > 3",
@@ -40,4 +40,32 @@ def test_rollback_of_an_incremental_run_then_more_runs(cli, conn, tmp_path):
     assert mismatches(conn) == []
     r = cli("run", d, "--no-timeline", "--full-refresh")
     assert r.exit_code == 0, r.output
+    assert mismatches(conn) == []
+
+
+def test_rollback_of_a_run_whose_downstream_failed(cli, conn, tmp_path):
+    """big changes in a run whose downstream model fails its audit; rolling that run back restores big,
+    and down, which never saw the change, must not pick it up from big's change log later."""
+    models = {"big": MODELS["big"],
+              "down": ("-- key: id\n-- audit: accepted_values(customer, 'c0', 'c1', 'c2', 'c3', 'c4')\n"
+                       "SELECT id, customer, dbl FROM big")}
+    orders = [("insert", i, "c%d" % (i % 5), i, "2024-01-01") for i in range(1, 30)]
+    customers = [("insert", "c%d" % k, "r%d" % (k % 2)) for k in range(5)]
+    d = setup(tmp_path, cli, orders, customers, models)
+    (d / "data/orders.csv").write_text(csv([("update", 7, "zz", 70, "2024-01-02"), ("update", 9, "c1", 90, "2024-01-02")],
+                                           "op,id,customer,amount,day"))
+    (d / "data/customers.csv").write_text("op,name,region\n")
+    r = cli("run", d, "--no-timeline", "--incremental-threshold", "1")
+    assert r.exit_code != 0 and "blocking audit failed" in r.output, (r.exit_code, r.output)
+    st = node_strategies(conn)
+    assert st["big"][1] == "incremental" and st["down"][0] == "failed", st
+    run = conn.execute("SELECT max(id) FROM deltapipe.run WHERE kind = 'pipeline'").fetchone()[0]
+    r = cli("rollback", str(run), "--cascade")
+    assert r.exit_code == 0, r.output
+    assert conn.execute("SELECT customer, dbl FROM big WHERE id = 7").fetchone() == ("c2", 14)
+    # a later run with a change of its own: down gets that change, not the rolled-back one
+    change(cli, d, orders=[("update", 11, "c3", 110, "2024-01-03")])
+    st = node_strategies(conn)
+    assert st["down"][0] == "done", st
+    assert conn.execute("SELECT customer, dbl FROM down WHERE id = 7").fetchone() == ("c2", 14)
     assert mismatches(conn) == []

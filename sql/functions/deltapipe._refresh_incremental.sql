@@ -124,7 +124,8 @@ BEGIN
         IF cached AND NOT src THEN
             SELECT to_jsonb(k) INTO cinfo FROM pg_temp._dp_cache k
              WHERE k.pipeline = p_pipeline AND k.node = u AND k.lo = (wm->>'seq')::bigint AND k.hi = (p_hi->u->>'seq')::bigint
-               AND to_regclass(format('pg_temp.%I', k.tbl)) IS NOT NULL;
+               AND to_regclass(format('pg_temp.%I', k.tbl)) IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM deltapipe.run r WHERE r.id = k.run_id AND r.status = 'rolled_back');
         END IF;
         -- a source's changes are in deltapipe.changeset, a model's in its change log
         IF cinfo IS NOT NULL THEN
@@ -150,7 +151,7 @@ BEGIN
                        coalesce(sum(x.raw) FILTER (WHERE x.ok), 0),
                        coalesce(array_agg(x.run_id ORDER BY x.run_id), '{}'), coalesce(array_agg(x.n ORDER BY x.run_id), '{}')
                   FROM (SELECT c.run_id, count(*) AS n, sum(CASE WHEN c.op = 'U' THEN 2 ELSE 1 END) AS raw,
-                               EXISTS (SELECT 1 FROM deltapipe.run r WHERE r.id = c.run_id
+                               EXISTS (SELECT 1 FROM deltapipe.run r WHERE r.id = c.run_id AND r.status <> 'rolled_back'
                                           AND CASE WHEN $4 THEN r.kind = 'load'
                                                    ELSE r.kind = 'pipeline' AND r.pipeline = $5 END) AS ok
                           FROM %s c
@@ -162,7 +163,7 @@ BEGIN
         IF cinfo IS NULL AND cached AND NOT src AND cardinality(allr) = 1 THEN
             SELECT to_jsonb(k) INTO cinfo FROM pg_temp._dp_cache k
              WHERE k.pipeline = p_pipeline AND k.node = u AND k.run_id = allr[1] AND k.n = alln[1]
-               AND to_regclass(format('pg_temp.%I', k.tbl)) IS NOT NULL;
+               AND k.run_id = ANY (rids) AND to_regclass(format('pg_temp.%I', k.tbl)) IS NOT NULL;
         END IF;
         inputs := inputs || jsonb_build_object(u, jsonb_build_object('kind', kind, 'runs', to_jsonb(rids), 'cache', cinfo));
         total_in := total_in + (p_hi->u->>'rows')::numeric;

@@ -3,7 +3,9 @@ CREATE OR REPLACE PROCEDURE deltapipe.rollback(p_run bigint, p_cascade boolean D
 LANGUAGE plpgsql
 AS $fn$
 -- Restore every table run p_run changed to its state before the run, from the
--- recorded before-images, with the dataset checksums. If a later run changed
+-- recorded before-images, with the checksums and row counts of datasets and
+-- models. The changes the run recorded stay, under a run marked rolled_back:
+-- incremental refreshes skip them. If a later run changed
 -- one of those tables, refuse and name it, or (p_cascade) roll that run back
 -- first. All in one transaction.
 --   CALL deltapipe.rollback(42);
@@ -92,6 +94,12 @@ BEGIN
                                    (SELECT coalesce(sum(_dp_hash::numeric), 0), count(*) FROM %s), last_file_sha256 = NULL
                                 WHERE name = %L', tbl, nd.node);
             END IF;
+        ELSIF nd.strategy <> 'create' THEN
+            -- a model's checksum and row count, as its refreshes keep them (downstream
+            -- models compare their inputs' counts with the changes they read)
+            EXECUTE format('UPDATE deltapipe.model SET (checksum, row_count) =
+                               (SELECT coalesce(sum(_dp_hash::numeric), 0), count(*) FROM %s)
+                            WHERE pipeline = %L AND name = %L', tbl, r.pipeline, nd.node);
         END IF;
         restored := restored || jsonb_build_object('node', nd.node, 'table', tbl, 'rows', n, 'strategy', nd.strategy);
         tbl := NULL;
