@@ -687,6 +687,7 @@ def plan(conn: psycopg.Connection, p: Pipeline, full_refresh: bool = False) -> l
         last = conn.execute("""SELECT n.fingerprint, n.inputs, n.run_id FROM deltapipe.node_run n
                                  JOIN deltapipe.run r ON r.id = n.run_id
                                 WHERE r.pipeline = %s AND n.node = %s AND n.node_kind = 'model' AND n.status = 'done'
+                                  AND r.status <> 'rolled_back'
                                 ORDER BY n.id DESC LIMIT 1""", (p.name, name)).fetchone()
         changed_ups = sorted(u for u in m.upstreams if u in will_change)
         if full_refresh:

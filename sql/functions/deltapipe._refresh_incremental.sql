@@ -94,6 +94,7 @@ BEGIN
     END IF;
     SELECT n.fingerprint INTO last_fp FROM deltapipe.node_run n JOIN deltapipe.run x ON x.id = n.run_id
      WHERE x.pipeline = p_pipeline AND n.node = p_model AND n.node_kind = 'model' AND n.status = 'done'
+       AND x.status <> 'rolled_back'
      ORDER BY n.id DESC LIMIT 1;
     IF last_fp IS DISTINCT FROM m.fingerprint THEN
         RETURN jsonb_build_object('fallback', 'SQL changed');

@@ -4,7 +4,7 @@ LANGUAGE plpgsql
 AS $fn$
 -- Execute one claimed model node of a pipeline run, in the caller's transaction:
 -- skip it when its SQL fingerprint and input checksums equal those of its last
--- successful run (and its table exists), else refresh it: from the changes of
+-- successful run not rolled back (and its table exists), else refresh it: from the changes of
 -- its inputs (deltapipe._refresh_incremental) when it can, else in full
 -- (deltapipe.refresh_model, which still emits only the net change). Then the
 -- model's watermark moves to the inputs' current change positions. The model's
@@ -51,6 +51,7 @@ BEGIN
         SELECT n.run_id, n.fingerprint, n.inputs INTO last
           FROM deltapipe.node_run n JOIN deltapipe.run x ON x.id = n.run_id
          WHERE x.pipeline = r.pipeline AND n.node = nr.node AND n.node_kind = 'model' AND n.status = 'done'
+           AND x.status <> 'rolled_back'  -- (its table is back as it was before that run)
          ORDER BY n.id DESC LIMIT 1;
         IF FOUND AND last.fingerprint = m.fingerprint AND last.inputs = v_inputs THEN
             UPDATE deltapipe.node_run
