@@ -6,8 +6,8 @@ AS $fn$
 -- 2. staging tables of dead sessions (and their work tables) are dropped, except
 --    those of chunked loads that can still be resumed;
 -- 3. finished runs older than p_retention are pruned with their node runs,
---    rejects, changesets and change-log rows - except the last successful run of every node,
---    which skip-unchanged compares against;
+--    rejects, changesets and change-log rows - except the last successful run of every node
+--    not rolled back, which skip-unchanged compares against;
 -- 4. the target tables of datasets loaded since the last maintenance are ANALYZEd.
 -- Schedule it with pg_cron:  SELECT cron.schedule('deltapipe-maintain', '17 3 * * *', 'CALL deltapipe.maintain()');
 DECLARE
@@ -32,7 +32,8 @@ BEGIN
      WHERE r.status <> 'running' AND r.finished_at < now() - p_retention
        AND NOT EXISTS (SELECT 1 FROM deltapipe.node_run n
                         WHERE n.run_id = r.id AND n.status = 'done'
-                          AND n.id = (SELECT max(n2.id) FROM deltapipe.node_run n2 WHERE n2.node = n.node AND n2.status = 'done'));
+                          AND n.id = (SELECT max(n2.id) FROM deltapipe.node_run n2 JOIN deltapipe.run r2 ON r2.id = n2.run_id
+                                       WHERE n2.node = n.node AND n2.status = 'done' AND r2.status <> 'rolled_back'));
     GET DIAGNOSTICS pruned = ROW_COUNT;
 
     FOR t IN SELECT target_schema, target_table FROM deltapipe.dataset
