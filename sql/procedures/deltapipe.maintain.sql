@@ -7,13 +7,15 @@ AS $fn$
 --    those of chunked loads that can still be resumed;
 -- 3. finished runs older than p_retention are pruned with their node runs,
 --    rejects, changesets and change-log rows - except the last successful run of every node
---    not rolled back, which skip-unchanged compares against;
+--    not rolled back, which skip-unchanged compares against; a model that had not
+--    read the changes of a pruned run yet gets its next refresh in full;
 -- 4. the target tables of datasets loaded since the last maintenance are ANALYZEd.
 -- Schedule it with pg_cron:  SELECT cron.schedule('deltapipe-maintain', '17 3 * * *', 'CALL deltapipe.maintain()');
 DECLARE
     dead_runs int;
     dropped   int := 0;
     pruned    int;
+    prune     bigint[];
     analyzed  int := 0;
     t         record;
     last_maint timestamptz := coalesce((SELECT max(finished_at) FROM deltapipe.run WHERE args->>'maintenance' = 'true'),
@@ -28,12 +30,22 @@ BEGIN
 
     dropped := deltapipe._drop_dead_staging(p_retention);
 
-    DELETE FROM deltapipe.run r
-     WHERE r.status <> 'running' AND r.finished_at < now() - p_retention
-       AND NOT EXISTS (SELECT 1 FROM deltapipe.node_run n
-                        WHERE n.run_id = r.id AND n.status = 'done'
-                          AND n.id = (SELECT max(n2.id) FROM deltapipe.node_run n2 JOIN deltapipe.run r2 ON r2.id = n2.run_id
-                                       WHERE n2.node = n.node AND n2.status = 'done' AND r2.status <> 'rolled_back'));
+    prune := ARRAY(
+        SELECT r.id FROM deltapipe.run r
+         WHERE r.status <> 'running' AND r.finished_at < now() - p_retention
+           AND NOT EXISTS (SELECT 1 FROM deltapipe.node_run n
+                            WHERE n.run_id = r.id AND n.status = 'done'
+                              AND n.id = (SELECT max(n2.id) FROM deltapipe.node_run n2 JOIN deltapipe.run r2 ON r2.id = n2.run_id
+                                           WHERE n2.node = n.node AND n2.status = 'done' AND r2.status <> 'rolled_back')));
+    -- a model that has not read the changes of a pruned run yet (a node run of one of
+    -- its inputs after its watermark's) loses its change position: its next refresh
+    -- is a full one, not an incremental one missing those changes
+    UPDATE deltapipe.model m SET watermark = NULL
+     WHERE m.watermark IS NOT NULL
+       AND EXISTS (SELECT 1 FROM jsonb_each(m.watermark) w(u, v)
+                     JOIN deltapipe.node_run n ON n.node = w.u AND n.id > coalesce((w.v->>'nr')::bigint, 0)
+                    WHERE n.run_id = ANY (prune) AND n.status = 'done' AND n.inserted + n.updated + n.deleted > 0);
+    DELETE FROM deltapipe.run r WHERE r.id = ANY (prune);
     GET DIAGNOSTICS pruned = ROW_COUNT;
 
     FOR t IN SELECT target_schema, target_table FROM deltapipe.dataset
