@@ -56,10 +56,29 @@ def test_snapshot_first_load_then_changes(dsn, conn, write):
     ops = conn.execute("SELECT op, key->>'id', before->>'amount' FROM deltapipe.changeset WHERE run_id = %s "
                        "ORDER BY 2", (r["run_id"],)).fetchall()
     assert ops == [("U", "2", "2"), ("D", "3", None), ("I", "4", None)]
+    # and the after-images of the inserts and updates: the rows as they are now
+    after = conn.execute("SELECT key->>'id', after FROM deltapipe.changeset WHERE run_id = %s ORDER BY 1",
+                         (r["run_id"],)).fetchall()
+    assert after == [("2", {"id": 2, "name": "b", "amount": 2.5, "day": "2024-01-02", "ok": False}), ("3", None),
+                     ("4", {"id": 4, "name": "d", "amount": 4, "day": "2024-01-04", "ok": True})]
     # the checksum kept from deltas equals the checksum recomputed from the table
     kept, recomputed = conn.execute("SELECT d.checksum, (SELECT sum(_dp_hash::numeric) FROM t) "
                                     "FROM deltapipe.dataset d WHERE name = 't'").fetchone()
     assert kept == recomputed
+
+
+def test_after_images_of_a_dataset_of_120_columns(dsn, conn, write):
+    """jsonb_build_object takes at most 100 arguments: a wide row's after-image is built in parts."""
+    names = ["c%03d" % i for i in range(119)]
+    mkds(conn, cols="id bigint, " + ", ".join("%s int" % n for n in names), mode="upsert")
+    head = "id," + ",".join(names) + "\n"
+    load(dsn, write("w1.csv", head + "1," + ",".join("0" for _ in names) + "\n"))
+    r = load(dsn, write("w2.csv", head + "1," + ",".join(str(i) for i in range(119)) + "\n"))
+    assert r["updated"] == 1
+    after, before = conn.execute("SELECT after, before FROM deltapipe.changeset WHERE run_id = %s",
+                                 (r["run_id"],)).fetchone()
+    assert after == {"id": 1, **{n: i for i, n in enumerate(names)}}
+    assert before["c118"] == 0 and before["id"] == 1
 
 
 def test_swap_strategy_gives_same_result_as_merge(dsn, conn, write):

@@ -8,7 +8,8 @@ AS $fn$
 -- counting only the changes of runs p_runs (the caller found them in the range),
 -- as rows of the upstream's visible columns with a weight _dp_w (+n / -n copies).
 -- A source's changes are read from deltapipe.changeset, and coalesce per key: the
--- oldest before-image is the old row, the current table row is the new one; a
+-- oldest before-image is the old row, the current table row is the new one (one
+-- run: its after-images, which the load wrote next to the before-images); a
 -- row inserted and deleted in between, or changed and changed back, leaves
 -- nothing. The changes of one run hold each key once and never an unchanged row,
 -- so one run needs no coalescing or netting.
@@ -80,14 +81,17 @@ BEGIN
                     FROM unnest(keys) k);
         EXECUTE format($q$
             CREATE TEMP TABLE %1$I AS
-            WITH cs AS (SELECT %11$s c.key, c.op, c.before
+            WITH cs AS (SELECT %11$s c.key, c.op, c.before, %15$s AS after
                           FROM deltapipe.changeset c
                          WHERE c.node = %2$L AND c.seq > %3$s AND c.seq <= %4$s AND %5$s
                          %12$s),
                  z AS (SELECT %6$s, -1 AS _dp_w FROM cs, jsonb_populate_record(NULL::%7$s, cs.before) o
                         WHERE cs.op <> 'I' AND cs.before IS NOT NULL
                        UNION ALL
-                       SELECT %8$s, 1 FROM (SELECT * FROM cs ORDER BY %14$s) cs JOIN %7$s t ON %9$s)
+                       SELECT %6$s, 1 FROM cs, jsonb_populate_record(NULL::%7$s, cs.after) o
+                        WHERE cs.after IS NOT NULL
+                       UNION ALL
+                       SELECT %8$s, 1 FROM (SELECT * FROM cs WHERE cs.after IS NULL ORDER BY %14$s) cs JOIN %7$s t ON %9$s)
             %13$s$q$,
             tname, p_upstream, p_lo, p_hi, runs,
             (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(cols) c), tbl,
@@ -108,7 +112,10 @@ BEGIN
             (SELECT string_agg(format('(cs.key->>%L)::%s', k,
                                       (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
                                         WHERE a.attrelid = tbl::regclass AND a.attname = k)), ', ')
-               FROM unnest(keys) k));
+               FROM unnest(keys) k),
+            -- one run: its after-images are the new rows (no lookup); several runs, or
+            -- changes written without one (deletes, older revisions): the current row
+            CASE WHEN one THEN 'c.after' ELSE 'NULL::jsonb' END);
     ELSE
         EXECUTE format($q$
             CREATE TEMP TABLE %1$I AS

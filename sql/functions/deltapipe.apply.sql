@@ -7,7 +7,8 @@ AS $fn$
 -- into the target, or, in snapshot mode when the delta is a large share of the
 -- table, build a new table and swap it in by rename. Either way within the
 -- caller's transaction, so readers see the old or the new state, never a mix.
--- Before-images of updated and deleted rows go to deltapipe.changeset, and the
+-- Before-images of updated and deleted rows and after-images of inserted and
+-- updated ones go to deltapipe.changeset, and the
 -- dataset checksum (sum of row hashes) is kept up to date from the delta.
 DECLARE
     ds        deltapipe.dataset := deltapipe._dataset(p_dataset);
@@ -67,11 +68,19 @@ BEGIN
                                count(*) FILTER (WHERE _dp_op = %L) - count(*) FILTER (WHERE _dp_op = %L)
                         FROM %s', 'I', 'D', 'I', 'D', delta) INTO n_delta, dcsum, dcount;
         IF run_id IS NOT NULL AND n_delta > 0 THEN
-            EXECUTE format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before)
-                            SELECT %L, %L, s._dp_op, jsonb_build_object(%s), s._dp_before
+            -- the before-image of updates and deletes, the after-image of inserts and
+            -- updates (an incremental refresh reads the new row here instead of
+            -- looking it up in the target by key)
+            EXECUTE format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before, after)
+                            SELECT %L, %L, s._dp_op, jsonb_build_object(%s), s._dp_before,
+                                   CASE WHEN s._dp_op <> %L THEN %s END
                             FROM %s s WHERE s._dp_op <> %L',
                            run_id, ds.name,
                            (SELECT string_agg(format('%L, s.%I', k, k), ', ') FROM unnest(keys) k),
+                           -- (jsonb_build_object takes at most 100 arguments: 50 columns a call)
+                           'D', (SELECT string_agg(format('jsonb_build_object(%s)', q.p), ' || ')
+                                   FROM (SELECT string_agg(format('%L, s.%I', u.c, u.c), ', ' ORDER BY u.i) AS p
+                                           FROM unnest(cols) WITH ORDINALITY u(c, i) GROUP BY (u.i - 1) / 50) q),
                            delta, 'H');
         END IF;
         SELECT count(*) INTO dependents FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
