@@ -149,11 +149,16 @@ def test_changes_command_for_models_and_datasets(cli, conn, tmp_path):
     lines = r.output.splitlines()
     assert lines[0] == "model p.big: 2 changes in run %d" % rid
     assert sorted(lines[1:]) == sorted([
-        '  run %-6s U  {"id": 5}  before {"id": 5, "dbl": 10, "customer": "c1"}' % rid,
+        '  run %-6s U  {"id": 5}  before {"id": 5, "dbl": 10, "customer": "c1"}  after {"id": 5, "dbl": 100, "customer": "c1"}'
+        % rid,
         '  run %-6s D  {"id": 6}  before {"id": 6, "dbl": 12, "customer": "c2"}' % rid])
     # a source dataset: its loads' changes from deltapipe.changeset; --limit keeps the newest
     r = cli("changes", "orders", "--limit", "1")
     assert r.exit_code == 0, r.output
     assert r.output.splitlines()[0] == "dataset orders: 2 changes, the newest 1:" and len(r.output.splitlines()) == 2
+    # an update shows the row after it, a delete only the row before
+    lines = {ln.split()[2]: ln for ln in cli("changes", "orders").output.splitlines()[1:]}
+    assert lines["U"].endswith('  after {"id": 5, "day": "2024-01-02", "amount": 50, "customer": "c1"}'), lines
+    assert '"day": "2024-01-01"' in lines["U"].split("  after ")[0] and "after" not in lines["D"], lines
     r = cli("changes", "nope")
     assert r.exit_code == 1 and r.output.startswith("error: no dataset or model named nope") and "Traceback" not in r.output

@@ -365,7 +365,7 @@ def runs_show(run_id, rejects, dsn):
 @dsn_option
 def changes(name, run_id, pipeline, limit, dsn):
     """What loads changed in dataset NAME, or refreshes in model NAME: op (I inserted, U updated, D deleted),
-    key and the row before. A dataset's changes are in deltapipe.changeset, a model's in its change log
+    key, the row before and the row after. A dataset's changes are in deltapipe.changeset, a model's in its change log
     (SELECT * FROM deltapipe.changes(pipeline, model, run))."""
     r = runs_mod.changes(dsn, name, run_id, pipeline, limit)
     what = "model %s.%s" % (r["pipeline"], name) if r["kind"] == "model" else "dataset %s" % name
@@ -373,9 +373,9 @@ def changes(name, run_id, pipeline, limit, dsn):
                                        " in run %d" % run_id if run_id else "",
                                        ", the newest %d:" % limit if r["total"] > limit else ""))
     for c in r["rows"]:
-        click.echo("  run %-6s %s  %s%s" % (c["run_id"], c["op"], json.dumps(c["key"], default=str, ensure_ascii=False),
-                                           "  before %s" % json.dumps(c["before"], default=str, ensure_ascii=False)
-                                           if c["before"] is not None else ""))
+        click.echo("  run %-6s %s  %s%s%s" % (c["run_id"], c["op"], json.dumps(c["key"], default=str, ensure_ascii=False),
+                                             "".join("  %s %s" % (w, json.dumps(c[w], default=str, ensure_ascii=False))
+                                                     for w in ("before", "after") if c.get(w) is not None), ""))
 
 
 @main.command()

@@ -73,13 +73,14 @@ def changes(dsn: str | None, name: str, run_id: int | None = None, pipeline: str
             kind, src, args = "model", "deltapipe.changes(%s, %s, %s)", (pipes[0], name, run_id)
         elif pipeline is None and conn.execute("SELECT 1 FROM deltapipe.dataset WHERE name = %s", (name,)).fetchone():
             kind = "dataset"
-            src = ("(SELECT run_id, seq, op, key, before FROM deltapipe.changeset "
+            src = ("(SELECT run_id, seq, op, key, before, after FROM deltapipe.changeset "
                    "WHERE node = %s AND (%s::bigint IS NULL OR run_id = %s))")
             args = (name, run_id, run_id)
         else:
             raise DeltapipeError("no dataset or model named %s%s" % (name, " in pipeline %s" % pipeline if pipeline else ""),
                                  hint="`deltapipe dataset list` lists datasets, `deltapipe plan DIR` a pipeline's models")
         total = conn.execute("SELECT count(*) FROM %s c" % src, args).fetchone()[0]
-        rows = _rows(conn.execute("SELECT c.run_id, c.op, c.key, c.before FROM %s c ORDER BY c.seq DESC LIMIT %%s" % src,
+        rows = _rows(conn.execute("SELECT c.run_id, c.op, c.key, c.before, c.after FROM %s c "
+                                  "ORDER BY c.seq DESC LIMIT %%s" % src,
                                   args + (limit,)))
         return {"kind": kind, "pipeline": pipes[0] if pipes else None, "total": total, "rows": rows}

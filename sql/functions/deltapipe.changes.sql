@@ -1,12 +1,13 @@
 CREATE OR REPLACE FUNCTION deltapipe.changes(p_pipeline text, p_model text, p_run bigint DEFAULT NULL)
-RETURNS TABLE (run_id bigint, seq bigint, op character(1), key jsonb, before jsonb)
+RETURNS TABLE (run_id bigint, seq bigint, op character(1), key jsonb, before jsonb, after jsonb)
 LANGUAGE plpgsql
 STABLE
 AS $fn$
 -- The changes a model's refreshes made (its change log in deltapipe_log), in the
 -- shape of deltapipe.changeset rows: op I/U/D; key: the key columns of the row
 -- (a model without a key: the whole new row, or the old one for D); before: the
--- old row (U and D). Only run p_run's when given, else all, in order.
+-- old row (U and D); after: the new row (I and U). Only run p_run's when given,
+-- else all, in order.
 --   SELECT * FROM deltapipe.changes('shop', 'by_customer', 42);
 DECLARE
     m    record;
@@ -24,7 +25,8 @@ BEGIN
     END IF;
     cols := deltapipe._log_cols(log);
     RETURN QUERY EXECUTE format(
-        'SELECT l._dp_run, l._dp_seq, l._dp_op::character(1), %s, CASE WHEN l._dp_op <> %L THEN %s END
+        'SELECT l._dp_run, l._dp_seq, l._dp_op::character(1), %s, CASE WHEN l._dp_op <> %L THEN %s END,
+                CASE WHEN l._dp_op <> %L THEN %s END
            FROM %s l WHERE %s ORDER BY l._dp_seq',
         CASE WHEN cardinality(m.key_cols) > 0
              THEN deltapipe._jsonb_obj_sql(m.key_cols, ARRAY(SELECT format('coalesce(l.%I, l.%I)', k, '_dp_o' || array_position(cols, k))
@@ -34,9 +36,10 @@ BEGIN
                          deltapipe._jsonb_obj_sql(cols, ARRAY(SELECT format('l.%I', c) FROM unnest(cols) c)))
         END,
         'I', deltapipe._jsonb_obj_sql(cols, ARRAY(SELECT format('l.%I', '_dp_o' || o) FROM generate_subscripts(cols, 1) o)),
+        'D', deltapipe._jsonb_obj_sql(cols, ARRAY(SELECT format('l.%I', c) FROM unnest(cols) c)),
         log, CASE WHEN p_run IS NULL THEN 'true' ELSE format('l._dp_run = %s', p_run) END);
 END
 $fn$;
 
 COMMENT ON FUNCTION deltapipe.changes(text, text, bigint) IS
-  'The changes a model''s refreshes made (of one run, or all): op I/U/D, key, before-image, as deltapipe.changeset shows a source''s.';
+  'The changes a model''s refreshes made (of one run, or all): op I/U/D, key, before- and after-image, as deltapipe.changeset shows a source''s.';
