@@ -114,8 +114,14 @@ BEGIN
                                         WHERE a.attrelid = tbl::regclass AND a.attname = k)), ', ')
                FROM unnest(keys) k),
             -- one run: its after-images are the new rows (no lookup); several runs, or
-            -- changes written without one (deletes, older revisions): the current row
-            CASE WHEN one THEN 'c.after' ELSE 'NULL::jsonb' END);
+            -- changes written without one (deletes, older revisions), or a table with a
+            -- column whose value jsonb does not keep as it is (json text, arrays and
+            -- their bounds, composites, domains): the current row
+            CASE WHEN one AND NOT EXISTS (
+                     SELECT 1 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                      WHERE a.attrelid = tbl::regclass AND a.attnum > 0 AND NOT a.attisdropped
+                        AND (t.oid = 'json'::regtype OR t.typcategory = 'A' OR t.typtype NOT IN ('b', 'e')))
+                 THEN 'c.after' ELSE 'NULL::jsonb' END);
     ELSE
         EXECUTE format($q$
             CREATE TEMP TABLE %1$I AS
