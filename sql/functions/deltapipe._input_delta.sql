@@ -31,6 +31,9 @@ DECLARE
     kexpr text;
     log   text;
     lcols text[];
+    plain boolean;
+    img   text;
+    recs  text[] := '{}';
 BEGIN
     IF p_kind = 'source' THEN
         SELECT format('%I.%I', target_schema, target_table), key_cols INTO tbl, keys
@@ -75,6 +78,22 @@ BEGIN
                 END);
         END IF;
     ELSIF keys IS NOT NULL AND cardinality(keys) > 0 THEN
+        -- every column of a type whose value jsonb keeps as it is, and that casts from
+        -- its text form (not json text, arrays and their bounds, composites, domains)
+        plain := NOT EXISTS (
+            SELECT 1 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+             WHERE a.attrelid = tbl::regclass AND a.attnum > 0 AND NOT a.attisdropped
+               AND (t.oid = 'json'::regtype OR t.typcategory = 'A' OR t.typtype NOT IN ('b', 'e')));
+        FOREACH img IN ARRAY ARRAY['before', 'after'] LOOP
+            recs := recs || CASE WHEN plain
+                THEN format('LATERAL (SELECT %s)',
+                            (SELECT string_agg(format('(cs.%I->>%L)::%s AS %I', img, a.attname,
+                                                      format_type(a.atttypid, a.atttypmod), a.attname), ', ' ORDER BY a.attnum)
+                               FROM pg_attribute a
+                              WHERE a.attrelid = tbl::regclass AND a.attnum > 0 AND NOT a.attisdropped
+                                AND a.attname = ANY (cols)))
+                ELSE format('jsonb_populate_record(NULL::%s, cs.%I)', tbl, img) END;
+        END LOOP;
         kexpr := (SELECT string_agg(format('(c.key->>%L)::%s', k,
                                            (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
                                              WHERE a.attrelid = tbl::regclass AND a.attname = k)), ', ')
@@ -85,10 +104,10 @@ BEGIN
                           FROM deltapipe.changeset c
                          WHERE c.node = %2$L AND c.seq > %3$s AND c.seq <= %4$s AND %5$s
                          %12$s),
-                 z AS (SELECT %6$s, -1 AS _dp_w FROM cs, jsonb_populate_record(NULL::%7$s, cs.before) o
+                 z AS (SELECT %6$s, -1 AS _dp_w FROM cs, %16$s o
                         WHERE cs.op <> 'I' AND cs.before IS NOT NULL
                        UNION ALL
-                       SELECT %6$s, 1 FROM cs, jsonb_populate_record(NULL::%7$s, cs.after) o
+                       SELECT %6$s, 1 FROM cs, %17$s o
                         WHERE cs.after IS NOT NULL
                        UNION ALL
                        SELECT %8$s, 1 FROM (SELECT * FROM cs WHERE cs.after IS NULL ORDER BY %14$s) cs JOIN %7$s t ON %9$s)
@@ -117,11 +136,10 @@ BEGIN
             -- changes written without one (deletes, older revisions), or a table with a
             -- column whose value jsonb does not keep as it is (json text, arrays and
             -- their bounds, composites, domains): the current row
-            CASE WHEN one AND NOT EXISTS (
-                     SELECT 1 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-                      WHERE a.attrelid = tbl::regclass AND a.attnum > 0 AND NOT a.attisdropped
-                        AND (t.oid = 'json'::regtype OR t.typcategory = 'A' OR t.typtype NOT IN ('b', 'e')))
-                 THEN 'c.after' ELSE 'NULL::jsonb' END);
+            CASE WHEN one AND plain THEN 'c.after' ELSE 'NULL::jsonb' END,
+            -- an image's values: plain columns cast from their text (a third less time
+            -- than jsonb_populate_record), others as jsonb_populate_record reads them
+            recs[1], recs[2]);
     ELSE
         EXECUTE format($q$
             CREATE TEMP TABLE %1$I AS

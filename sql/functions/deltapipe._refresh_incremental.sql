@@ -433,6 +433,14 @@ BEGIN
         GET DIAGNOSTICS nd = ROW_COUNT;
         PERFORM set_config('search_path', old_path, true);
         probe := nd * 10 < coalesce(m.row_count, 0);
+        -- its size for the state statement's plan (a sample of 300 rows): joined with
+        -- the table by hash, the group deltas are the side hashed when they are the
+        -- smaller (not the whole table's groups, hashed on an unanalyzed estimate)
+        IF NOT probe THEN
+            PERFORM set_config('default_statistics_target', '1', true);
+            ANALYZE pg_temp._dp_gd;
+            PERFORM set_config('default_statistics_target', gucs->>'default_statistics_target', true);
+        END IF;
         gmatch := (SELECT string_agg(format('o.%I IS NOT DISTINCT FROM d._dp_g%s', gcols[k], k - 1), ' AND ')
                      FROM generate_subscripts(gcols, 1) k);
         -- expressions for every target column from old state o and group delta d
