@@ -80,6 +80,9 @@ DECLARE
     dup      boolean;
     sq       text;
     csrc     text;
+    eqj      boolean;
+    gh       text;
+    gnull    text;
 BEGIN
     SELECT * INTO m FROM deltapipe.model WHERE pipeline = p_pipeline AND name = p_model;
     target := format('%I.%I', m.target_schema, m.target_table);
@@ -404,35 +407,48 @@ BEGIN
     ELSE
         -- aggregate / distinct: hidden _dp_cnt, _dp_s<j>, _dp_n<j>, _dp_gh per group;
         -- the group deltas of the counts are bigint (as the counts are: no numeric
-        -- arithmetic for them in the state statement)
+        -- arithmetic for them in the state statement), summed as int weights (a
+        -- by-value sum: a bigint sum keeps a numeric state per group)
         spec := m.agg_spec;
         gcols := ARRAY(SELECT g->>'col' FROM jsonb_array_elements(spec->'groups') g ORDER BY (g->>'g')::int);
         hasmm := EXISTS (SELECT 1 FROM jsonb_array_elements(spec->'aggs') x WHERE x->>'fn' IN ('min', 'max'));
+        -- a delta of at least a tenth of the table's size joins the table by hash: on the
+        -- group columns themselves (=, NULL-safe by a second branch for groups with a
+        -- NULL column, matched by group hash) when all of them hash, so that the group
+        -- hash is computed only for new groups, not for every group of the delta
+        eqj := total_d * 10 >= coalesce(m.row_count, 0) AND NOT EXISTS (
+            SELECT 1 FROM unnest(gcols) g JOIN pg_attribute a ON a.attrelid = target::regclass AND a.attname = g
+             WHERE NOT EXISTS (SELECT 1 FROM pg_opclass c JOIN pg_am am ON am.oid = c.opcmethod
+                                WHERE am.amname = 'hash' AND c.opcdefault AND c.opcintype = a.atttypid));
+        -- the group hash (of the delta's group values)
+        gh := format('hashtextextended(ROW(%s)::text, 0)',
+                     (SELECT string_agg(format('@G@._dp_g%s::%s', k - 1, types[array_position(cols, gcols[k])]), ', ')
+                        FROM generate_subscripts(gcols, 1) k));
+        gnull := (SELECT string_agg(format('@G@._dp_g%s IS NULL', k - 1), ' OR ') FROM generate_subscripts(gcols, 1) k);
         q := '';
         FOR a IN SELECT x FROM jsonb_array_elements(spec->'aggs') x LOOP
             IF a->>'fn' IN ('sum', 'avg') THEN
                 -- (a weight of 1 or -1 adds or subtracts the value: a numeric product per row
                 -- costs more than twice as much)
-                q := q || format(', sum(CASE WHEN _dp_w = 1 THEN _dp_a%1$s WHEN _dp_w = -1 THEN -_dp_a%1$s ELSE _dp_w * _dp_a%1$s END) AS ds%1$s, (sum(_dp_w) FILTER (WHERE _dp_a%1$s IS NOT NULL))::bigint AS dn%1$s', a->>'a');
+                q := q || format(', sum(CASE WHEN _dp_w = 1 THEN _dp_a%1$s WHEN _dp_w = -1 THEN -_dp_a%1$s ELSE _dp_w * _dp_a%1$s END) AS ds%1$s, sum(_dp_w::int) FILTER (WHERE _dp_a%1$s IS NOT NULL) AS dn%1$s', a->>'a');
             ELSIF a->>'fn' = 'count' THEN
-                q := q || format(', (sum(_dp_w) FILTER (WHERE _dp_a%1$s IS NOT NULL))::bigint AS dn%1$s', a->>'a');
+                q := q || format(', sum(_dp_w::int) FILTER (WHERE _dp_a%1$s IS NOT NULL) AS dn%1$s', a->>'a');
             ELSIF a->>'fn' IN ('min', 'max') THEN
                 q := q || format(', %2$s(_dp_a%1$s) FILTER (WHERE _dp_w > 0) AS dm%1$s, %2$s(_dp_a%1$s) FILTER (WHERE _dp_w < 0) AS dx%1$s',
                                  a->>'a', a->>'fn');
             END IF;
         END LOOP;
         EXECUTE format('CREATE TEMP TABLE _dp_gd AS
-                        SELECT g.*, hashtextextended(ROW(%s)::text, 0) AS _dp_gh
-                          FROM (SELECT %s, sum(_dp_w)::bigint AS dc %s FROM (%s) _dp_q GROUP BY %s) g',
-                       (SELECT string_agg(format('g._dp_g%s::%s', k - 1,
-                                                 types[array_position(cols, gcols[k])]), ', ')
-                          FROM generate_subscripts(gcols, 1) k),
+                        SELECT g.*, %s AS _dp_gh
+                          FROM (SELECT %s, sum(_dp_w::int) AS dc %s FROM (%s) _dp_q GROUP BY %s) g',
+                       CASE WHEN eqj THEN format('CASE WHEN %s THEN %s END', replace(gnull, '@G@', 'g'), replace(gh, '@G@', 'g'))
+                            ELSE replace(gh, '@G@', 'g') END,
                        (SELECT string_agg(format('_dp_g%s', k - 1), ', ') FROM generate_subscripts(gcols, 1) k),
                        q, m.delta_sql,
                        (SELECT string_agg(format('_dp_g%s', k - 1), ', ') FROM generate_subscripts(gcols, 1) k));
         GET DIAGNOSTICS nd = ROW_COUNT;
         PERFORM set_config('search_path', old_path, true);
-        probe := nd * 10 < coalesce(m.row_count, 0);
+        probe := NOT eqj AND nd * 10 < coalesce(m.row_count, 0);
         -- its size for the state statement's plan (a sample of 300 rows): joined with
         -- the table by hash, the group deltas are the side hashed when they are the
         -- smaller (not the whole table's groups, hashed on an unanalyzed estimate)
@@ -444,9 +460,14 @@ BEGIN
         gmatch := (SELECT string_agg(format('o.%I IS NOT DISTINCT FROM d._dp_g%s', gcols[k], k - 1), ' AND ')
                      FROM generate_subscripts(gcols, 1) k);
         -- expressions for every target column from old state o and group delta d
-        expr := jsonb_build_object('_dp_cnt', 'coalesce(o._dp_cnt, 0) + d.dc', '_dp_gh', 'd._dp_gh');
+        -- (joined by =, a group keeps its stored values and hash: equal values may differ
+        -- in their text, as 1.0 and 1.00 do)
+        expr := jsonb_build_object('_dp_cnt', 'coalesce(o._dp_cnt, 0) + d.dc',
+                                   '_dp_gh', CASE WHEN eqj THEN format('coalesce(o._dp_gh, d._dp_gh, %s)', replace(gh, '@G@', 'd'))
+                                                  ELSE 'd._dp_gh' END);
         FOR i IN 1 .. cardinality(gcols) LOOP
-            expr := expr || jsonb_build_object(gcols[i], format('d._dp_g%s', i - 1));
+            expr := expr || jsonb_build_object(gcols[i], CASE WHEN eqj THEN format('CASE WHEN o._dp_gh IS NULL THEN d._dp_g%s ELSE o.%I END', i - 1, gcols[i])
+                                                              ELSE format('d._dp_g%s', i - 1) END);
         END LOOP;
         FOR a IN SELECT x FROM jsonb_array_elements(spec->'aggs') x LOOP
             IF a->>'fn' IN ('sum', 'avg') THEN
@@ -483,12 +504,22 @@ BEGIN
         -- else writes a model's table while its node runs);
         -- a delta much smaller than the table probes its _dp_gh index
         q := format($q$
-            SELECT %1$s, d._dp_gh AS _dp_k_gh, %2$s, o._dp_hash AS _dp_old, o.ctid AS _dp_ctid, %6$s, %3$s AS _dp_re
-              FROM pg_temp._dp_gd d LEFT JOIN %4$s o ON o._dp_gh = d._dp_gh AND %5$s$q$,
+            SELECT %1$s, %7$s AS _dp_k_gh, %2$s, o._dp_hash AS _dp_old, o.ctid AS _dp_ctid, %6$s, %3$s AS _dp_re
+              FROM pg_temp._dp_gd d LEFT JOIN %4$s o ON @ON@$q$,
             (SELECT string_agg(format('(%s)::%s AS %I', expr->>c, t, c), ', ') FROM unnest(cols, types) x(c, t)),
             (SELECT string_agg(format('d._dp_g%s AS _dp_k%s', k - 1, k - 1), ', ') FROM generate_subscripts(gcols, 1) k),
             gmm, target, gmatch,
-            (SELECT string_agg(format('o.%I AS %I', c, '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o) WHERE keys IS NOT NULL OR c = ANY (vis)));
+            (SELECT string_agg(format('o.%I AS %I', c, '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o) WHERE keys IS NOT NULL OR c = ANY (vis)),
+            expr->>'_dp_gh');
+        IF eqj THEN
+            q := replace(q, '@ON@', (SELECT string_agg(format('o.%I = d._dp_g%s::%s', gcols[k], k - 1, types[array_position(cols, gcols[k])]), ' AND ')
+                                       FROM generate_subscripts(gcols, 1) k))
+                 || format(' WHERE NOT (%s)', replace(gnull, '@G@', 'd'))
+                 || ' UNION ALL ' || replace(q, '@ON@', format('o._dp_gh = d._dp_gh AND %s', gmatch))
+                 || format(' WHERE (%s)', replace(gnull, '@G@', 'd'));
+        ELSE
+            q := replace(q, '@ON@', format('o._dp_gh = d._dp_gh AND %s', gmatch));
+        END IF;
         -- the changed groups (_dp_z): old row, new row and its hash (NULL: the group is gone)
         zsel := format($q$
                 CREATE TEMP TABLE _dp_z AS
