@@ -81,6 +81,7 @@ DECLARE
     sq       text;
     csrc     text;
     eqj      boolean;
+    dexpr    jsonb := '{}';
     gh       text;
     gnull    text;
 BEGIN
@@ -480,6 +481,14 @@ BEGIN
                                                    format('coalesce(o._dp_n%1$s, 0) + coalesce(d.dn%1$s, 0)', a->>'a'));
             END IF;
         END LOOP;
+        -- (count, sum and avg of the new state: dexpr, over the state's columns i.*)
+        FOR a IN SELECT x FROM jsonb_array_elements(spec->'aggs') x WHERE x->>'fn' IN ('count_star', 'count', 'sum', 'avg') LOOP
+            dexpr := dexpr || jsonb_build_object(a->>'col', CASE a->>'fn'
+                WHEN 'count_star' THEN 'i._dp_cnt'
+                WHEN 'count' THEN format('i._dp_n%s', a->>'a')
+                WHEN 'sum' THEN format('i._dp_s%s', a->>'a')
+                ELSE format('(i._dp_s%1$s)::numeric / nullif(i._dp_n%1$s, 0)', a->>'a') END);
+        END LOOP;
         FOR a IN SELECT x FROM jsonb_array_elements(spec->'aggs') x LOOP
             expr := expr || jsonb_build_object(a->>'col', CASE a->>'fn'
                 WHEN 'count_star' THEN expr->>'_dp_cnt'
@@ -506,7 +515,7 @@ BEGIN
         q := format($q$
             SELECT %1$s, %7$s AS _dp_k_gh, %2$s, o._dp_hash AS _dp_old, o.ctid AS _dp_ctid, %6$s, %3$s AS _dp_re
               FROM pg_temp._dp_gd d LEFT JOIN %4$s o ON @ON@$q$,
-            (SELECT string_agg(format('(%s)::%s AS %I', expr->>c, t, c), ', ') FROM unnest(cols, types) x(c, t)),
+            (SELECT string_agg(format('(%s)::%s AS %I', expr->>c, t, c), ', ') FROM unnest(cols, types) x(c, t) WHERE NOT dexpr ? c),
             (SELECT string_agg(format('d._dp_g%s AS _dp_k%s', k - 1, k - 1), ', ') FROM generate_subscripts(gcols, 1) k),
             gmm, target, gmatch,
             (SELECT string_agg(format('o.%I AS %I', c, '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o) WHERE keys IS NOT NULL OR c = ANY (vis)),
@@ -520,6 +529,14 @@ BEGIN
         ELSE
             q := replace(q, '@ON@', format('o._dp_gh = d._dp_gh AND %s', gmatch));
         END IF;
+        -- then the counts, sums and averages shown from the new state (computed once:
+        -- each level apart, OFFSET 0)
+        q := format('SELECT %s, i._dp_k_gh, %s, i._dp_old, i._dp_ctid, %s, i._dp_re FROM (%s OFFSET 0) i OFFSET 0',
+                    (SELECT string_agg(CASE WHEN dexpr ? c THEN format('(%s)::%s AS %I', dexpr->>c, t, c) ELSE format('i.%I', c) END, ', ')
+                       FROM unnest(cols, types) x(c, t)),
+                    (SELECT string_agg(format('i._dp_k%s', k - 1), ', ') FROM generate_subscripts(gcols, 1) k),
+                    (SELECT string_agg(format('i.%I', '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o) WHERE keys IS NOT NULL OR c = ANY (vis)),
+                    q);
         -- the changed groups (_dp_z): old row, new row and its hash (NULL: the group is gone)
         zsel := format($q$
                 CREATE TEMP TABLE _dp_z AS
