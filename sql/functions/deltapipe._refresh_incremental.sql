@@ -420,7 +420,10 @@ BEGIN
         eqj := total_d * 10 >= coalesce(m.row_count, 0) AND NOT EXISTS (
             SELECT 1 FROM unnest(gcols) g JOIN pg_attribute a ON a.attrelid = target::regclass AND a.attname = g
              WHERE NOT EXISTS (SELECT 1 FROM pg_opclass c JOIN pg_am am ON am.oid = c.opcmethod
-                                WHERE am.amname = 'hash' AND c.opcdefault AND c.opcintype = a.atttypid));
+                                WHERE am.amname = 'hash' AND c.opcdefault
+                                  AND (c.opcintype = a.atttypid
+                                       OR EXISTS (SELECT 1 FROM pg_cast k WHERE k.castsource = a.atttypid
+                                                     AND k.casttarget = c.opcintype AND k.castmethod = 'b'))));
         -- the group hash (of the delta's group values)
         gh := format('hashtextextended(ROW(%s)::text, 0)',
                      (SELECT string_agg(format('@G@._dp_g%s::%s', k - 1, types[array_position(cols, gcols[k])]), ', ')
