@@ -81,6 +81,7 @@ DECLARE
     sq       text;
     csrc     text;
     eqj      boolean;
+    keyidx   boolean;
     dexpr    jsonb := '{}';
     gh       text;
     gnull    text;
@@ -424,6 +425,11 @@ BEGIN
                                   AND (c.opcintype = a.atttypid
                                        OR EXISTS (SELECT 1 FROM pg_cast k WHERE k.castsource = a.atttypid
                                                      AND k.casttarget = c.opcintype AND k.castmethod = 'b'))));
+        -- a smaller delta probes an index of the table: by the values of the group columns
+        -- where the table has one (keyidx: an index on their hash_record_extended, which
+        -- equal values share), else by the group hash (_dp_gh: of their text)
+        keyidx := EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = target::regclass AND i.indexprs IS NOT NULL
+                             AND pg_get_indexdef(i.indexrelid) LIKE '%hash_record_extended(ROW(%');
         -- the group hash (of the delta's group values)
         gh := format('hashtextextended(ROW(%s)::text, 0)',
                      (SELECT string_agg(format('@G@._dp_g%s::%s', k - 1, types[array_position(cols, gcols[k])]), ', ')
@@ -464,13 +470,13 @@ BEGIN
         gmatch := (SELECT string_agg(format('o.%I IS NOT DISTINCT FROM d._dp_g%s', gcols[k], k - 1), ' AND ')
                      FROM generate_subscripts(gcols, 1) k);
         -- expressions for every target column from old state o and group delta d
-        -- (joined by =, a group keeps its stored values and hash: equal values may differ
-        -- in their text, as 1.0 and 1.00 do)
+        -- (matched by value, a group keeps its stored values and hash: equal values may
+        -- differ in their text, as 1.0 and 1.00 do)
         expr := jsonb_build_object('_dp_cnt', 'coalesce(o._dp_cnt, 0) + d.dc',
-                                   '_dp_gh', CASE WHEN eqj THEN format('coalesce(o._dp_gh, d._dp_gh, %s)', replace(gh, '@G@', 'd'))
+                                   '_dp_gh', CASE WHEN eqj OR keyidx THEN format('coalesce(o._dp_gh, d._dp_gh, %s)', replace(gh, '@G@', 'd'))
                                                   ELSE 'd._dp_gh' END);
         FOR i IN 1 .. cardinality(gcols) LOOP
-            expr := expr || jsonb_build_object(gcols[i], CASE WHEN eqj THEN format('CASE WHEN o._dp_gh IS NULL THEN d._dp_g%s ELSE o.%I END', i - 1, gcols[i])
+            expr := expr || jsonb_build_object(gcols[i], CASE WHEN eqj OR keyidx THEN format('CASE WHEN o._dp_gh IS NULL THEN d._dp_g%s ELSE o.%I END', i - 1, gcols[i])
                                                               ELSE format('d._dp_g%s', i - 1) END);
         END LOOP;
         FOR a IN SELECT x FROM jsonb_array_elements(spec->'aggs') x LOOP
@@ -529,6 +535,12 @@ BEGIN
                  || format(' WHERE NOT (%s)', replace(gnull, '@G@', 'd'))
                  || ' UNION ALL ' || replace(q, '@ON@', format('o._dp_gh = d._dp_gh AND %s', gmatch))
                  || format(' WHERE (%s)', replace(gnull, '@G@', 'd'));
+        ELSIF keyidx THEN
+            q := replace(q, '@ON@', format('hash_record_extended(ROW(%s), 0) = hash_record_extended(ROW(%s), 0) AND %s',
+                                           (SELECT string_agg(format('o.%I', g), ', ') FROM unnest(gcols) g),
+                                           (SELECT string_agg(format('d._dp_g%s::%s', k - 1, types[array_position(cols, gcols[k])]), ', ')
+                                              FROM generate_subscripts(gcols, 1) k),
+                                           gmatch));
         ELSE
             q := replace(q, '@ON@', format('o._dp_gh = d._dp_gh AND %s', gmatch));
         END IF;
