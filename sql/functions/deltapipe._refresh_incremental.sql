@@ -82,6 +82,7 @@ DECLARE
     csrc     text;
     eqj      boolean;
     keyidx   boolean;
+    hashable boolean;
     dexpr    jsonb := '{}';
     gh       text;
     gnull    text;
@@ -418,13 +419,14 @@ BEGIN
         -- group columns themselves (=, NULL-safe by a second branch for groups with a
         -- NULL column, matched by group hash) when all of them hash, so that the group
         -- hash is computed only for new groups, not for every group of the delta
-        eqj := total_d * 10 >= coalesce(m.row_count, 0) AND NOT EXISTS (
+        hashable := NOT EXISTS (
             SELECT 1 FROM unnest(gcols) g JOIN pg_attribute a ON a.attrelid = target::regclass AND a.attname = g
              WHERE NOT EXISTS (SELECT 1 FROM pg_opclass c JOIN pg_am am ON am.oid = c.opcmethod
                                 WHERE am.amname = 'hash' AND c.opcdefault
                                   AND (c.opcintype = a.atttypid
                                        OR EXISTS (SELECT 1 FROM pg_cast k WHERE k.castsource = a.atttypid
                                                      AND k.casttarget = c.opcintype AND k.castmethod = 'b'))));
+        eqj := hashable AND total_d * 10 >= coalesce(m.row_count, 0);
         -- a smaller delta probes an index of the table: by the values of the group columns
         -- where the table has one (keyidx: an index on their hash_record_extended, which
         -- equal values share), else by the group hash (_dp_gh: of their text)
@@ -592,13 +594,26 @@ BEGIN
                 SELECT x.*, hashtextextended(ROW(%1$s)::text, 0) AS _dp_hash FROM (
                     SELECT %2$s FROM pg_temp._dp_s s WHERE NOT s._dp_re
                     UNION ALL
-                    SELECT %3$s FROM (%4$s) r WHERE r._dp_gh IN (SELECT _dp_k_gh FROM pg_temp._dp_s WHERE _dp_re)
-                                                AND (%5$s)) x
+                    SELECT %3$s FROM (%4$s) r JOIN pg_temp._dp_s s ON s._dp_re AND %6$s
+                     WHERE (%5$s)) x
                  WHERE x._dp_cnt > 0$q$,
                 (SELECT string_agg(format('x.%I', c), ', ') FROM unnest(cols) c),
                 (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c),
-                (SELECT string_agg(format('r.%I::%s', c, t), ', ') FROM unnest(cols, types) x(c, t)),
-                m.state_sql, CASE WHEN nre <= 100 THEN gpred ELSE 'true' END);
+                -- a recomputed group keeps the values and hash of its key that the group's row
+                -- has (its key may be written otherwise in the rows it has left: 1.0, 1.00)
+                (SELECT string_agg(CASE WHEN c = ANY (gcols) OR c = '_dp_gh' THEN format('s.%I', c)
+                                        ELSE format('r.%I::%s', c, t) END, ', ') FROM unnest(cols, types) x(c, t)),
+                m.state_sql, CASE WHEN nre <= 100 THEN gpred ELSE 'true' END,
+                -- found by the values of its group columns (equal values hash alike), else
+                -- by the hash of their text
+                CASE WHEN hashable
+                     THEN format('hash_record_extended(ROW(%s), 0) = hash_record_extended(ROW(%s), 0)',
+                                 (SELECT string_agg(format('r.%I', g), ', ') FROM unnest(gcols) g),
+                                 (SELECT string_agg(format('s._dp_k%s::%s', k - 1, types[array_position(cols, gcols[k])]), ', ')
+                                    FROM generate_subscripts(gcols, 1) k))
+                     ELSE 'r._dp_gh = s._dp_k_gh' END
+                || (SELECT string_agg(format(' AND r.%I IS NOT DISTINCT FROM s._dp_k%s', gcols[k], k - 1), '')
+                      FROM generate_subscripts(gcols, 1) k));
             gmatch := (SELECT string_agg(format('n.%I IS NOT DISTINCT FROM s._dp_k%s', gcols[k], k - 1), ' AND ')
                          FROM generate_subscripts(gcols, 1) k);
             EXECUTE format('CREATE TEMP TABLE _dp_z AS
