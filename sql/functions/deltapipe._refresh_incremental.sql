@@ -421,11 +421,7 @@ BEGIN
         -- hash is computed only for new groups, not for every group of the delta
         hashable := NOT EXISTS (
             SELECT 1 FROM unnest(gcols) g JOIN pg_attribute a ON a.attrelid = target::regclass AND a.attname = g
-             WHERE NOT EXISTS (SELECT 1 FROM pg_opclass c JOIN pg_am am ON am.oid = c.opcmethod
-                                WHERE am.amname = 'hash' AND c.opcdefault
-                                  AND (c.opcintype = a.atttypid
-                                       OR EXISTS (SELECT 1 FROM pg_cast k WHERE k.castsource = a.atttypid
-                                                     AND k.casttarget = c.opcintype AND k.castmethod = 'b'))));
+             WHERE NOT deltapipe._hashes_by_value(a.atttypid));
         eqj := hashable AND total_d * 10 >= coalesce(m.row_count, 0);
         -- a smaller delta probes an index of the table: by the values of the group columns
         -- where the table has one (keyidx: an index on their hash_record_extended, which

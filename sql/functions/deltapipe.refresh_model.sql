@@ -114,11 +114,7 @@ BEGIN
     IF '_dp_gh' = ANY (cols) AND jsonb_array_length(coalesce(m.agg_spec->'groups', '[]')) > 0 AND NOT EXISTS (
            SELECT 1 FROM jsonb_array_elements(m.agg_spec->'groups') g
              JOIN pg_attribute a ON a.attrelid = newt::regclass AND a.attname = g->>'col'
-            WHERE NOT EXISTS (SELECT 1 FROM pg_opclass c JOIN pg_am am ON am.oid = c.opcmethod
-                               WHERE am.amname = 'hash' AND c.opcdefault
-                                 AND (c.opcintype = a.atttypid
-                                      OR EXISTS (SELECT 1 FROM pg_cast k WHERE k.castsource = a.atttypid
-                                                    AND k.casttarget = c.opcintype AND k.castmethod = 'b')))) THEN
+            WHERE NOT deltapipe._hashes_by_value(a.atttypid)) THEN
         -- an incremental refresh finds a group by the values of its group columns (equal
         -- values, as 1.0 and 1.00, hash alike), not by the text of the group's key
         EXECUTE format('CREATE INDEX ON %s ((hash_record_extended(ROW(%s), 0)))', newt,
