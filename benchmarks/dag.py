@@ -24,7 +24,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
 
-from deltapipe import runner  # noqa: E402
+from deltapipe.pipeline import runner  # noqa: E402
 from deltapipe.install import install  # noqa: E402
 from deltapipe.server import LocalServer  # noqa: E402
 

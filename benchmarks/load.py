@@ -52,7 +52,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import gendata  # noqa: E402
 
-from deltapipe.loader import LoadOptions, load_file  # noqa: E402
+from deltapipe.load.loader import LoadOptions, load_file  # noqa: E402
 
 REF_TABLE = "public.deltapipe_bench_ref"
 COPY_BLOCK = 1 << 20
@@ -157,7 +157,7 @@ def timed_load(dsn: str, dataset: str, path: Path, **opts) -> tuple[float, dict]
 # keeps the parent's peak across fork + exec, so it would measure the benchmark itself.
 CHILD = r"""
 import json, sys, time
-from deltapipe.loader import load_file, LoadOptions
+from deltapipe.load.loader import load_file, LoadOptions
 def hwm():
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))

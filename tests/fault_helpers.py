@@ -153,7 +153,7 @@ FROM customer_totals
 
 def write_pipeline(root: Path, name: str, extra_models: dict[str, str] | None = None) -> Path:
     """`deltapipe new ROOT` plus the model top_customers (and extra_models: {name: sql})."""
-    from deltapipe.scaffold import scaffold
+    from deltapipe.pipeline.scaffold import scaffold
     scaffold(root, name)
     for m, text in {"top_customers": TOP_CUSTOMERS, **(extra_models or {})}.items():
         (root / "models" / (m + ".sql")).write_text(text)

@@ -6,7 +6,7 @@ import threading
 
 import psycopg
 
-from deltapipe.loader import LoadOptions, load_file
+from deltapipe.load.loader import LoadOptions, load_file
 
 
 def test_readers_see_whole_loads_only(dsn, conn, write):

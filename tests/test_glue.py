@@ -12,9 +12,9 @@ import random
 import pytest
 
 from deltapipe.errors import DeltapipeError
-from deltapipe.glue import glue_records
-from deltapipe.loader import LoadOptions, load_file
-from deltapipe.parallel_copy import record_boundary
+from deltapipe.load.glue import glue_records
+from deltapipe.load.loader import LoadOptions, load_file
+from deltapipe.load.parallel_copy import record_boundary
 
 
 def csv_text(n: int, seed: int, bad: bool = False) -> str:
@@ -191,8 +191,8 @@ TRICKY = [
 @pytest.mark.parametrize("text", TRICKY)
 def test_line_count_matches_the_staged_rows(conn, text):
     """The controller's count of non-empty staged lines (it spares the database a scan) is exact."""
-    from deltapipe.linecount import LineCount
-    from deltapipe.loader import escape_blocks
+    from deltapipe.load.linecount import LineCount
+    from deltapipe.load.loader import escape_blocks
     rnd = random.Random(len(text))
     for how in ("glue counts", "glue", "no glue"):
         for size in (1, 2, 3, 5, 1 << 20):

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from deltapipe.errors import DeltapipeError
-from deltapipe.loader import LoadOptions, load_file
+from deltapipe.load.loader import LoadOptions, load_file
 
 COLS = "id bigint, name text, amount numeric, day date, ok boolean"
 HEAD = "id,name,amount,day,ok\n"

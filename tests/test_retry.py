@@ -7,7 +7,7 @@ import time
 
 import psycopg
 
-from deltapipe.loader import LoadOptions, load_file
+from deltapipe.load.loader import LoadOptions, load_file
 
 
 def test_terminated_backend_is_retried_and_recorded(dsn, conn, write):

@@ -6,8 +6,8 @@ import os
 
 import psycopg
 
-from .errors import DeltapipeError, from_db
-from .server import find_local_server
+from deltapipe.errors import DeltapipeError, from_db
+from deltapipe.server import find_local_server
 
 
 def resolve_dsn(dsn: str | None) -> str:

@@ -10,9 +10,9 @@ from alembic.config import Config
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from .db import resolve_dsn
-from .errors import DeltapipeError, from_db
-from .resources import manifest, migrations_dir
+from deltapipe.db import resolve_dsn
+from deltapipe.errors import DeltapipeError, from_db
+from deltapipe.resources import manifest, migrations_dir
 
 LOCK_KEY = 0x64656C7461  # advisory lock serializing concurrent installs
 

@@ -20,7 +20,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DeltapipeError
+from deltapipe.errors import DeltapipeError
 
 DEFAULT_DATA_DIR = Path(".deltapipe") / "pg"
 STATE_FILE = "deltapipe-server.json"

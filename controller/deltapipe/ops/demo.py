@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .datasets import create, drop, list_all
-from .db import connect
-from .loader import LoadOptions, load_file
+from deltapipe.load.datasets import create, drop, list_all
+from deltapipe.db import connect
+from deltapipe.load.loader import LoadOptions, load_file
 
 V1 = """id,name,city,balance,joined,active
 1,Ada Lovelace,London,1200.50,2024-01-03,true
@@ -62,6 +62,6 @@ def run_demo(dsn: str | None, workdir: str, echo=print, show_load=None) -> None:
     echo("\n== load people_v2.csv again: identical file, nothing to do")
     r3 = load_file(dsn, "demo_people", d / "people_v2.csv", LoadOptions(), progress=False)
     show_load(r3) if show_load else echo(r3)
-    from .db import resolve_dsn
+    from deltapipe.db import resolve_dsn
     echo("\nTry: deltapipe runs; deltapipe runs show %s; psql %s -c 'table demo_people'"
          % (r2["run_id"], resolve_dsn(dsn)))

@@ -18,9 +18,9 @@ from pathlib import Path
 import psycopg
 from psycopg.types.json import Jsonb
 
-from . import pipeline as pl
-from .db import connect, require_installed, resolve_dsn
-from .errors import DeltapipeError, from_db
+from deltapipe import pipeline as pl
+from deltapipe.db import connect, require_installed, resolve_dsn
+from deltapipe.errors import DeltapipeError, from_db
 
 TRANSIENT = {"40001", "40P01", "55P03"}
 LOCK_SQL = "hashtext('deltapipe.pipeline'), hashtext(%s)"
@@ -260,7 +260,7 @@ def _run_model(wc, nr_id: int, node: str) -> None:
 
 
 def _run_source(wc, dsn: str, nr_id: int, p: pl.Pipeline, node: str) -> None:
-    from .loader import LoadOptions, load_file
+    from deltapipe.load.loader import LoadOptions, load_file
     s = p.sources[node]
     paths = s.paths(p.root)
     try:

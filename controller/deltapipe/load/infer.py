@@ -9,7 +9,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from .errors import DeltapipeError
+from deltapipe.errors import DeltapipeError
 
 SAMPLE_ROWS = 1000
 _INT = re.compile(r"^[+-]?\d{1,18}$")

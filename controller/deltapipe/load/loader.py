@@ -7,7 +7,6 @@ for COPY's text format (one raw line per row) and sends them on.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
@@ -20,17 +19,12 @@ from typing import Callable
 import psycopg
 from psycopg.types.json import Jsonb
 
-from .db import connect, from_db, require_installed
-from .errors import DeltapipeError
-from .glue import glue_records
-from .linecount import LineCount
-
-BLOCK = 4 << 20
-MODES = ("snapshot", "upsert", "append", "changes")
-FORMATS = ("csv", "tsv", "ndjson")
-EXT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".ndjson": "ndjson", ".jsonl": "ndjson",
-               ".json": "ndjson"}
-
+from deltapipe.db import connect, from_db, require_installed
+from deltapipe.errors import DeltapipeError
+from deltapipe.load.glue import glue_records
+from deltapipe.load.linecount import LineCount
+from deltapipe.load.retry import _alive, retrying
+from deltapipe.load.files import BLOCK, EXT_FORMATS, FORMATS, MODES, check_file, escape_blocks, file_sha256, guess_format  # noqa: F401
 
 @dataclass
 class LoadOptions:
@@ -51,67 +45,6 @@ class LoadOptions:
     commit_every: int | None = None
     resume: bool = False
     extra: dict = field(default_factory=dict)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(BLOCK):
-            h.update(block)
-    return h.hexdigest()
-
-
-def guess_format(path: Path, given: str | None) -> str:
-    if given:
-        if given not in FORMATS:
-            raise DeltapipeError("unknown format %s" % given, hint="use csv, tsv or ndjson")
-        return given
-    return EXT_FORMATS.get(path.suffix.lower(), "csv")
-
-
-def check_file(path: Path) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise DeltapipeError("file not found: %s" % path)
-    if path.is_dir():
-        raise DeltapipeError("%s is a directory, not a file" % path)
-    if not os.access(path, os.R_OK):
-        raise DeltapipeError("cannot read %s: permission denied" % path)
-    if path.stat().st_size == 0:
-        raise DeltapipeError("%s is empty" % path, hint="a file needs at least a header line", sqlstate="DP013")
-    return path
-
-
-def escape_blocks(f, on_bytes: Callable[[int], None] | None = None, strip_bom: bool = True):
-    """Yield the file's bytes escaped for COPY text format, one raw line per row.
-
-    Backslash, tab and carriage return are escaped so every byte reaches the
-    server unchanged; CRLF line ends become LF; a UTF-8 byte order mark is dropped.
-    """
-    first = True
-    carry = b""
-    crlf = None
-    while True:
-        block = f.read(BLOCK)
-        if on_bytes and block:
-            on_bytes(len(block))
-        if not block:
-            if carry:
-                yield carry.replace(b"\\", b"\\\\").replace(b"\r", b"\\r")
-            return
-        block = carry + block
-        carry = b""
-        if first:
-            first = False
-            if strip_bom and block.startswith(b"\xef\xbb\xbf"):
-                block = block[3:]
-            nl = block.find(b"\n")
-            crlf = nl > 0 and block[nl - 1:nl] == b"\r"
-        if crlf:
-            if block.endswith(b"\r"):
-                carry, block = b"\r", block[:-1]
-            block = block.replace(b"\r\n", b"\n")
-        yield block.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\r", b"\\r")
 
 
 def _in_thread(fn, *args) -> Callable[[], object]:
@@ -184,7 +117,7 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
         mode = opts.mode or row[1]
         resume = None
         if opts.resume:
-            from .resumable import find_resumable
+            from deltapipe.load.resumable import find_resumable
             resume = find_resumable(conn, dataset, path)
             if resume is None:
                 raise DeltapipeError("nothing to resume for dataset %s from %s" % (dataset, path),
@@ -293,69 +226,12 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
         conn.close()
 
 
-# Errors worth another try: the work is one transaction, so a retry starts clean.
-TRANSIENT = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected, psycopg.errors.AdminShutdown,
-             psycopg.errors.CrashShutdown, psycopg.errors.CannotConnectNow, psycopg.errors.TooManyConnections,
-             psycopg.errors.LockNotAvailable)
-RETRY_ATTEMPTS = 5
-RETRY_BUDGET_S = 60.0
-
-
-def _transient(e: BaseException, conn: psycopg.Connection) -> bool:
-    if isinstance(e, TRANSIENT):
-        return True
-    # a lost connection (server restart, network) shows as OperationalError on a closed connection
-    return isinstance(e, psycopg.OperationalError) and conn.closed
-
-
-def _alive(conn: psycopg.Connection, dsn: str | None) -> psycopg.Connection:
-    if not conn.closed and not conn.broken:
-        return conn
-    try:
-        return connect(dsn, autocommit=True)
-    except DeltapipeError:
-        return conn
-
-
-def retrying(work, conn: psycopg.Connection, dsn: str | None, run_id: int, nr_id: int) -> psycopg.Connection:
-    """Run ``work(conn)``; on a transient error, back off (exponential, with jitter), reconnect if
-    needed and try again, within RETRY_ATTEMPTS and RETRY_BUDGET_S. Each retry is recorded on
-    the node run (phases.retries, phases.retry_errors). Returns the connection finally used."""
-    import random
-
-    start = time.monotonic()
-    errors: list[str] = []
-    for n in range(RETRY_ATTEMPTS + 1):
-        try:
-            work(conn)
-            if errors:
-                conn.execute("UPDATE deltapipe.node_run SET phases = phases || %s WHERE id = %s",
-                             (Jsonb({"retries": len(errors), "retry_errors": errors}), nr_id))
-            return conn
-        except Exception as e:
-            if not _transient(e, conn) or n == RETRY_ATTEMPTS or time.monotonic() - start > RETRY_BUDGET_S:
-                raise
-            errors.append(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
-            time.sleep(min(8.0, 0.25 * 2 ** n) * (0.5 + random.random()))
-            while conn.closed or conn.broken:
-                # the server may still be restarting: keep trying within the budget
-                try:
-                    conn = connect(dsn, autocommit=True)
-                    # the run belongs to this connection now (dead-run detection looks at backend_pid)
-                    conn.execute("UPDATE deltapipe.run SET backend_pid = pg_backend_pid() WHERE id = %s", (run_id,))
-                except (DeltapipeError, psycopg.OperationalError):
-                    if time.monotonic() - start > RETRY_BUDGET_S:
-                        raise
-                    time.sleep(1.0)
-    raise AssertionError("unreachable")
-
-
 def _stage_chunked(conn: psycopg.Connection, dataset: str, path: Path, run_id: int, nr_id: int, opts: LoadOptions,
                    resume: dict | None, lines: int, options: dict, show: bool, size: int) -> str:
     """Stage the file in committed chunks (or continue a resumed load). Returns the staging table."""
     import click
 
-    from .resumable import stage_in_chunks
+    from deltapipe.load.resumable import stage_in_chunks
     start, first = 0, 1
     if resume and resume["intact"]:
         stg, start, first = resume["staging"], resume["offset"], resume["lines"] + 1
@@ -396,7 +272,7 @@ def _stage_chunked(conn: psycopg.Connection, dataset: str, path: Path, run_id: i
 
 def _add_new_columns(conn: psycopg.Connection, dataset: str, path: Path, fmt: str, opts: LoadOptions) -> list:
     """Columns of the file's header that the dataset lacks: add them, typed by inference."""
-    from .infer import columns_spec, infer_columns
+    from deltapipe.load.infer import columns_spec, infer_columns
     if not opts.header and fmt != "ndjson":
         return []
     have = {c["name"] for c in conn.execute("SELECT columns FROM deltapipe.dataset WHERE name = %s",
@@ -418,7 +294,7 @@ def _copy(conn: psycopg.Connection, stg: str, path: Path, encoding: str, size: i
 
     With ``dataset`` given, a large file goes over two connections at once (see parallel_copy.py).
     """
-    from .parallel_copy import MIN_SIZE, Limited, copy_in_halves
+    from deltapipe.load.parallel_copy import MIN_SIZE, Limited, copy_in_halves
 
     # FREEZE: the staging table was created in this transaction, so its rows can be
     # written frozen (no hint bits to set, no page dirtied again, when it is read)

@@ -20,8 +20,8 @@ from __future__ import annotations
 import re
 from typing import Iterable, Iterator
 
-from .errors import DeltapipeError
-from .linecount import LineCount, has_empty_line
+from deltapipe.errors import DeltapipeError
+from deltapipe.load.linecount import LineCount, has_empty_line
 
 MAX_RECORD = 32 << 20  # a quoted field this long is taken for an unterminated quote
 

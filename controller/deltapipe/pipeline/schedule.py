@@ -11,8 +11,8 @@ from __future__ import annotations
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from .db import connect, require_installed, resolve_dsn
-from .errors import DeltapipeError, from_db
+from deltapipe.db import connect, require_installed, resolve_dsn
+from deltapipe.errors import DeltapipeError, from_db
 
 INSTALL_HINT = ("install it (Debian/Ubuntu: apt-get install postgresql-15-cron), then restart the server "
                 "(`deltapipe server stop && deltapipe server start` preloads it on the local server; elsewhere add "

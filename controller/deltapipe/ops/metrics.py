@@ -7,8 +7,8 @@ import threading
 
 import psycopg
 
-from .db import connect, require_installed, resolve_dsn
-from .errors import DeltapipeError, from_db
+from deltapipe.db import connect, require_installed, resolve_dsn
+from deltapipe.errors import DeltapipeError, from_db
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import psycopg
 
-from .db import connect, from_db, require_installed
-from .errors import DeltapipeError
-from .infer import columns_spec, infer_columns
-from .loader import check_file, guess_format
+from deltapipe.db import connect, from_db, require_installed
+from deltapipe.errors import DeltapipeError
+from deltapipe.load.infer import columns_spec, infer_columns
+from deltapipe.load.files import check_file, guess_format
 
 
 def _rows(cur) -> list[dict]:

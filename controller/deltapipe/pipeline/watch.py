@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import pipeline as pl
-from .errors import DeltapipeError
+from deltapipe import pipeline as pl
+from deltapipe.errors import DeltapipeError
 
 
 def watched_files(root: Path) -> list[Path]:
@@ -66,7 +66,7 @@ def affected(root: Path, changed: set[Path]) -> list[str] | None:
 def watch(dsn: str | None, directory: str | Path, *, debounce: float = 2.0, poll: float = 0.2, once: bool = False,
           workers: int = 1, echo: Callable[[str], None] = print, run_fn=None, max_windows: int | None = None) -> int:
     """Watch until Ctrl-C (or one processed window with once=True). Returns the number of runs started."""
-    from . import runner
+    from deltapipe.pipeline import runner
     root = Path(directory).resolve()
     pl.read_pipeline(root)  # fail early, with one line, on a directory that is not a pipeline
     run_fn = run_fn or runner.run

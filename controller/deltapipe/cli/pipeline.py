@@ -6,13 +6,13 @@ import time
 
 import click
 
-from .cli_options import dsn_option as _dsn_option
+from deltapipe.cli.options import dsn_option as _dsn_option
 
 
 
 
 def _conn(dsn):
-    from .db import connect, require_installed
+    from deltapipe.db import connect, require_installed
     c = connect(dsn, autocommit=True)
     require_installed(c)
     return c
@@ -23,7 +23,7 @@ def _conn(dsn):
 @click.option("--name", help="Pipeline name (default: the directory name).")
 def new_cmd(directory, name):
     """Create a small working pipeline in DIRECTORY (pipeline.toml, data/, models/)."""
-    from .scaffold import scaffold
+    from deltapipe.pipeline.scaffold import scaffold
     files = scaffold(directory, name)
     for f in files:
         click.echo("  created %s" % f)
@@ -35,7 +35,7 @@ def new_cmd(directory, name):
 @_dsn_option
 def deploy_cmd(directory, dsn):
     """Compile the pipeline in DIRECTORY into the catalog: models, fingerprints, dependencies."""
-    from . import pipeline as pl
+    from deltapipe import pipeline as pl
     with _conn(dsn) as conn:
         p = pl.load(directory, conn)
         r = pl.deploy(conn, p)
@@ -53,7 +53,7 @@ def deploy_cmd(directory, dsn):
 @_dsn_option
 def plan_cmd(directory, full_refresh, dsn):
     """Show which nodes `deltapipe run DIRECTORY` would run and why, without running anything."""
-    from . import pipeline as pl
+    from deltapipe import pipeline as pl
     with _conn(dsn) as conn:
         p = pl.load(directory, conn)
         rows = pl.plan(conn, p, full_refresh)
@@ -88,7 +88,7 @@ def plan_cmd(directory, full_refresh, dsn):
 @_dsn_option
 def dag_cmd(directory, fmt, offline, dsn):
     """Print the pipeline's graph (sources, models, external tables)."""
-    from . import pipeline as pl
+    from deltapipe import pipeline as pl
     if offline:
         p = pl.load(directory, None)
     else:
@@ -114,8 +114,8 @@ def dag_cmd(directory, fmt, offline, dsn):
 def run_cmd(target, workers, select, keep_going, full_refresh, resume, wait, timeline, incremental_threshold, dsn):
     """Run pipeline TARGET (a directory, or the name of a deployed pipeline): load changed source files,
     then refresh the models that need it."""
-    from . import runner
-    from .errors import DeltapipeError
+    from deltapipe.pipeline import runner
+    from deltapipe.errors import DeltapipeError
     t0 = time.perf_counter()
     r = runner.run(dsn, target, workers=workers, select=list(select), keep_going=keep_going,
                    full_refresh=full_refresh, resume=resume, wait=wait,
@@ -133,7 +133,7 @@ def run_cmd(target, workers, select, keep_going, full_refresh, resume, wait, tim
 
 
 def print_run(r: dict, timeline: bool = True) -> None:
-    from .runner import timeline as tl
+    from deltapipe.pipeline.runner import timeline as tl
     click.echo("  %-22s %-6s %-8s %8s %10s %9s %9s %9s  %s" % ("NODE", "KIND", "STATUS", "SECONDS", "ROWS",
                                                                "+INS", "~UPD", "-DEL", "NOTE"))
     for n in r["nodes"]:
@@ -152,8 +152,8 @@ def print_run(r: dict, timeline: bool = True) -> None:
 @_dsn_option
 def timeline_cmd(run_id, dsn):
     """Print a pipeline run's nodes (start, end, duration, rows) and a text timeline."""
-    from .errors import DeltapipeError
-    from .runner import run_record
+    from deltapipe.errors import DeltapipeError
+    from deltapipe.pipeline.runner import run_record
     with _conn(dsn) as conn:
         if not conn.execute("SELECT 1 FROM deltapipe.run WHERE id = %s", (run_id,)).fetchone():
             raise DeltapipeError("unknown run %s" % run_id, hint="list runs with `deltapipe runs`")
@@ -168,7 +168,7 @@ def timeline_cmd(run_id, dsn):
 @_dsn_option
 def schedule_cmd(pipeline, cron, dsn):
     """Run deployed PIPELINE on a cron schedule inside PostgreSQL (pg_cron), e.g. '*/5 * * * *'."""
-    from .schedule import schedule
+    from deltapipe.pipeline.schedule import schedule
     j = schedule(dsn, pipeline, cron)
     click.echo("scheduled %s: %s  (pg_cron job %s: %s)" % (pipeline, cron, j["jobid"], j["command"]))
 
@@ -178,7 +178,7 @@ def schedule_cmd(pipeline, cron, dsn):
 @_dsn_option
 def unschedule_cmd(pipeline, dsn):
     """Remove the pg_cron schedule of PIPELINE."""
-    from .schedule import unschedule
+    from deltapipe.pipeline.schedule import unschedule
     unschedule(dsn, pipeline)
     click.echo("unscheduled %s" % pipeline)
 
@@ -187,7 +187,7 @@ def unschedule_cmd(pipeline, dsn):
 @_dsn_option
 def schedules_cmd(dsn):
     """List the pipelines scheduled with pg_cron in this database, with their last run."""
-    from .schedule import schedules
+    from deltapipe.pipeline.schedule import schedules
     rows = schedules(dsn)
     if not rows:
         click.echo("no scheduled pipelines (add one with `deltapipe schedule NAME 'CRON'`)")
@@ -206,7 +206,7 @@ def schedules_cmd(dsn):
 def verify_cmd(models, pipeline, limit, dsn):
     """Recompute models in full and compare them with their tables as multisets (all models, or MODELS).
     Prints mismatching rows (- missing from the table, + not in the recompute); exit status 1 on any mismatch."""
-    from .errors import DeltapipeError, from_db
+    from deltapipe.errors import DeltapipeError, from_db
     import psycopg
     bad: list[str] = []
     checked = 0

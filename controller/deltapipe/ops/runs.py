@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .db import connect, require_installed
-from .errors import DeltapipeError
+from deltapipe.db import connect, require_installed
+from deltapipe.errors import DeltapipeError
 
 
 def _rows(cur) -> list[dict]:
@@ -48,7 +48,7 @@ def rollback(dsn: str | None, run_id: int, cascade: bool = False) -> dict:
     """Restore every table the run changed to its state before the run."""
     import psycopg
 
-    from .errors import from_db
+    from deltapipe.errors import from_db
     with connect(dsn) as conn:
         require_installed(conn)
         try:

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .cli_options import dsn_option as _dsn_option
+from deltapipe.cli.options import dsn_option as _dsn_option
 
 
 
@@ -28,7 +28,7 @@ def lineage_scan(directory, clear_cache, as_json, dsn):
 
     Files whose content (SHA-256) was parsed before by the same parser version come from
     the parse cache. A file that does not parse is reported (file:line) and the scan goes on."""
-    from .lineage import scan
+    from deltapipe.lineage.graph import scan
     r = scan(dsn, directory, clear_cache=clear_cache)
     if as_json:
         click.echo(json.dumps(r))
@@ -53,7 +53,7 @@ def lineage_scan(directory, clear_cache, as_json, dsn):
 @_dsn_option
 def lineage_show(name, direction, depth, as_json, dsn):
     """Upstream or downstream lineage of TABLE or TABLE.COLUMN (names as [schema.]table[.column])."""
-    from .lineage import show
+    from deltapipe.lineage.graph import show
     r = show(dsn, name, direction, depth)
     if as_json:
         click.echo(json.dumps(r))
@@ -75,7 +75,7 @@ def lineage_show(name, direction, depth, as_json, dsn):
 @_dsn_option
 def report_cmd(run_id, output, dsn):
     """Write one self-contained HTML page for run RUN_ID: its DAG and a timeline of its nodes."""
-    from .report import write_report
+    from deltapipe.ops.report import write_report
     r = write_report(dsn, run_id, output)
     click.echo("wrote %s (%d nodes, %d bytes)" % (r["file"], r["nodes"], r["bytes"]))
 
@@ -87,7 +87,7 @@ def report_cmd(run_id, output, dsn):
 @_dsn_option
 def metrics_cmd(port, host, dsn):
     """Print Prometheus metrics from the catalog (rows per dataset, node durations, skips, lineage cache)."""
-    from .metrics import metrics_text, serve
+    from deltapipe.ops.metrics import metrics_text, serve
     if port is None:
         click.echo(metrics_text(dsn), nl=False)
         return
@@ -106,7 +106,7 @@ def metrics_cmd(port, host, dsn):
 @_dsn_option
 def watch_cmd(directory, debounce, poll, once, workers, dsn):
     """Watch pipeline DIRECTORY: when source files or models change, load and refresh what they affect, once."""
-    from .watch import watch
+    from deltapipe.pipeline.watch import watch
     watch(dsn, directory, debounce=debounce, poll=poll, once=once, workers=workers,
           echo=lambda m: click.echo(m))
 
@@ -123,7 +123,7 @@ def watch_cmd(directory, debounce, poll, once, workers, dsn):
 def load_json_cmd(file, arrays, mode, force, as_json, dsn):
     """Stream arrays of a large JSON document into datasets (never reading it whole), e.g.
     `deltapipe load-json graph.json --array nodes=nodes --array edges=edges`."""
-    from .jsonload import load_json, parse_arrays
+    from deltapipe.load.jsonload import load_json, parse_arrays
     rs = load_json(dsn, file, parse_arrays(list(arrays)), mode=mode, force=force)
     if as_json:
         click.echo(json.dumps(rs, default=str))

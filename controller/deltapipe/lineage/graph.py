@@ -25,9 +25,9 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, build_scope
 
-from .pipeline import _ident  # one notion of an identifier as PostgreSQL sees it
-from .db import connect, require_installed
-from .errors import DeltapipeError, from_db
+from deltapipe.pipeline import _ident  # one notion of an identifier as PostgreSQL sees it
+from deltapipe.db import connect, require_installed
+from deltapipe.errors import DeltapipeError, from_db
 
 PARSER = "sqlglot-%s/1" % sqlglot.__version__  # bump the suffix when the extraction below changes
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import psycopg
 from psycopg.types.json import Jsonb
 
-from .errors import DeltapipeError
-from .loader import BLOCK, escape_blocks
-from .parallel_copy import Limited
+from deltapipe.errors import DeltapipeError
+from deltapipe.load.files import BLOCK, escape_blocks
+from deltapipe.load.parallel_copy import Limited
 
 
 def chunks(path: Path, lines: int, start: int = 0):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import DeltapipeError
+from deltapipe.errors import DeltapipeError
 
 FILES = {
     "pipeline.toml": '''# A deltapipe pipeline: sources are files loaded into datasets, models are SELECTs.

@@ -17,9 +17,9 @@ from typing import Callable
 
 import psycopg
 
-from .db import connect
-from .errors import DeltapipeError
-from .loader import BLOCK
+from deltapipe.db import connect
+from deltapipe.errors import DeltapipeError
+from deltapipe.load.files import BLOCK
 
 MIN_SIZE = 32 << 20  # below this, one connection is as fast
 

@@ -14,9 +14,10 @@ from pathlib import Path
 import psycopg
 from psycopg.types.json import Jsonb
 
-from .db import connect, from_db, require_installed
-from .errors import DeltapipeError
-from .loader import MODES, _dead_runs, _fail, _record, check_file, file_sha256
+from deltapipe.db import connect, from_db, require_installed
+from deltapipe.errors import DeltapipeError
+from deltapipe.load.files import MODES, check_file, file_sha256
+from deltapipe.load.loader import _dead_runs, _fail, _record
 
 BUF = 1 << 20
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import psycopg
 
-from .db import connect, require_installed
-from .errors import DeltapipeError, from_db
+from deltapipe.db import connect, require_installed
+from deltapipe.errors import DeltapipeError, from_db
 
 COLOURS = {"ran": "#2f7ed8", "incremental": "#2ca02c", "full": "#ff9f1c", "skipped": "#9aa0a6",
            "failed": "#d62728", "pending": "#e0e0e0", "running": "#8e44ad", "external": "#ffffff"}
@@ -223,7 +223,7 @@ def render(run: dict) -> str:
 
 
 def write_report(dsn: str | None, run_id: int, output: str | Path) -> dict:
-    from .runner import run_record
+    from deltapipe.pipeline.runner import run_record
     conn = connect(dsn, autocommit=True, application_name="deltapipe report")
     try:
         require_installed(conn)

@@ -1,0 +1,1 @@
+"""The delta compiler: a model's SELECT (sqlglot) to the statements that refresh it from its inputs' changes."""

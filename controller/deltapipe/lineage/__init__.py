@@ -1,0 +1,1 @@
+"""Table- and column-level lineage read from SQL files with sqlglot."""

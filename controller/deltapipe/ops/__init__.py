@@ -1,0 +1,1 @@
+"""Operating deltapipe: run listings, the HTML run report, Prometheus metrics, the demo."""

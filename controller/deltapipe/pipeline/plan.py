@@ -1,0 +1,115 @@
+"""Plan: what a run would do and why; shape changes of models."""
+
+from __future__ import annotations
+
+
+import psycopg
+
+from deltapipe.errors import from_db
+from deltapipe.pipeline.model import Model, Pipeline
+from deltapipe.pipeline.deps import _q, topo_order
+from deltapipe.pipeline.deploy import compile_pipeline, source_state
+
+
+def plan(conn: psycopg.Connection, p: Pipeline, full_refresh: bool = False) -> list[dict]:
+    """Which nodes would run and why, without running anything."""
+    out: list[dict] = []
+    will_change: set[str] = set()
+    reshaped: set[str] = set()   # models whose output columns change (or that are rebuilt because of one)
+    for s in p.sources.values():
+        action, why = source_state(conn, p, s)
+        out.append({"node": s.dataset, "kind": "source", "action": action, "reason": why})
+        if action == "load":
+            will_change.add(s.dataset)
+    for name in topo_order(p):
+        m = p.models[name]
+        table_exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", ("%s.%s" % (_q(p.schema), _q(name)),)).fetchone()[0]
+        last = conn.execute("""SELECT n.fingerprint, n.inputs, n.run_id FROM deltapipe.node_run n
+                                 JOIN deltapipe.run r ON r.id = n.run_id
+                                WHERE r.pipeline = %s AND n.node = %s AND n.node_kind = 'model' AND n.status = 'done'
+                                  AND r.status <> 'rolled_back'
+                                ORDER BY n.id DESC LIMIT 1""", (p.name, name)).fetchone()
+        changed_ups = sorted(u for u in m.upstreams if u in will_change)
+        if full_refresh:
+            action, why = "run", "full refresh"
+        elif last is None or not table_exists:
+            action, why = "run", "new" if last is None else "table missing"
+        elif last[0] != m.fingerprint:
+            action, why = "run", "SQL changed"
+        elif changed_ups:
+            action, why = "run", "input changed: %s" % ", ".join(changed_ups)
+        else:
+            deployed = conn.execute("SELECT fingerprint FROM deltapipe.model WHERE pipeline = %s AND name = %s",
+                                    (p.name, name)).fetchone()
+            inputs = None
+            if deployed:
+                inputs = conn.execute("SELECT deltapipe._node_inputs(%s, %s)", (p.name, name)).fetchone()[0]
+            if inputs is not None and inputs == last[1] and set(inputs) == set(m.upstreams):
+                action, why = "skip", "unchanged since run %s" % last[2]
+            else:
+                diff = sorted(k for k in set(m.upstreams) | set(last[1] or {})
+                              if (inputs or {}).get(k) != (last[1] or {}).get(k)) if inputs is not None else []
+                action, why = "run", "input changed: %s" % (", ".join(diff) or "dependencies changed")
+        shape = shape_change(conn, p, m) if table_exists else None
+        affected_by = sorted(u for u in m.upstreams if u in reshaped)
+        if shape and shape.get("changes"):
+            reshaped.add(name)
+            if action == "skip":
+                action, why = "run", "output columns change"
+        if affected_by:
+            reshaped.add(name)  # rebuilt in full: its own downstream is affected too
+            if action == "skip":
+                action, why = "run", "upstream changes shape: %s" % ", ".join(affected_by)
+        if action == "run":
+            will_change.add(name)
+        inc = conn.execute("SELECT incremental, why_full, shape, fingerprint FROM deltapipe.model "
+                           "WHERE pipeline = %s AND name = %s", (p.name, name)).fetchone()
+        if inc is None or inc[3] != m.fingerprint:
+            c = compile_pipeline(conn, p)[name]
+            inc = (c.incremental, c.why_full, c.shape)
+        refresh = ("incremental (%s)" % inc[2]) if inc[0] else "full: %s" % inc[1]
+        row = {"node": name, "kind": "model", "action": action, "reason": why, "refresh": refresh,
+               "incremental": bool(inc[0]), "why_full": inc[1]}
+        if shape:
+            row["shape"] = shape
+        if affected_by:
+            row["affected_by"] = affected_by
+        if m.audits:
+            row["audits"] = ["%s%s" % (a["name"], "" if a["blocking"] else " [warn]") for a in m.audits]
+        out.append(row)
+    return out
+
+
+def _visible_columns(conn, regclass: str) -> list[tuple[str, str]]:
+    return [tuple(r) for r in conn.execute(
+        """SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+            WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+              AND a.attname NOT LIKE '\\_dp\\_%%' ORDER BY a.attnum""", (regclass,)).fetchall()]
+
+
+def shape_change(conn: psycopg.Connection, p: Pipeline, m: Model) -> dict | None:
+    """Compare a model's output columns (its SELECT against the tables as they are now) with its deployed table:
+    {"changes": ["+col type", "-col", "col: old -> new"], "columns": [...]} or {"error": why}."""
+    target = "%s.%s" % (_q(p.schema), _q(m.name))
+    try:
+        old = _visible_columns(conn, target)
+        with conn.transaction(force_rollback=True):
+            conn.execute("SELECT set_config('search_path', %s, true)", ("%s, public" % _q(p.schema),))
+            conn.execute("CREATE TEMP TABLE _dp_plan_shape AS SELECT * FROM (\n" + m.sql + "\n) _dp_q LIMIT 0")
+            new = _visible_columns(conn, "pg_temp._dp_plan_shape")
+    except psycopg.Error as e:
+        return {"error": from_db(e).message}
+    changes = []
+    oldd, newd = dict(old), dict(new)
+    for c, t in new:
+        if c not in oldd:
+            changes.append("+%s %s" % (c, t))
+        elif oldd[c] != t:
+            changes.append("%s: %s -> %s" % (c, oldd[c], t))
+    changes += ["-%s" % c for c, _t in old if c not in newd]
+    if not changes and [c for c, _ in old] != [c for c, _ in new]:
+        changes.append("column order: %s" % ", ".join(c for c, _ in new))
+    return {"changes": changes, "columns": [c for c, _ in new]}
+
+
+# ------------------------------------------------------------------ dag rendering

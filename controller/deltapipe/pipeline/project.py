@@ -1,0 +1,129 @@
+"""Read a pipeline directory: pipeline.toml and models/*.sql, with header comments."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from pathlib import Path
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from deltapipe.pipeline.model import MODES, Model, Pipeline, Source, _DATASET, _IDENT, _err
+from deltapipe.pipeline.audits import AUDITS_SUFFIX, parse_audits
+from deltapipe.pipeline.parse import _first_code_line, _parse_error, tables_read
+
+
+# ------------------------------------------------------------------ reading the directory
+def read_pipeline(directory: str | Path) -> Pipeline:
+    """Read and check a pipeline directory (no database needed)."""
+    root = Path(directory)
+    toml_path = root / "pipeline.toml"
+    if not root.is_dir():
+        raise _err("%s is not a directory" % root, "DP214", "give a pipeline directory (create one with `deltapipe new DIR`)")
+    if not toml_path.exists():
+        raise _err("%s: no pipeline.toml" % root, "DP214", "create one with `deltapipe new DIR`")
+    try:
+        cfg = tomllib.loads(toml_path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise _err("%s: %s" % (toml_path, e), "DP214") from e
+    name = cfg.get("name") or root.resolve().name
+    if not isinstance(name, str) or not _DATASET.match(name):
+        raise _err("%s: invalid pipeline name %r" % (toml_path, name), "DP214",
+                   "use letters, digits, _ and -, starting with a letter or _")
+    schema = cfg.get("schema", "public")
+    sources: dict[str, Source] = {}
+    for i, s in enumerate(cfg.get("sources", []) or []):
+        where = "%s: sources[%d]" % (toml_path, i)
+        if not isinstance(s, dict) or "dataset" not in s:
+            raise _err("%s: needs dataset = NAME" % where, "DP214")
+        ds = s["dataset"]
+        files = s.get("file") or s.get("glob")
+        if not files:
+            raise _err("%s (%s): needs file = PATH or glob = PATTERN" % (where, ds), "DP214")
+        key = s.get("key")
+        if not key:
+            raise _err("%s (%s): needs key = COLUMN or [COLUMNS]" % (where, ds), "DP214")
+        key = [key] if isinstance(key, str) else list(key)
+        mode = s.get("mode", "snapshot")
+        if mode not in MODES:
+            raise _err("%s (%s): unknown mode %s" % (where, ds, mode), "DP214", "use " + ", ".join(MODES))
+        table = s.get("table") or ds
+        sch = "public"
+        if "." in table:
+            sch, table = table.split(".", 1)
+        if ds in sources:
+            raise _err("%s: dataset %s is declared twice" % (toml_path, ds), "DP214")
+        sources[ds] = Source(ds, files, key, mode, s.get("columns"), sch, table,
+                             {k: v for k, v in s.items() if k in ("format", "delimiter", "quote", "null", "encoding",
+                                                                  "op_column", "order_column")})
+    mdir = root / "models"
+    models: dict[str, Model] = {}
+    targets: dict[str, str] = {}
+    for path in sorted(mdir.rglob("*.sql")) if mdir.is_dir() else []:
+        if path.name.lower().endswith(AUDITS_SUFFIX):
+            continue  # the audits of the model next to it
+        rel = str(path.relative_to(root))
+        mname = path.stem.lower()
+        if not _IDENT.match(mname):
+            raise _err("%s: invalid model name %s (the file name is the table name)" % (rel, path.stem), "DP214",
+                       "use letters, digits and _, starting with a letter or _")
+        if mname in targets:
+            raise _err("%s and %s both write table %s.%s" % (targets[mname], rel, schema, mname), "DP213",
+                       "rename one of the files")
+        clash = [s.dataset for s in sources.values() if (s.schema, s.table) == (schema, mname) or s.dataset == mname]
+        if clash:
+            raise _err("%s writes table %s.%s, which is source dataset %s" % (rel, schema, mname, clash[0]), "DP213",
+                       "rename the model file")
+        targets[mname] = rel
+        models[mname] = parse_model(path, rel)
+    if not models:
+        raise _err("%s: no models (models/*.sql)" % root, "DP214", "add SELECT statements as models/NAME.sql")
+    p = Pipeline(name, root, schema, sources, models)
+    return p
+
+
+_HEADER = re.compile(r"^\s*--\s*(key|depends_on|depends-on)\s*:\s*(.*?)\s*$", re.I)
+
+
+def parse_model(path: Path, rel: str) -> Model:
+    text = path.read_text()
+    key: list[str] = []
+    deps: list[str] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if not line.lstrip().startswith("--"):
+            break
+        m = _HEADER.match(line)
+        if m:
+            vals = [v.strip() for v in m.group(2).split(",") if v.strip()]
+            if m.group(1).lower() == "key":
+                key = vals
+            else:
+                deps += [v.lower() for v in vals]
+    try:
+        stmts = [s for s in sqlglot.parse(text, read="postgres") if s is not None]
+    except (ParseError, TokenError) as e:
+        raise _parse_error(rel, e) from e
+    if len(stmts) != 1:
+        raise _err("%s: %s" % (rel, "empty model (no SELECT)" if not stmts else "one SELECT per model file, found %d statements" % len(stmts)),
+                   "DP212")
+    tree = stmts[0]
+    if not isinstance(tree, exp.Query):
+        raise _err("%s:%d: a model is one SELECT, not %s" % (rel, _first_code_line(text), tree.key.upper()), "DP212")
+    sql = text.strip()
+    while sql.endswith(";"):
+        sql = sql[:-1].rstrip()
+    model = Model(path.stem.lower(), path, rel, text, sql, key, deps)
+    normalized = tree.sql(dialect="postgres", comments=False, normalize=True)
+    model.audits, model.audit_reads = parse_audits(path, rel, text)
+    audits = "".join("\naudit=%s|%s|%s" % (a["name"], a["blocking"], a["sql"]) for a in model.audits)
+    model.fingerprint = hashlib.sha256(("%s\nkey=%s%s" % (normalized, ",".join(key), audits)).encode()).hexdigest()[:32]
+    model.reads = tables_read(tree, text)
+    return model
+
+
+# ------------------------------------------------------------------ audits
