@@ -98,10 +98,3 @@ def test_help_explains(cli):
     assert r.exit_code == 0
     for word in ("snapshot", "upsert", "append", "changes", "--force", "--delimiter", "--encoding", "--no-header"):
         assert word in r.output
-
-
-def test_demo(cli, tmp_path):
-    r = cli("demo", "--dir", tmp_path / "demo")
-    assert r.exit_code == 0, r.output
-    assert "what changed" in r.output and "rejects" in r.output and "skipped" in r.output
-    assert "2024-02-30" in r.output
