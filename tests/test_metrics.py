@@ -149,3 +149,42 @@ def test_metrics_serve(dsn, cli, write):
         proc.send_signal(2)
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+def test_metrics_round_trip_through_prometheus_parser(cli, write):
+    """prometheus_client's own parser reads what `deltapipe metrics` writes, with the same families and types."""
+    from prometheus_client.parser import text_string_to_metric_families
+    cli("dataset", "create", "people", "--key", "id", "--columns", "id int, name text")
+    cli("load", "people", write("p.csv", "id,name\n1,ann\nx,bad\n"))
+    text = cli("metrics").output
+    ours = parse_prometheus(text)
+    theirs = {f.name: f for f in text_string_to_metric_families(text)}
+    for name, fam in ours.items():
+        base = name[:-len("_total")] if fam["type"] == "counter" else name
+        assert theirs[base].type == fam["type"] and theirs[base].documentation == fam["help"], name
+    rows = {tuple(sorted(s.labels.items())): s.value for s in theirs["deltapipe_rows"].samples}
+    assert rows[(("dataset", "people"), ("outcome", "rejected"))] == 1
+
+
+def test_metrics_serve_port_taken(cli):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    try:
+        r = cli("metrics", "--serve", s.getsockname()[1])
+    finally:
+        s.close()
+    assert r.exit_code == 1 and r.output.startswith("error: cannot listen on 127.0.0.1:"), r.output
+
+
+def test_metrics_app_answers_503_when_the_catalog_cannot_be_read():
+    from deltapipe.ops.metrics import registry, wsgi_app
+    app = wsgi_app(registry("postgresql://nobody@127.0.0.1:1/nothing?connect_timeout=2"))
+    got = {}
+
+    def start_response(status, headers):
+        got["status"] = status
+    body = b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "QUERY_STRING": ""}, start_response))
+    assert got["status"].startswith("503") and body.startswith(b"# error: cannot connect to PostgreSQL")
+    app({"REQUEST_METHOD": "GET", "PATH_INFO": "/other", "QUERY_STRING": ""}, start_response)
+    assert got["status"].startswith("404")

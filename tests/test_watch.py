@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from pipeline_helpers import make_pipeline
 
 MODELS = {"by_customer": "-- key: customer\nSELECT customer, sum(amount) AS total FROM orders GROUP BY customer",
@@ -29,11 +31,12 @@ def counts(conn):
                         "AND status = 'done') FROM deltapipe.run").fetchone()
 
 
-def test_burst_of_writes_gives_one_load(cli, conn, dsn, tmp_path):
+@pytest.mark.parametrize("how", [[], ["--poll", "0.1"]], ids=["notify", "poll"])
+def test_burst_of_writes_gives_one_load(cli, conn, dsn, tmp_path, how):
     d = make_pipeline(tmp_path / "p", MODELS)
     assert cli("run", d).exit_code == 0
     runs0, loads0 = counts(conn)
-    proc = start_watch(dsn, d, "--once", "--debounce", "1", "--poll", "0.1")
+    proc = start_watch(dsn, d, "--once", "--debounce", "1", *how)
     try:
         f = d / "data/orders.csv"
         rows = ["id,customer,amount,day"] + ["%d,c%d,%d,2024-01-0%d" % (i, i % 3, i, 1 + i % 5) for i in range(1, 41)]
@@ -61,7 +64,7 @@ def test_burst_of_writes_gives_one_load(cli, conn, dsn, tmp_path):
 def test_model_change_runs_only_that_model_and_ctrl_c_stops(cli, conn, dsn, tmp_path):
     d = make_pipeline(tmp_path / "p", MODELS)
     assert cli("run", d).exit_code == 0
-    proc = start_watch(dsn, d, "--debounce", "0.5", "--poll", "0.1")
+    proc = start_watch(dsn, d, "--debounce", "0.5")
     try:
         (d / "models/daily.sql").write_text("-- key: day\nSELECT day, count(*) AS n, sum(amount) AS amt FROM orders GROUP BY day")
         deadline = time.time() + 30
@@ -88,3 +91,38 @@ def test_watch_refuses_a_non_pipeline(cli, tmp_path):
     (tmp_path / "empty").mkdir()
     r = cli("watch", tmp_path / "empty", "--once")
     assert r.exit_code == 1 and r.output.startswith("error: ") and "no pipeline.toml" in r.output
+
+
+def test_new_file_matching_a_source_glob_is_loaded_other_files_ignored(cli, conn, dsn, tmp_path):
+    src = ('[[sources]]\ndataset = "orders"\nfile = "data/orders_*.csv"\nkey = "id"\nmode = "upsert"\n'
+           'columns = "id bigint, customer text, amount numeric, day date"\n')
+    d = make_pipeline(tmp_path / "p", MODELS, sources=src,
+                      data={"data/orders_1.csv": "id,customer,amount,day\n1,ann,10,2024-01-01\n"})
+    assert cli("run", d).exit_code == 0
+    proc = start_watch(dsn, d, "--once", "--debounce", "0.5")
+    try:
+        (d / "data/notes.txt").write_text("not a source\n")
+        (d / "data/orders_2.csv").write_text("id,customer,amount,day\n2,bob,5,2024-01-02\n")
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "changed: data/orders_2.csv (" in out and "notes.txt" not in out, out
+    assert "running --select by_customer+ daily+" in out, out
+    assert conn.execute("SELECT count(*) FROM public.orders").fetchone()[0] == 2
+
+
+def test_pipeline_toml_change_runs_the_whole_pipeline(cli, dsn, tmp_path):
+    d = make_pipeline(tmp_path / "p", MODELS)
+    assert cli("run", d).exit_code == 0
+    proc = start_watch(dsn, d, "--once", "--debounce", "0.5")
+    try:
+        toml = d / "pipeline.toml"
+        toml.write_text(toml.read_text() + "# a comment\n")
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "changed: pipeline.toml (" in out and "running the whole pipeline" in out, out

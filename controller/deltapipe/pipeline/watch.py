@@ -1,13 +1,21 @@
 """`deltapipe watch DIR`: watch a pipeline's source files, models and pipeline.toml; after a burst of
-changes settles (debounce window, files' size and mtime stable) run the affected part of the pipeline
-once. Polling with os.stat: no dependency, works on every filesystem (NFS, containers' bind mounts)."""
+changes settles (no change for a whole debounce window, the changed files' size and mtime stable) run
+the affected part of the pipeline once.
+
+Changes come from watchfiles (inotify on Linux, FSEvents/ReadDirectoryChanges elsewhere, grouped in
+steps of 50 ms); `poll` (seconds) makes it poll the file system instead, for filesystems that send no
+notifications (NFS, some containers' bind mounts).
+"""
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import time
 from pathlib import Path
 from typing import Callable
+
+import watchfiles
 
 from deltapipe import pipeline as pl
 from deltapipe.errors import DeltapipeError
@@ -28,15 +36,56 @@ def watched_files(root: Path) -> list[Path]:
     return files
 
 
-def snapshot(root: Path) -> dict[Path, tuple[int, int]]:
+def snapshot(root: Path, files: list[Path] | None = None) -> dict[Path, tuple[int, int]]:
+    """(size, mtime) of the watched files (or of ``files``) that exist."""
     out = {}
-    for f in watched_files(root):
+    for f in files if files is not None else watched_files(root):
         try:
             st = os.stat(f)
         except OSError:
             continue
         out[f] = (st.st_size, st.st_mtime_ns)
     return out
+
+
+class PipelineFilter(watchfiles.BaseFilter):
+    """Lets through pipeline.toml, models/**/*.sql and the files (or globs) the sources name; the source
+    patterns are read again from pipeline.toml by refresh()."""
+
+    def __init__(self, root: Path):
+        super().__init__()
+        self.root = root
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.patterns: list[str] = []
+        try:
+            p = pl.read_pipeline(self.root)
+        except DeltapipeError:
+            return
+        for s in p.sources.values():
+            self.patterns.append(os.path.normpath(str(self.root / s.files)))
+
+    def dirs(self) -> list[Path]:
+        """The directories to watch: the pipeline's, and those of source files outside it."""
+        out = [self.root]
+        for pat in self.patterns:
+            d = Path(pat).parent
+            while any(ch in str(d) for ch in "*?["):
+                d = d.parent
+            if d.is_dir() and self.root not in d.parents and d != self.root and all(x not in d.parents for x in out):
+                out.append(d)
+        return out
+
+    def __call__(self, change: watchfiles.Change, path: str) -> bool:
+        p = Path(path)
+        if p == self.root / "pipeline.toml":
+            return True
+        if p.suffix == ".sql" and (self.root / "models") in p.parents:
+            return True
+        norm = os.path.normpath(path)
+        return any(norm == pat or (any(ch in pat for ch in "*?[") and pat.count(os.sep) == norm.count(os.sep)
+                                   and fnmatch.fnmatchcase(norm, pat)) for pat in self.patterns)
 
 
 def affected(root: Path, changed: set[Path]) -> list[str] | None:
@@ -63,37 +112,52 @@ def affected(root: Path, changed: set[Path]) -> list[str] | None:
     return sorted(sel) if sel else None
 
 
-def watch(dsn: str | None, directory: str | Path, *, debounce: float = 2.0, poll: float = 0.2, once: bool = False,
-          workers: int = 1, echo: Callable[[str], None] = print, run_fn=None, max_windows: int | None = None) -> int:
-    """Watch until Ctrl-C (or one processed window with once=True). Returns the number of runs started."""
+def watch(dsn: str | None, directory: str | Path, *, debounce: float = 2.0, poll: float | None = None,
+          once: bool = False, workers: int = 1, echo: Callable[[str], None] = print, run_fn=None,
+          max_windows: int | None = None) -> int:
+    """Watch until Ctrl-C (or one processed window with once=True). Returns the number of runs started.
+
+    A change is counted when watchfiles reports it (changes within one 50 ms step count once); the
+    changes gathered are processed when none came for ``debounce`` seconds and the changed files' size
+    and mtime stay the same a moment longer (a file still being written is never loaded). Changes made
+    while a run goes on are processed in the next window. ``poll``: poll every ``poll`` seconds instead
+    of OS notifications."""
     from deltapipe.pipeline import runner
     root = Path(directory).resolve()
     pl.read_pipeline(root)  # fail early, with one line, on a directory that is not a pipeline
     run_fn = run_fn or runner.run
-    base = snapshot(root)
+    flt = PipelineFilter(root)
+    tick = max(0.02, min(0.25, debounce / 4))   # how often the quiet window is checked when nothing happens
+    settle = poll if poll is not None else min(0.1, debounce / 2)
     pending: dict[Path, int] = {}
     last_event = 0.0
     runs = 0
-    echo("watching %s (%d files, debounce %.1fs; Ctrl-C stops)" % (root, len(base), debounce))
+    started = False
     try:
-        while True:
-            time.sleep(poll)
-            cur = snapshot(root)
+        for changes in watchfiles.watch(*flt.dirs(), watch_filter=flt, step=50, debounce=max(50, int(debounce * 1000)),
+                                        rust_timeout=int(tick * 1000), yield_on_timeout=True,
+                                        force_polling=poll is not None,
+                                        poll_delay_ms=int((poll or 0.3) * 1000)):
+            if not started:   # the watcher is set up when the generator yields first: from here no change is missed
+                echo("watching %s (%d files, debounce %.1fs%s; Ctrl-C stops)" % (
+                    root, len(snapshot(root)), debounce, ", polling every %gs" % poll if poll is not None else ""))
+                started = True
             now = time.monotonic()
-            changed = {f for f in set(base) | set(cur) if base.get(f) != cur.get(f)}
-            base = cur
-            if changed:
-                for f in changed:
+            if changes:
+                for f in {Path(p) for _, p in changes}:
                     pending[f] = pending.get(f, 0) + 1
                 last_event = now
+                if any(f == root / "pipeline.toml" for f in pending):
+                    flt.refresh()   # sources may name other files now
                 continue
             if not pending or now - last_event < debounce:
                 continue
-            # quiet for a whole window; make sure no file is still growing (size and mtime stable)
-            time.sleep(poll)
-            again = snapshot(root)
-            if again != base:
-                base = again
+            # quiet for a whole window; make sure no changed file is still growing (size and mtime stable)
+            files = sorted(pending)
+            before = snapshot(root, files)
+            time.sleep(settle)
+            if snapshot(root, files) != before:
+                last_event = time.monotonic()
                 continue
             window = dict(pending)
             pending.clear()
@@ -120,7 +184,8 @@ def watch(dsn: str | None, directory: str | Path, *, debounce: float = 2.0, poll
                 return runs
             if max_windows is not None and runs >= max_windows:
                 return runs
-            base = snapshot(root)
+            flt.refresh()
     except KeyboardInterrupt:
         echo("stopped watching %s" % root)
         return runs
+    return runs
