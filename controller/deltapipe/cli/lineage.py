@@ -1,4 +1,4 @@
-"""CLI commands: lineage scan/show, report, metrics, watch, load-json. Registered on the main group."""
+"""`deltapipe lineage scan|show`: table- and column-level lineage built from SQL files."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ import sys
 
 import click
 
+from deltapipe.cli.app import main
 from deltapipe.cli.options import dsn_option as _dsn_option
 
 
-
-
-# ---------------------------------------------------------------- lineage
-@click.group("lineage")
+@main.group("lineage")
 def lineage_grp():
     """Table- and column-level lineage built from SQL files."""
 
@@ -66,86 +64,3 @@ def lineage_show(name, direction, depth, as_json, dsn):
         arrow = "<-" if direction == "upstream" else "->"
         click.echo("  %s%s %s %s   (via %s, %s)" % ("  " * (row["depth"] - 1), arrow, row["kind"], row["name"],
                                                   row["via"], row["file"]))
-
-
-# ---------------------------------------------------------------- report
-@click.command("report")
-@click.argument("run_id", type=int)
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
-@_dsn_option
-def report_cmd(run_id, output, dsn):
-    """Write one self-contained HTML page for run RUN_ID: its DAG and a timeline of its nodes."""
-    from deltapipe.ops.report import write_report
-    r = write_report(dsn, run_id, output)
-    click.echo("wrote %s (%d nodes, %d bytes)" % (r["file"], r["nodes"], r["bytes"]))
-
-
-# ---------------------------------------------------------------- metrics
-@click.command("metrics")
-@click.option("--serve", "port", type=click.IntRange(0, 65535), help="Serve GET /metrics on this port instead of printing.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on with --serve.")
-@_dsn_option
-def metrics_cmd(port, host, dsn):
-    """Print Prometheus metrics from the catalog (rows per dataset, node durations, skips, lineage cache)."""
-    from deltapipe.ops.metrics import metrics_text, serve
-    if port is None:
-        click.echo(metrics_text(dsn), nl=False)
-        return
-    serve(dsn, port, host, on_ready=lambda msg: click.echo(msg, err=True))
-
-
-# ---------------------------------------------------------------- watch
-@click.command("watch")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False))
-@click.option("--debounce", type=click.FloatRange(0.05, None), default=2.0, show_default=True,
-              help="Seconds without any change before the gathered changes are processed.")
-@click.option("--poll", type=click.FloatRange(0.01, None), metavar="SECONDS",
-              help="Poll the files every SECONDS instead of using the OS's notifications (inotify), "
-                   "for filesystems that send none (NFS, some bind mounts).")
-@click.option("--once", is_flag=True, help="Process one window of changes, then exit.")
-@click.option("--workers", "-j", type=click.IntRange(1, 64), default=1, show_default=True)
-@_dsn_option
-def watch_cmd(directory, debounce, poll, once, workers, dsn):
-    """Watch pipeline DIRECTORY: when source files or models change, load and refresh what they affect, once.
-
-    Changed models and the models reading changed sources run with their downstream (MODEL+); a changed
-    pipeline.toml runs the whole pipeline. Changes are processed when none came for --debounce seconds
-    and no changed file is still growing."""
-    from deltapipe.pipeline.watch import watch
-    watch(dsn, directory, debounce=debounce, poll=poll, once=once, workers=workers,
-          echo=lambda m: click.echo(m))
-
-
-# ---------------------------------------------------------------- load-json
-@click.command("load-json")
-@click.argument("file", type=click.Path())
-@click.option("--array", "arrays", multiple=True, required=True, metavar="PATH=DATASET",
-              help="Load the array at JSON PATH (e.g. nodes, graph.edges) into DATASET. Repeatable.")
-@click.option("--mode", type=click.Choice(["snapshot", "upsert", "append", "changes"]), help="Default: the dataset's.")
-@click.option("--force", is_flag=True, help="Load even if the document is the one loaded last time.")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-@_dsn_option
-def load_json_cmd(file, arrays, mode, force, as_json, dsn):
-    """Stream arrays of a large JSON document into datasets (never reading it whole), e.g.
-    `deltapipe load-json graph.json --array nodes=nodes --array edges=edges`."""
-    from deltapipe.load.jsonload import load_json, parse_arrays
-    rs = load_json(dsn, file, parse_arrays(list(arrays)), mode=mode, force=force)
-    if as_json:
-        click.echo(json.dumps(rs, default=str))
-        return
-    for r in rs:
-        if r["status"] == "skipped":
-            click.echo("%s: skipped, %s (run %s)" % (r["node"], r["skip_reason"], r["run_id"]))
-            continue
-        click.echo("%s <- %s  (run %s): read %d  +%d ~%d -%d =%d  rejected %d" % (
-            r["node"], r["source_file"], r["run_id"], r["rows_in"], r["inserted"], r["updated"], r["deleted"],
-            r["unchanged"], r["rejected"]))
-
-
-def register(main) -> None:
-    """Add the lineage, report, metrics, watch and load-json commands to the `deltapipe` group."""
-    main.add_command(lineage_grp)
-    for name in ("report_cmd", "metrics_cmd", "watch_cmd", "load_json_cmd"):
-        cmd = globals().get(name)
-        if cmd is not None:
-            main.add_command(cmd)

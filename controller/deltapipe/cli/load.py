@@ -1,4 +1,4 @@
-"""`deltapipe load`: one file into a dataset."""
+"""`deltapipe load` (one file into a dataset) and `deltapipe load-json` (arrays of a large JSON document)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import json
 
 import click
 
+from deltapipe.cli.app import main
 from deltapipe.cli.options import dsn_option
 from deltapipe.load.loader import FORMATS, MODES, LoadOptions, load_file
 
-from deltapipe.cli.app import main
 
 def print_load(r: dict) -> None:
     if r["status"] == "skipped":
@@ -67,4 +67,26 @@ def load(name, file, mode, fmt, delimiter, quote, null, encoding, no_header, op_
         print_load(r)
 
 
-# ---------------------------------------------------------------- runs
+@main.command("load-json")
+@click.argument("file", type=click.Path())
+@click.option("--array", "arrays", multiple=True, required=True, metavar="PATH=DATASET",
+              help="Load the array at JSON PATH (e.g. nodes, graph.edges) into DATASET. Repeatable.")
+@click.option("--mode", type=click.Choice(["snapshot", "upsert", "append", "changes"]), help="Default: the dataset's.")
+@click.option("--force", is_flag=True, help="Load even if the document is the one loaded last time.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@dsn_option
+def load_json_cmd(file, arrays, mode, force, as_json, dsn):
+    """Stream arrays of a large JSON document into datasets (never reading it whole), e.g.
+    `deltapipe load-json graph.json --array nodes=nodes --array edges=edges`."""
+    from deltapipe.load.jsonload import load_json, parse_arrays
+    rs = load_json(dsn, file, parse_arrays(list(arrays)), mode=mode, force=force)
+    if as_json:
+        click.echo(json.dumps(rs, default=str))
+        return
+    for r in rs:
+        if r["status"] == "skipped":
+            click.echo("%s: skipped, %s (run %s)" % (r["node"], r["skip_reason"], r["run_id"]))
+            continue
+        click.echo("%s <- %s  (run %s): read %d  +%d ~%d -%d =%d  rejected %d" % (
+            r["node"], r["source_file"], r["run_id"], r["rows_in"], r["inserted"], r["updated"], r["deleted"],
+            r["unchanged"], r["rejected"]))
