@@ -1,5 +1,6 @@
 CREATE OR REPLACE FUNCTION deltapipe._input_delta(p_pipeline text, p_upstream text, p_kind text, p_idx int,
-                                                  p_lo bigint, p_hi bigint, p_runs bigint[])
+                                                  p_lo bigint, p_hi bigint, p_runs bigint[],
+                                                  p_prev text DEFAULT NULL, p_cur text DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql
 AS $fn$
@@ -16,6 +17,9 @@ AS $fn$
 -- A model's changes are read from its change log (deltapipe._model_log): +1 per
 -- new row (I, U), -1 per old row (U, D), netted when several runs count (or the
 -- model has no key): the changes of a key chain (a->b, b->c), so the weights add up.
+-- A source's range is (p_lo, p_prev] .. (p_hi, p_cur]: sequence numbers with the
+-- snapshots they were read in (deltapipe._changes_range: each change exactly once,
+-- whatever order loads commit in).
 -- Returns {"rows": sum of |weights|, "net": sum of weights}.
 DECLARE
     tbl   text;
@@ -102,7 +106,7 @@ BEGIN
             CREATE TEMP TABLE %1$I AS
             WITH cs AS (SELECT %11$s c.key, c.op, c.before, %15$s AS after
                           FROM deltapipe.changeset c
-                         WHERE c.node = %2$L AND c.seq > %3$s AND c.seq <= %4$s AND %5$s
+                         WHERE c.node = %2$L AND %3$s AND %5$s
                          %12$s),
                  z AS (SELECT %6$s, -1 AS _dp_w FROM cs, %16$s o
                         WHERE cs.op <> 'I' AND cs.before IS NOT NULL
@@ -112,7 +116,7 @@ BEGIN
                        UNION ALL
                        SELECT %8$s, 1 FROM (SELECT * FROM cs WHERE cs.after IS NULL ORDER BY %14$s) cs JOIN %7$s t ON %9$s)
             %13$s$q$,
-            tname, p_upstream, p_lo, p_hi, runs,
+            tname, p_upstream, deltapipe._changes_range(p_lo, p_hi, p_prev, p_cur), NULL, runs,
             (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(cols) c), tbl,
             (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(cols) c),
             (SELECT string_agg(format('t.%1$I = (cs.key->>%1$L)::%2$s', k,
@@ -145,14 +149,14 @@ BEGIN
             CREATE TEMP TABLE %1$I AS
             WITH cs AS (SELECT c.op, c.key, c.before
                           FROM deltapipe.changeset c
-                         WHERE c.node = %2$L AND c.seq > %3$s AND c.seq <= %4$s AND %5$s),
+                         WHERE c.node = %2$L AND %3$s AND %5$s),
                  z AS (SELECT %6$s, 1 AS _dp_w FROM cs, jsonb_populate_record(NULL::%7$s, cs.key) o
                         WHERE cs.op IN ('I', 'U')
                        UNION ALL
                        SELECT %6$s, -1 AS _dp_w FROM cs, jsonb_populate_record(NULL::%7$s, cs.before) o
                         WHERE cs.op IN ('D', 'U'))
             SELECT %8$s, sum(_dp_w)::bigint AS _dp_w FROM z GROUP BY %8$s HAVING sum(_dp_w) <> 0$q$,
-            tname, p_upstream, p_lo, p_hi, runs,
+            tname, p_upstream, deltapipe._changes_range(p_lo, p_hi, p_prev, p_cur), NULL, runs,
             (SELECT string_agg(format('o.%I', c), ', ') FROM unnest(cols) c), tbl, clist);
     END IF;
     EXECUTE format('SELECT jsonb_build_object(%L, coalesce(sum(abs(_dp_w)), 0), %L, coalesce(sum(_dp_w), 0)) FROM pg_temp.%I',
@@ -170,5 +174,5 @@ BEGIN
 END
 $fn$;
 
-COMMENT ON FUNCTION deltapipe._input_delta(text, text, text, int, bigint, bigint, bigint[]) IS
+COMMENT ON FUNCTION deltapipe._input_delta(text, text, text, int, bigint, bigint, bigint[], text, text) IS
   'Private: pg_temp._dp_d_<i> = the net change of an upstream between two changeset positions (changes of the given runs), as rows with weights.';

@@ -138,7 +138,8 @@ BEGIN
         IF cinfo IS NOT NULL THEN
             csrc := NULL;
         ELSIF src THEN
-            csrc := '(SELECT c.run_id, c.op FROM deltapipe.changeset c WHERE c.node = $1 AND c.seq > $2 AND c.seq <= $3)';
+            csrc := format('(SELECT c.run_id, c.op FROM deltapipe.changeset c WHERE c.node = $1 AND %s)',
+                           deltapipe._changes_range((wm->>'seq')::bigint, (p_hi->u->>'seq')::bigint, wm->>'snap', p_hi->u->>'snap'));
         ELSE
             log := deltapipe._model_log(p_pipeline, u);
             IF log IS NULL AND (p_hi->u->>'seq')::bigint > (wm->>'seq')::bigint THEN
@@ -203,7 +204,8 @@ BEGIN
             d := jsonb_build_object('rows', cinfo->'rows', 'net', cinfo->'net');
         ELSE
             d := deltapipe._input_delta(p_pipeline, u, inputs->u->>'kind', i, (wm->>'seq')::bigint, (p_hi->u->>'seq')::bigint,
-                                        ARRAY(SELECT jsonb_array_elements_text(inputs->u->'runs')::bigint));
+                                        ARRAY(SELECT jsonb_array_elements_text(inputs->u->'runs')::bigint),
+                                        wm->>'snap', p_hi->u->>'snap');
         END IF;
         IF (wm->>'rows')::bigint + (d->>'net')::bigint <> (p_hi->u->>'rows')::bigint THEN
             RETURN jsonb_build_object('fallback', format('the change log of %s does not add up to its row count', u));
@@ -262,7 +264,7 @@ BEGIN
     ctab := '_dp_c_' || left(md5(m.pipeline || '/' || m.name), 16);
     EXECUTE format('DROP TABLE IF EXISTS pg_temp.%I CASCADE', ctab || '_t');
 
-    IF m.shape = 'linear' THEN
+    IF m.shape IN ('linear', 'keys') THEN
         cl := (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c);
         -- the net delta: rows with weights, unchanged rows netted away, with their hash
         q := format('SELECT %s, _dp_w, hashtextextended(ROW(%s)::text, 0) AS _dp_hash
@@ -271,7 +273,11 @@ BEGIN
                     (SELECT string_agg(format('_dp_q.%I::%s', c, t), ', ') FROM unnest(cols, types) x(c, t)),
                     (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c), m.delta_sql,
                     (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c));
-        IF keys IS NULL THEN
+        IF m.shape = 'keys' THEN
+            -- affected keys: the SELECT restricted to the keys the changes touch, diffed
+            -- with the table's rows of those keys (_dp_s, as below for a keyed model)
+            nd := deltapipe._affected_delta(m.pipeline, m.name, target::regclass, cols, types, keys);
+        ELSIF keys IS NULL THEN
             EXECUTE 'CREATE TEMP TABLE _dp_z AS ' || q;
             GET DIAGNOSTICS nd = ROW_COUNT;
         ELSE

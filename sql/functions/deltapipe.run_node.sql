@@ -25,6 +25,7 @@ DECLARE
     tbl    text;
     nrows  bigint;
     seq    bigint;
+    snap   text;
     maxnr  bigint;
     why    text;
     audit_fail boolean := false;
@@ -88,13 +89,18 @@ BEGIN
             EXECUTE format('LOCK TABLE %s IN SHARE MODE', tbl);
         END IF;
         -- its change position: a source's last changeset row, a model's last log position
+        -- (a source's position is its last sequence number with the snapshot that saw it,
+        -- read in one statement: deltapipe._changes_range reads from there exactly once)
+        snap := NULL;
         IF e.upstream_kind = 'source' THEN
-            SELECT row_count, (SELECT coalesce(max(c.seq), 0) FROM deltapipe.changeset c WHERE c.node = e.upstream)
-              INTO nrows, seq FROM deltapipe.dataset WHERE name = e.upstream;
+            SELECT row_count, (SELECT coalesce(max(c.seq), 0) FROM deltapipe.changeset c WHERE c.node = e.upstream),
+                   pg_current_snapshot()::text
+              INTO nrows, seq, snap FROM deltapipe.dataset WHERE name = e.upstream;
         ELSE
             SELECT row_count, log_seq INTO nrows, seq FROM deltapipe.model WHERE pipeline = r.pipeline AND name = e.upstream;
         END IF;
-        hi := hi || jsonb_build_object(e.upstream, jsonb_build_object('seq', coalesce(seq, 0), 'rows', nrows));
+        hi := hi || jsonb_build_object(e.upstream, jsonb_strip_nulls(jsonb_build_object('seq', coalesce(seq, 0), 'rows', nrows,
+                                                                                        'snap', snap)));
     END LOOP;
     SELECT coalesce(max(id), 0) INTO maxnr FROM deltapipe.node_run;
     locks := round(extract(epoch FROM clock_timestamp() - t_lock)::numeric * 1000, 1);

@@ -62,6 +62,11 @@ def plan_cmd(directory, full_refresh, dsn):
         click.echo("  %-4s %-7s %-24s %s" % (r["action"], r["kind"], r["node"], r["reason"]))
         if r.get("refresh"):
             click.echo("  %-4s %-7s %-24s   refresh: %s" % ("", "", "", r["refresh"]))
+            if r.get("key"):
+                click.echo("  %-4s %-7s %-24s   key: %s%s" % ("", "", "", ", ".join(r["key"]),
+                                                          " (inferred)" if r.get("key_inferred") else ""))
+            for line in r.get("operators") or []:
+                click.echo("  %-4s %-7s %-24s     %s" % ("", "", "", line))
         shape = r.get("shape") or {}
         if shape.get("changes"):
             click.echo("  %-4s %-7s %-24s   shape changes: %s (rebuilt and swapped)" % ("", "", "", ", ".join(shape["changes"])))

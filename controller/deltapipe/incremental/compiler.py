@@ -27,17 +27,14 @@ from sqlglot.errors import OptimizeError, SqlglotError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.schema import MappingSchema
 
+from deltapipe.incremental.affected import _own, compile_affected
+from deltapipe.incremental.errors import NotIncremental, _line  # noqa: F401
+from deltapipe.incremental.keys import choose_key
+
 AGGS = {exp.Count: "count", exp.Sum: "sum", exp.Avg: "avg", exp.Min: "min", exp.Max: "max"}
 VOLATILE = {"random", "now", "clock_timestamp", "statement_timestamp", "timeofday", "nextval", "gen_random_uuid",
             "uuid_generate_v4", "txid_current", "setseed"}
 VOLATILE_NODES = (exp.CurrentTimestamp, exp.CurrentDate, exp.CurrentTime, exp.Rand)
-
-
-class NotIncremental(Exception):
-    def __init__(self, what: str, node: exp.Expression | None = None, line: int | None = None):
-        if line is None and node is not None:
-            line = _line(node)
-        super().__init__("%s at line %d" % (what, line) if line else what)
 
 
 @dataclass
@@ -51,16 +48,9 @@ class Compiled:
     hidden_cols: list[str] = field(default_factory=list)
     agg_spec: dict | None = None
     columns: list[str] | None = None       # output column names (as PostgreSQL names them)
-
-
-def _line(node: exp.Expression) -> int | None:
-    for n in [node, *node.walk()] if node is not None else []:
-        meta = getattr(n, "meta", None) or {}
-        if meta.get("line"):
-            return int(meta["line"])
-        if isinstance(n, exp.Identifier) and n.meta.get("line"):
-            return int(n.meta["line"])
-    return None
+    key: list[str] | None = None           # the model's key: declared, or inferred from the query
+    key_inferred: bool = False
+    program: dict | None = None            # affected-key refresh: keys_sql, restricted_sql, restrict_col, indexes
 
 
 def _pg_name(e: exp.Expression) -> str | None:
@@ -75,19 +65,57 @@ def _pg_name(e: exp.Expression) -> str | None:
     return None
 
 
+COMPILER_VERSION = "2"   # part of every compile key: a new compiler recompiles every model once
+
+
 def compile_model(sql: str, tables: dict[tuple[str, str], tuple[str, str, str]],
-                  columns: dict[str, list[str]], text: str | None = None) -> Compiled:
+                  columns: dict[str, list[str] | None], text: str | None = None,
+                  keys: dict[str, list[str] | None] | None = None, declared_key: list[str] | None = None) -> Compiled:
     """Compile one model.
 
     tables: (schema or '', table) as read by the SQL -> (upstream name, kind, qualified table "schema"."table")
     columns: upstream name -> its visible column names (None entries mean unknown)
+    keys: upstream name -> its key columns (None: keyless or unknown)
+    declared_key: the model's `-- key:` header; without it, a key the query determines is inferred
     """
     try:
-        return _compile(sql, tables, columns)
+        tree = sqlglot.parse_one(sql, read="postgres")
+        _refuse(tree)
+        q_full, names, ctx = _prepare(tree, tables, columns)
     except NotIncremental as e:
-        return Compiled(False, str(e), columns=_output_names_safe(sql))
+        return Compiled(False, str(e), columns=_output_names_safe(sql), key=list(declared_key or []) or None)
     except (OptimizeError, SqlglotError) as e:
-        return Compiled(False, "cannot resolve the query's columns (%s)" % str(e).splitlines()[0])
+        return Compiled(False, "cannot resolve the query's columns (%s)" % str(e).splitlines()[0],
+                        key=list(declared_key or []) or None)
+    key = list(declared_key) if declared_key else choose_key(q_full, ctx, keys or {})
+    inferred = not declared_key and bool(key)
+    why = None
+    try:
+        _template_checks(tree)
+        q = q_full.copy()
+        q.set("with_", None)
+        q.set("with", None)
+        c = _compile_template(q, names, ctx)
+        if c.shape in ("aggregate", "distinct") and key and c.agg_spec:
+            gcols = [g["col"] for g in c.agg_spec.get("groups", [])]
+            if gcols and set(key) != set(gcols):
+                # a group that moves (e.g. its country changes) is a delete and an insert under one
+                # key: the group state cannot be kept by key; the affected-key rule below can
+                raise NotIncremental("key (%s) is not the GROUP BY columns (%s)" % (", ".join(key), ", ".join(gcols)))
+        c.key, c.key_inferred = key or None, inferred
+        return c
+    except NotIncremental as e:
+        why = str(e)
+    if key:
+        try:
+            prog = compile_affected(q_full, names, ctx, key)
+            return Compiled(True, shape="keys", delta_inputs=list(ctx.inputs), columns=names, key=key,
+                            key_inferred=inferred, program=prog)
+        except NotIncremental as e:
+            why = str(e)
+    else:
+        why = "%s (no key: a `-- key:` header allows an affected-key refresh)" % why
+    return Compiled(False, why, columns=names, key=key or None, key_inferred=inferred)
 
 
 def _output_names_safe(sql: str) -> list[str] | None:
@@ -99,23 +127,30 @@ def _output_names_safe(sql: str) -> list[str] | None:
         return None
 
 
-def _compile(sql: str, tables, columns) -> Compiled:
-    tree = sqlglot.parse_one(sql, read="postgres")
-    # checks that do not need column resolution
+def _refuse(tree: exp.Expression) -> None:
+    """Constructs no rule maintains: their result is not a function of the inputs' rows."""
     for node in tree.walk():
-        if isinstance(node, exp.Window):
-            raise NotIncremental("window function", node)
         if isinstance(node, VOLATILE_NODES) or (isinstance(node, exp.Anonymous) and node.name.lower() in VOLATILE):
             raise NotIncremental("non-deterministic function %s" % (node.sql("postgres").split("(")[0]), node)
         if isinstance(node, exp.Lateral):
             raise NotIncremental("LATERAL", node)
         if isinstance(node, exp.With) and node.args.get("recursive"):
             raise NotIncremental("WITH RECURSIVE", node)
+
+
+def _template_checks(tree: exp.Expression) -> None:
+    """Constructs the z-set templates (linear, aggregate, distinct) do not cover."""
+    for node in tree.walk():
+        if isinstance(node, exp.Window):
+            raise NotIncremental("window function", node)
         if isinstance(node, (exp.Intersect, exp.Except)):
             raise NotIncremental(node.key.upper(), node)
         if isinstance(node, exp.Union) and node.args.get("distinct"):
             raise NotIncremental("UNION without ALL (use UNION ALL)", node)
-    # upstream tables -> schema for star expansion
+
+
+def _prepare(tree, tables, columns):
+    """The qualified query (stars expanded, CTEs kept), its output names and the compile context."""
     schema: dict = {}
     inputs: list[str] = []
     for (sch, tbl), (up, kind, _qual) in tables.items():
@@ -125,7 +160,7 @@ def _compile(sql: str, tables, columns) -> Compiled:
                                  line=line)
         cols = columns.get(up)
         if cols is None:
-            raise NotIncremental("the columns of %s are not known yet (run the pipeline once and deploy again)" % up)
+            raise NotIncremental("the columns of %s are not known" % up)
         schema.setdefault('"%s"' % (sch or "_dp_default"), {})['"%s"' % tbl] = {'"%s"' % c: "text" for c in cols}
         if up not in inputs:
             inputs.append(up)
@@ -153,11 +188,14 @@ def _compile(sql: str, tables, columns) -> Compiled:
     if w:
         for cte in w.expressions:
             ctes[cte.alias] = cte.this
-        q.set("with_", None)
-    ctx = _Ctx(tables, inputs, ctes)
+    return q, top_names, _Ctx(tables, inputs, ctes)
+
+
+def _compile_template(q, top_names, ctx) -> Compiled:
+    inputs = ctx.inputs
     if isinstance(q, exp.Select) and (q.args.get("group") or q.args.get("distinct")
                                       or any(isinstance(p.unalias(), tuple(AGGS)) for p in q.selects)
-                                      or list(q.find_all(*AGGS))):
+                                      or any(_own(q, a) for a in q.find_all(*AGGS))):
         return _compile_aggregate(q, top_names, ctx)
     for i, p in enumerate(q.selects):
         p.replace(exp.alias_(p.unalias(), top_names[i], quoted=True))

@@ -59,7 +59,7 @@ def deploy(conn: psycopg.Connection, p: Pipeline) -> dict:
                                "DP213", "rename the model")
                 conn.execute("""INSERT INTO deltapipe.model (pipeline, name, target_schema, target_table, sql, key_cols,
                                        fingerprint, source_file, audits) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-                                ON CONFLICT (pipeline, name) DO UPDATE SET sql = excluded.sql, key_cols = excluded.key_cols,
+                                ON CONFLICT (pipeline, name) DO UPDATE SET sql = excluded.sql,
                                        fingerprint = excluded.fingerprint, source_file = excluded.source_file,
                                        target_schema = excluded.target_schema, target_table = excluded.target_table,
                                        audits = excluded.audits, deployed_at = now()""",
@@ -74,13 +74,19 @@ def deploy(conn: psycopg.Connection, p: Pipeline) -> dict:
                                 "VALUES (%s, %s, %s, %s)", [(p.name, a, b, k) for a, b, k in p.edges()])
             for name, c in compile_pipeline(conn, p).items():
                 check_audit_columns(p.models[name], c.columns)
+                program = dict(c.program or {})
+                program["columns"] = c.columns
+                program["key"], program["key_inferred"] = c.key, c.key_inferred  # (key_cols is rewritten above)
                 conn.execute("""UPDATE deltapipe.model SET incremental = %s, why_full = %s, shape = %s, delta_sql = %s,
                                        delta_inputs = %s, state_sql = %s, hidden_cols = %s, agg_spec = %s,
-                                       watermark = CASE WHEN fingerprint_changed THEN NULL ELSE watermark END
+                                       key_cols = %s, key_inferred = %s, program = %s, compile_key = %s,
+                                       watermark = CASE WHEN fingerprint_changed OR key_cols IS DISTINCT FROM %s::text[]
+                                                        THEN NULL ELSE watermark END
                                   FROM (SELECT %s AS fingerprint_changed) x
                                  WHERE pipeline = %s AND name = %s""",
                              (c.incremental, c.why_full, c.shape, c.delta_sql, c.delta_inputs or None, c.state_sql,
                               c.hidden_cols or None, Jsonb(c.agg_spec) if c.agg_spec else None,
+                              c.key, c.key_inferred, Jsonb(program), c.compile_key, c.key,
                               name in changed, p.name, name))
     except psycopg.Error as e:
         raise from_db(e) from e
@@ -90,44 +96,79 @@ def deploy(conn: psycopg.Connection, p: Pipeline) -> dict:
 
 
 # ------------------------------------------------------------------ incremental compilation
-def compile_pipeline(conn: psycopg.Connection, p: Pipeline) -> dict:
-    """Classify every model and compile its delta statements (deltapipe.incremental), in dependency order."""
-    from deltapipe.incremental.compiler import compile_model
-    columns: dict[str, list[str] | None] = {}
-    for s in p.sources.values():
-        row = conn.execute("SELECT columns FROM deltapipe.dataset WHERE name = %s", (s.dataset,)).fetchone()
-        if row:
-            columns[s.dataset] = [c["name"] for c in row[0]]
-        elif s.columns:  # not deployed yet: the columns declared in pipeline.toml
-            parts = re.split(r",(?![^()]*\))", s.columns)
-            columns[s.dataset] = [x.strip().split()[0].strip('"') if x.strip().startswith('"') else x.strip().split()[0].lower()
-                                  for x in parts if x.strip()]
-        else:
-            columns[s.dataset] = None
+def _declared_columns(spec: str) -> list[str]:
+    parts = re.split(r",(?![^()]*\))", spec)
+    return [x.strip().split()[0].strip('"') if x.strip().startswith('"') else x.strip().split()[0].lower()
+            for x in parts if x.strip()]
+
+
+def _read_map(p: Pipeline, m) -> dict:
+    """(schema or '', table) as the model reads it -> (upstream, kind, qualified table)."""
     by_table = {(s.schema, s.table): s.dataset for s in p.sources.values()}
+    for ds, (sch, tbl) in getattr(p, "datasets", {}).items():
+        by_table.setdefault((sch, tbl), ds)
+    out = {}
+    for schema, table, _line in m.reads:
+        if schema in ("", p.schema) and table in p.models:
+            out[(schema, table)] = (table, "model", "%s.%s" % (_q(p.schema), _q(table)))
+            continue
+        ds = by_table.get((schema or p.schema, table)) if not schema else by_table.get((schema, table))
+        if ds is None and not schema:
+            ds = by_table.get(("public", table))
+        if ds is not None and m.upstreams.get(ds) == "source":
+            sch, tbl = next((k for k, v in by_table.items() if v == ds))
+            out[(schema, table)] = (ds, "source", "%s.%s" % (_q(sch), _q(tbl)))
+        else:
+            out[(schema, table)] = (table, "external", table)
+    return out
+
+
+def compile_pipeline(conn: psycopg.Connection, p: Pipeline, force: bool = False) -> dict:
+    """Classify every model and compile its refresh (deltapipe.incremental), in dependency order.
+
+    A model whose compile key (its fingerprint, declared key, the columns and keys of what it reads,
+    the compiler's version) equals the deployed one is not compiled again: its deployed program is
+    read back from the catalog."""
+    import hashlib
+    import json
+
+    import sqlglot
+
+    from deltapipe.incremental.compiler import COMPILER_VERSION, Compiled, compile_model
+    columns: dict[str, list[str] | None] = {}
+    keys: dict[str, list[str] | None] = {}
+    for ds in list(p.sources) + sorted(getattr(p, "datasets", {})):
+        row = conn.execute("SELECT columns, key_cols FROM deltapipe.dataset WHERE name = %s", (ds,)).fetchone()
+        if row:
+            columns[ds] = [c["name"] for c in row[0]]
+            keys[ds] = list(row[1]) if row[1] else None
+        elif ds in p.sources and p.sources[ds].columns:  # not deployed yet: the columns declared in pipeline.toml
+            columns[ds] = _declared_columns(p.sources[ds].columns)
+            keys[ds] = list(p.sources[ds].key) or None
+        else:
+            columns[ds], keys[ds] = None, (list(p.sources[ds].key) if ds in p.sources else None)
+    deployed = {r[0]: r[1:] for r in conn.execute(
+        """SELECT name, compile_key, incremental, why_full, shape, delta_sql, delta_inputs, state_sql, hidden_cols,
+                  agg_spec, program, key_cols, key_inferred FROM deltapipe.model WHERE pipeline = %s""",
+        (p.name,)).fetchall()}
     out = {}
     for name in topo_order(p):
         m = p.models[name]
-        tables = {}
-        for schema, table, _line in m.reads:
-            if schema in ("", p.schema) and table in p.models:
-                tables[(schema, table)] = (table, "model", "%s.%s" % (_q(p.schema), _q(table)))
-            elif (schema or "public", table) in by_table or (not schema and (p.schema, table) in by_table):
-                ds = by_table.get((schema or "public", table)) or by_table[(p.schema, table)]
-                src = p.sources[ds]
-                tables[(schema, table)] = (ds, "source", "%s.%s" % (_q(src.schema), _q(src.table)))
-            else:
-                tables[(schema, table)] = (table, "external", table)
-        c = compile_model(m.sql, tables, columns)
-        if c.incremental and any(k == "external" for k in m.upstreams.values()):
-            c.incremental, c.why_full = False, "depends on an external table (no change log)"
-        if c.incremental and c.shape in ("aggregate", "distinct") and m.key and c.agg_spec:
-            # a group that moves (e.g. its country changes) would be a delete and an insert under
-            # one key: only keys that are exactly the grouping columns are maintained incrementally
-            gcols = [g["col"] for g in c.agg_spec.get("groups", [])]
-            if gcols and set(m.key) != set(gcols):
-                c.incremental, c.why_full = False, "key (%s) is not the GROUP BY columns (%s)" % (
-                    ", ".join(m.key), ", ".join(gcols))
+        tables = _read_map(p, m)
+        ck = hashlib.sha256(json.dumps([COMPILER_VERSION, sqlglot.__version__, m.fingerprint, m.key,
+                                        sorted((list(k), list(v), columns.get(v[0]), keys.get(v[0]))
+                                               for k, v in tables.items())], default=str).encode()).hexdigest()
+        d = deployed.get(name)
+        if d is not None and d[0] == ck and not force and (d[9] or {}).get("columns") is not None:
+            prog = dict(d[9] or {})
+            c = Compiled(bool(d[1]), d[2], d[3], d[4], list(d[5] or []), d[6], list(d[7] or []), d[8],
+                         columns=prog.get("columns"), key=prog.get("key"), key_inferred=bool(prog.get("key_inferred")),
+                         program=prog if d[3] == "keys" else None)
+        else:
+            c = compile_model(m.sql, tables, columns, keys=keys, declared_key=m.key or None)
+            if c.incremental and any(k == "external" for k in m.upstreams.values()):
+                c.incremental, c.why_full = False, "depends on an external table (no change log)"
+        c.compile_key = ck  # type: ignore[attr-defined]
         cols = c.columns
         if cols is None:
             row = conn.execute("""SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
@@ -136,6 +177,7 @@ def compile_pipeline(conn: psycopg.Connection, p: Pipeline) -> dict:
                                ("%s.%s" % (_q(p.schema), _q(name)),)).fetchone()
             cols = row[0] if row else None
         columns[name] = cols
+        keys[name] = c.key
         out[name] = c
     return out
 

@@ -14,6 +14,7 @@ from deltapipe.pipeline.project import read_pipeline
 def resolve(p: Pipeline, conn: psycopg.Connection | None) -> list[str]:
     """Classify every table read by every model; returns the external tables. Raises on unknown tables and cycles."""
     externals: set[str] = set()
+    p.datasets = {}  # type: ignore[attr-defined]  # catalog datasets read but not declared: name -> (schema, table)
     by_table = {(s.schema, s.table): s.dataset for s in p.sources.values()}
     for m in p.models.values():
         m.upstreams = {}
@@ -25,6 +26,11 @@ def resolve(p: Pipeline, conn: psycopg.Connection | None) -> list[str]:
                 kind, name = "source", by_table[(schema or "public", table)]
             elif not schema and (p.schema, table) in by_table:
                 kind, name = "source", by_table[(p.schema, table)]
+            elif conn is not None and (found_ds := _dataset(conn, schema, table, p.schema)) is not None:
+                # a dataset of the catalog (loaded by `deltapipe load`, CALL deltapipe.load, another
+                # pipeline...): its loads write a change log, so it is a source like those declared
+                kind, name = "source", found_ds[0]
+                p.datasets[name] = (found_ds[1], found_ds[2])  # type: ignore[attr-defined]
             else:
                 qual = "%s.%s" % (_q(schema), _q(table)) if schema else _q(table)
                 if conn is None:
@@ -59,6 +65,20 @@ def resolve(p: Pipeline, conn: psycopg.Connection | None) -> list[str]:
 
 def _q(name: str) -> str:
     return name if re.match(r"^[a-z_][a-z0-9_]*$", name) else '"%s"' % name.replace('"', '""')
+
+
+def _dataset(conn, schema: str, table: str, default_schema: str) -> tuple[str, str, str] | None:
+    """(dataset, schema, table) of the catalog dataset the name resolves to (in _regclass's order), else None."""
+    cands = [(schema, table)] if schema else [(default_schema, table), ("public", table)]
+    for s, t in cands:
+        row = conn.execute("SELECT name, target_schema, target_table FROM deltapipe.dataset "
+                           "WHERE target_schema = %s AND target_table = %s", (s, t)).fetchone()
+        if row:
+            return row[0], row[1], row[2]
+        if conn.execute("SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE n.nspname = %s AND c.relname = %s", (s, t)).fetchone():
+            return None  # an existing table that is not a dataset's: external
+    return None
 
 
 def _regclass(conn, schema: str, table: str, default_schema: str) -> str | None:

@@ -16,6 +16,7 @@ def plan(conn: psycopg.Connection, p: Pipeline, full_refresh: bool = False) -> l
     out: list[dict] = []
     will_change: set[str] = set()
     reshaped: set[str] = set()   # models whose output columns change (or that are rebuilt because of one)
+    compiled = None
     for s in p.sources.values():
         action, why = source_state(conn, p, s)
         out.append({"node": s.dataset, "kind": "source", "action": action, "reason": why})
@@ -62,14 +63,13 @@ def plan(conn: psycopg.Connection, p: Pipeline, full_refresh: bool = False) -> l
                 action, why = "run", "upstream changes shape: %s" % ", ".join(affected_by)
         if action == "run":
             will_change.add(name)
-        inc = conn.execute("SELECT incremental, why_full, shape, fingerprint FROM deltapipe.model "
-                           "WHERE pipeline = %s AND name = %s", (p.name, name)).fetchone()
-        if inc is None or inc[3] != m.fingerprint:
-            c = compile_pipeline(conn, p)[name]
-            inc = (c.incremental, c.why_full, c.shape)
-        refresh = ("incremental (%s)" % inc[2]) if inc[0] else "full: %s" % inc[1]
+        if compiled is None:  # once for the whole plan: deployed programs are reused, the others compiled
+            compiled = compile_pipeline(conn, p)
+        c = compiled[name]
+        refresh = ("incremental (%s)" % _shape_label(c)) if c.incremental else "full: %s" % c.why_full
         row = {"node": name, "kind": "model", "action": action, "reason": why, "refresh": refresh,
-               "incremental": bool(inc[0]), "why_full": inc[1]}
+               "incremental": bool(c.incremental), "why_full": c.why_full, "key": c.key,
+               "key_inferred": c.key_inferred, "operators": operators(c)}
         if shape:
             row["shape"] = shape
         if affected_by:
@@ -78,6 +78,35 @@ def plan(conn: psycopg.Connection, p: Pipeline, full_refresh: bool = False) -> l
             row["audits"] = ["%s%s" % (a["name"], "" if a["blocking"] else " [warn]") for a in m.audits]
         out.append(row)
     return out
+
+
+def _shape_label(c) -> str:
+    if c.shape == "keys":
+        return "affected keys on %s" % c.program["restrict_col"]
+    return c.shape
+
+
+def operators(c) -> list[str]:
+    """How each operator of a compiled model is maintained (plan lines)."""
+    if not c.incremental:
+        return []
+    if c.shape == "keys":
+        lines = [x for x in c.program.get("operators", []) if not x.startswith("FROM ")]
+        return lines + ["changes traced to %s; the rows of the affected %s are recomputed and diffed"
+                        % (c.program["restrict_col"], c.program["restrict_col"])]
+    if c.shape == "linear":
+        return ["filter/project/UNION ALL: the change passes through; inner joins: one delta term per changed input"]
+    if c.shape == "aggregate":
+        spec = c.agg_spec or {}
+        fns = sorted({a["fn"].replace("count_star", "count(*)") for a in spec.get("aggs", [])})
+        g = ", ".join(x["col"] for x in spec.get("groups", []))
+        out = ["GROUP BY %s: group state (count, sums) updated from the change: %s" % (g, ", ".join(fns))]
+        if any(f in ("min", "max") for f in fns):
+            out.append("min/max: groups that lost their extreme are recomputed")
+        return out
+    if c.shape == "distinct":
+        return ["DISTINCT: a count per row; rows appear and disappear when it crosses zero"]
+    return []
 
 
 def _visible_columns(conn, regclass: str) -> list[tuple[str, str]]:
