@@ -106,13 +106,20 @@ def main() -> None:
     dsn = admin.rsplit("/", 1)[0] + "/dpbench_jaffle"
     install(dsn)
     rnd = random.Random(7)
-    pay_of: dict[int, list[int]] = {}
+    cust_of = [0] * (n_orders + 1)      # order -> customer, as loaded
+    order_of: list[int] = [0]           # payment -> order, as loaded
 
-    def order_line(i):
-        return "%d,%d,2024-%02d-%02d,%s\n" % (i, rnd.randrange(1, n_customers + 1), rnd.randrange(1, 13),
-                                              rnd.randrange(1, 29), rnd.choice(STATUSES))
+    def order_line(i, move=True):
+        if move or not cust_of[i]:
+            cust_of[i] = rnd.randrange(1, n_customers + 1)
+        return "%d,%d,2024-%02d-%02d,%s\n" % (i, cust_of[i], rnd.randrange(1, 13), rnd.randrange(1, 29),
+                                              rnd.choice(STATUSES))
 
     def pay_line(p, o):
+        if p < len(order_of):
+            order_of[p] = o
+        else:
+            order_of.append(o)
         return "%d,%d,%s,%d\n" % (p, o, rnd.choice(METHODS), rnd.randrange(100, 5000))
 
     with tempfile.TemporaryDirectory(prefix="dpbench-jaffle-") as tmp:
@@ -130,7 +137,6 @@ def main() -> None:
                 for _ in range(1 + (i % 3 == 0)):
                     p += 1
                     g.write(pay_line(p, i))
-                    pay_of.setdefault(i, []).append(p)
         n_pay = p
         for name, cols, path in (("raw_customers", "id bigint, first_name text, last_name text", "customers.csv"),
                                  ("raw_orders", "id bigint, user_id bigint, order_date date, status text", "orders.csv"),
@@ -155,18 +161,19 @@ def main() -> None:
         batch = [0]
 
         def change(share: float) -> int:
-            """1% of the orders change (status, date; a tenth move to another customer) and as many payments."""
+            """share of the orders change (status, date; a tenth of them move to another customer), and as
+            many payments (method, amount; a tenth move to another order)."""
             batch[0] += 1
             n = max(1, int(n_orders * share))
             po, pp = tmp / ("o_%d.csv" % batch[0]), tmp / ("p_%d.csv" % batch[0])
             with open(po, "w") as f:
                 f.write("id,user_id,order_date,status\n")
                 for i in rnd.sample(range(1, n_orders + 1), n):
-                    f.write(order_line(i))
+                    f.write(order_line(i, move=rnd.random() < 0.1))
             with open(pp, "w") as f:
                 f.write("id,order_id,payment_method,amount\n")
                 for q in rnd.sample(range(1, n_pay + 1), n):
-                    f.write(pay_line(q, rnd.randrange(1, n_orders + 1)))
+                    f.write(pay_line(q, rnd.randrange(1, n_orders + 1) if rnd.random() < 0.1 else order_of[q]))
             d = 0
             for ds, path in (("raw_orders", po), ("raw_payments", pp)):
                 res = load_file(dsn, ds, path, LoadOptions(mode="upsert"), progress=False, trigger="cli")

@@ -20,6 +20,7 @@ DECLARE
     oldname text := left(p_ds.target_table, 40) || '__dp_old';
     pkname  text := left(p_ds.target_table, 58) || '_pkey';
     acl     record;
+    probes  text[];
 BEGIN
     EXECUTE format('DROP TABLE IF EXISTS %I.%I', p_ds.target_schema, tmpname);
     -- the new table: the parsed rows plus the rows found unchanged by hash
@@ -43,9 +44,12 @@ BEGIN
         EXECUTE format('GRANT %s ON %I.%I TO %s', acl.privilege_type, p_ds.target_schema, tmpname,
                        CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(acl.grantee::regrole::text) END);
     END LOOP;
+    probes := deltapipe._probe_columns(target::regclass);
     EXECUTE format('ALTER TABLE %s RENAME TO %I', target, oldname);
     EXECUTE format('ALTER TABLE %I.%I RENAME TO %I', p_ds.target_schema, tmpname, p_ds.target_table);
     EXECUTE format('DROP TABLE %I.%I', p_ds.target_schema, oldname);
+    -- the indexes affected-key refreshes of models probe, built again on the new table
+    PERFORM deltapipe._ensure_index(target, c) FROM unnest(probes) c;
     EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', target, tmpname || '_pkey', pkname);
     EXECUTE format('ANALYZE %s', target);
     EXECUTE format('COMMENT ON TABLE %s IS %L', target, format('deltapipe dataset %s', p_ds.name));

@@ -61,7 +61,7 @@ BEGIN
         -- 1. the target rows looked at, into _dp_old (dropped below, after the delta)
         n_gone := deltapipe._diff_old_rows(ds, stg, typed, mode);
         -- 2. the unchanged lines and their duplicates
-        SELECT * INTO ud FROM deltapipe._diff_unchanged_dups(ds, stg, typed, n_gone);
+        ud := deltapipe._diff_unchanged_dups(ds, stg, typed, n_gone);
         n_same := ud.n_same;
         dups := dups + ud.dups;
     END IF;

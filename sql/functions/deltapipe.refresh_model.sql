@@ -49,6 +49,7 @@ DECLARE
     acl        record;
     audits     jsonb;
     small      boolean;
+    probes     text[];
 BEGIN
     SELECT * INTO m FROM deltapipe.model WHERE pipeline = p_pipeline AND name = p_model;
     IF NOT FOUND THEN
@@ -260,10 +261,13 @@ BEGIN
             EXECUTE format('GRANT %s ON %s TO %s', acl.privilege_type, newt,
                            CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(acl.grantee::regrole::text) END);
         END LOOP;
+        probes := deltapipe._probe_columns(target::regclass);
         EXECUTE format('DROP TABLE IF EXISTS %I.%I', m.target_schema, oldname);
         EXECUTE format('ALTER TABLE %s RENAME TO %I', target, oldname);
         EXECUTE format('ALTER TABLE %s RENAME TO %I', newt, m.target_table);
         EXECUTE format('DROP TABLE %I.%I', m.target_schema, oldname);
+        -- the indexes affected-key refreshes of downstream models probe, built again
+        PERFORM deltapipe._ensure_index(target, c) FROM unnest(probes) c;
         IF keyed THEN
             EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', target, tmpname || '_pkey', pkname);
         END IF;
@@ -274,6 +278,12 @@ BEGIN
     -- first incremental refresh
     IF strategy IN ('create', 'rebuild') THEN
         PERFORM deltapipe._model_log(m.pipeline, m.name, true);
+    END IF;
+    -- a new table gets the indexes the affected-key refreshes of the models reading it probe
+    IF strategy IN ('create', 'rebuild', 'swap') THEN
+        PERFORM deltapipe._ensure_index(target, ix->>'column')
+           FROM deltapipe.model d, jsonb_array_elements(coalesce(d.program->'indexes', '[]')) ix
+          WHERE d.shape = 'keys' AND to_regclass(ix->>'table') = target::regclass;
     END IF;
     phases := phases || jsonb_build_object('apply', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
     UPDATE deltapipe.model SET checksum = csum, row_count = n_new, last_refreshed_at = now()

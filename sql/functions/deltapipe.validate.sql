@@ -70,7 +70,7 @@ BEGIN
 
     -- 2. The fields of a line, and which is which column.
     fexpr := deltapipe._validate_split_expr(fmt, delim, quote, nul, cols, mode, op_col);
-    SELECT * INTO hd FROM deltapipe._validate_header(ds, src, fexpr, header AND fmt <> 'ndjson', cols, mode, op_col);
+    hd := deltapipe._validate_header(ds, src, fexpr, header AND fmt <> 'ndjson', cols, mode, op_col);
 
     -- 3. Row hash: the raw record text, seeded with everything that shapes how it is
     -- read (format options, header, column names and types). Equal hash, equal row.
@@ -78,24 +78,22 @@ BEGIN
     seed := hashtextextended(concat_ws(chr(31), fmt, delim, quote, nul, array_to_string(hd.hdr, chr(30)),
                                        array_to_string(cols, chr(30)), array_to_string(types, chr(30)),
                                        (ds.options->'rules')::text), 0);
-    SELECT * INTO un FROM deltapipe._validate_unchanged_lines(ds, stg, src, p_options, fmt, quote, mode, first_load,
-                                                              hd.hdr_line, seed);
+    un := deltapipe._validate_unchanged_lines(ds, stg, src, p_options, fmt, quote, mode, first_load, hd.hdr_line, seed);
 
     -- 4. The SQL: the lines to parse as rows of fields, why a row is refused before
     -- any cast, the casts, the typed rows statement, the row checker.
-    SELECT * INTO fr FROM deltapipe._validate_field_rows(fmt, fexpr, un.src, hd.hdr_line, seed, hd.pos, hd.op_pos, mode);
-    SELECT * INTO sh FROM deltapipe._validate_shape(fmt, hd.nfields, cols, ds.key_cols, hd.pos, mode, hd.op_pos, op_col);
-    SELECT * INTO ca FROM deltapipe._validate_casts(cols, types, hd.pos, mode, hd.op_pos);
-    SELECT * INTO ts FROM deltapipe._validate_typed_select(ds, fr.sfsrc, ca.gexprs, ca.colnames, typed, first_load);
+    fr := deltapipe._validate_field_rows(fmt, fexpr, un.src, hd.hdr_line, seed, hd.pos, hd.op_pos, mode);
+    sh := deltapipe._validate_shape(fmt, hd.nfields, cols, ds.key_cols, hd.pos, mode, hd.op_pos, op_col);
+    ca := deltapipe._validate_casts(cols, types, hd.pos, mode, hd.op_pos);
+    ts := deltapipe._validate_typed_select(ds, fr.sfsrc, ca.gexprs, ca.colnames, typed, first_load);
     PERFORM deltapipe._validate_row_checker(fmt, fexpr, fr.fdecls, fr.fassign, sh.bad, cols, types, ca.castx);
 
     -- 5. The typed rows in one statement, retried with the rows the error points at kept aside.
-    SELECT * INTO tr FROM deltapipe._validate_cast(typed, ts.create_typed, ts.sel, sh.why_shape, sh.why_fail,
-                                                   fmt, types, hd.pos, ca.tests);
+    tr := deltapipe._validate_cast(typed, ts.create_typed, ts.sel, sh.why_shape, sh.why_fail, fmt, types, hd.pos, ca.tests);
 
     -- 6. Last resort (not JSON, or a cheap test was wrong): every line checked one by one.
-    SELECT * INTO cl FROM deltapipe._validate_check_lines(tr.ok, ds, stg, p_options, un.src, fmt, fr.sfsrc, sh.bad,
-                                                          typed, ts.create_typed, ts.sel, sh.why_keep);
+    cl := deltapipe._validate_check_lines(tr.ok, ds, stg, p_options, un.src, fmt, fr.sfsrc, sh.bad,
+                                          typed, ts.create_typed, ts.sel, sh.why_keep);
     n_rows := CASE WHEN tr.ok THEN tr.n_rows ELSE cl.n_rows END;
     rows_in := coalesce(un.rows_in, n_rows + cl.n_badl);
 

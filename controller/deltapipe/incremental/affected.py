@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
-from deltapipe.incremental.errors import NotIncremental
+from deltapipe.incremental.errors import NotIncremental, _short
 
 AGG_TYPES = (exp.AggFunc,)
 K_SUBQUERY = 'SELECT "_dp_k" FROM pg_temp."_dp_k"'
@@ -125,6 +125,7 @@ class Restrictor:
 
     def __init__(self, ctx):
         self.ctx = ctx   # compiler._Ctx: resolve(table) -> (upstream, qualified), inputs, delta(), post()
+        self.leaves: dict[tuple[str, str], tuple[str, str]] = {}   # (table, column) -> (CTE name, its SELECT)
 
     # -------------------------------------------------------------- queries
     def query(self, q: exp.Expression, col: str) -> Restricted:
@@ -160,7 +161,7 @@ class Restrictor:
         ck = _colkey(proj)
         if ck is None:
             raise NotIncremental("key column %s is computed (%s), not a column of an input"
-                                 % (col, proj.sql("postgres")[:40]), proj)
+                                 % (col, _short(proj.sql("postgres"))), proj)
         group = s.args.get("group")
         if not group:
             for a in s.find_all(exp.AggFunc):
@@ -268,10 +269,14 @@ class Restrictor:
             up, qual, i = self._leaf(item)
             a = exp.to_identifier(item.alias_or_name, quoted=True).sql("postgres")
             c = exp.to_identifier(col, quoted=True).sql("postgres")
-            sub = exp.maybe_parse("SELECT * FROM %s AS %s WHERE %s.%s IN (%s)" % (qual, a, a, c, K_SUBQUERY),
-                                  dialect="postgres")
+            # an input restricted by a column is one CTE, however many times the query reads it
+            # (materialized when read more than once: one scan instead of one per use)
+            name = self.leaves.setdefault((qual, col), ('"_dp_l%d"' % (len(self.leaves) + 1),
+                                                        "SELECT * FROM %s WHERE %s IN (%s)" % (qual, c, K_SUBQUERY)))[0]
             deriv = 'SELECT d.%s AS "_dp_k" FROM pg_temp."_dp_d_%d" AS d' % (c, i)
-            return Restricted(exp.Subquery(this=sub, alias=alias), [deriv], [(qual, col)], [])
+            t = exp.to_table(name, dialect="postgres")
+            t.set("alias", alias)
+            return Restricted(t, [deriv], [(qual, col)], [])
         if isinstance(item, exp.Subquery):
             r = self.query(item.this, col)
             return Restricted(exp.Subquery(this=r.node, alias=alias), r.derivs, r.indexes, r.notes)
@@ -353,13 +358,18 @@ def compile_affected(q: exp.Expression, names: list[str], ctx, key: list[str]) -
     tree = inline_ctes(q)
     first: NotIncremental | None = None
     for col in key:
+        rs = Restrictor(ctx)
         try:
-            r = Restrictor(ctx).query(tree, col)
+            r = rs.query(tree, col)
         except NotIncremental as e:
             first = first or e
             continue
         c = exp.to_identifier(col, quoted=True).sql("postgres")
-        restricted = 'SELECT * FROM (%s) AS "_dp_r" WHERE "_dp_r".%s IN (%s)' % (r.node.sql("postgres"), c, K_SUBQUERY)
+        body = r.node.sql("postgres")
+        ctes = ", ".join("%s AS %s(%s)" % (name, "MATERIALIZED " if body.count(name) > 1 else "", sql)
+                         for name, sql in rs.leaves.values())
+        restricted = '%sSELECT * FROM (%s) AS "_dp_r" WHERE "_dp_r".%s IN (%s)' % (
+            "WITH %s " % ctes if ctes else "", body, c, K_SUBQUERY)
         keys_sql = "\nUNION ALL\n".join(dict.fromkeys(r.derivs))
         seen: list = []
         for ix in r.indexes:

@@ -12,13 +12,12 @@ with a weight ``_dp_w`` (+n inserted copies, -n deleted copies). It reads, for
 upstream ``delta_inputs[i]``, the temp table ``pg_temp._dp_d_<i>`` (that
 upstream's net change since the model last consumed it, built by
 deltapipe._input_delta) and the upstream tables themselves in their post-change
-state. A join of n inputs expands into the 2^n - 1 terms of
-dA⋈B' + A'⋈dB - dA⋈dB (and its n-way generalisation).
+state. A join of n inputs gives n terms, level by level:
+dA⋈B' + A_old⋈dB (A_old: A' plus dA with negated weights), so its SQL grows linearly.
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 
 import sqlglot
@@ -28,7 +27,7 @@ from sqlglot.optimizer.qualify import qualify
 from sqlglot.schema import MappingSchema
 
 from deltapipe.incremental.affected import _own, compile_affected
-from deltapipe.incremental.errors import NotIncremental, _line  # noqa: F401
+from deltapipe.incremental.errors import NotIncremental, _short, _line  # noqa: F401
 from deltapipe.incremental.keys import choose_key
 
 AGGS = {exp.Count: "count", exp.Sum: "sum", exp.Avg: "avg", exp.Min: "min", exp.Max: "max"}
@@ -65,7 +64,7 @@ def _pg_name(e: exp.Expression) -> str | None:
     return None
 
 
-COMPILER_VERSION = "2"   # part of every compile key: a new compiler recompiles every model once
+COMPILER_VERSION = "3"   # part of every compile key: a new compiler recompiles every model once
 
 
 def compile_model(sql: str, tables: dict[tuple[str, str], tuple[str, str, str]],
@@ -171,7 +170,7 @@ def _prepare(tree, tables, columns):
             break
         n = _pg_name(p)
         if n is None:
-            raise NotIncremental("give the expression %s a name (AS name)" % p.sql("postgres")[:40], p)
+            raise NotIncremental("give the expression %s a name (AS name)" % _short(p.sql("postgres")), p)
         top_names.append(n)
     try:
         q = qualify(tree.copy(), schema=MappingSchema(schema, dialect="postgres") if schema else None,
@@ -188,7 +187,7 @@ def _prepare(tree, tables, columns):
     if w:
         for cte in w.expressions:
             ctes[cte.alias] = cte.this
-    return q, top_names, _Ctx(tables, inputs, ctes)
+    return q, top_names, _Ctx(tables, inputs, ctes, columns)
 
 
 def _compile_template(q, top_names, ctx) -> Compiled:
@@ -211,7 +210,8 @@ def _table_line(tree, tbl: str) -> int | None:
 
 
 class _Ctx:
-    def __init__(self, tables, inputs, ctes):
+    def __init__(self, tables, inputs, ctes, columns=None):
+        self.columns = columns or {}
         self.by_table = {}
         for (sch, tbl), (up, _kind, qual) in tables.items():
             self.by_table[(sch, tbl)] = (up, qual)
@@ -277,6 +277,35 @@ class _Ctx:
             return exp.Subquery(this=self.delta(item.this), alias=alias)
         raise NotIncremental("unsupported FROM item %s" % item.key.upper(), item)
 
+    def old_item(self, item: exp.Expression) -> exp.Expression:
+        """The state before the change of a FROM item, as rows with weights: the item now (weight 1)
+        and its change with negated weights."""
+        alias = exp.TableAlias(this=exp.to_identifier(item.alias_or_name, quoted=True))
+        if isinstance(item, exp.Table) and item.name in self.ctes and not item.args.get("db"):
+            body = self.ctes[item.name]
+        elif isinstance(item, exp.Subquery):
+            body = item.this
+        elif isinstance(item, exp.Table):
+            r = self.resolve(item)
+            if r is None:
+                raise NotIncremental("unknown table %s" % item.name, item)
+            cols = self.columns.get(r[0])
+            if cols is None:
+                raise NotIncremental("the columns of %s are not known" % r[0], item)
+            cl = ", ".join(exp.to_identifier(c, quoted=True).sql("postgres") for c in cols)
+            sql = ('SELECT %s, 1 AS "_dp_w" FROM %s UNION ALL SELECT %s, -"_dp_w" FROM pg_temp."_dp_d_%d"'
+                   % (cl, r[1], cl, self.inputs.index(r[0]) + 1))
+            return exp.Subquery(this=sqlglot.parse_one(sql, read="postgres"), alias=alias)
+        else:
+            raise NotIncremental("unsupported FROM item %s" % item.key.upper(), item)
+        from deltapipe.incremental.affected import output_names
+        cl = ", ".join(exp.to_identifier(c, quoted=True).sql("postgres") for c in output_names(body))
+        post = exp.Subquery(this=self.resolve_all(body)).sql("postgres")
+        delta = exp.Subquery(this=self.delta(body)).sql("postgres")
+        sql = ('SELECT %s, 1 AS "_dp_w" FROM %s AS "_dp_p" UNION ALL SELECT %s, -"_dp_w" FROM %s AS "_dp_m"'
+               % (cl, post, cl, delta))
+        return exp.Subquery(this=sqlglot.parse_one(sql, read="postgres"), alias=alias)
+
     def _delta_select(self, s: exp.Select) -> exp.Expression:
         for key, what in (("group", "GROUP BY"), ("having", "HAVING"), ("limit", "LIMIT"), ("offset", "OFFSET"),
                           ("distinct", "DISTINCT")):
@@ -302,24 +331,25 @@ class _Ctx:
             if j.args.get("method"):
                 raise NotIncremental("%s JOIN" % j.args["method"].upper(), j)
             items.append(j.this)
+        # one term per input, level by level (linear in n, not the 2^n - 1 terms of expanding the
+        # product): Δ(X1 ⋈ ... ⋈ Xn) = Σi X1_old ⋈ ... ⋈ X(i-1)_old ⋈ ΔXi ⋈ X(i+1) ⋈ ... ⋈ Xn,
+        # where X_old = X with weight 1 plus ΔX with negated weights (a z-set: the state before)
         terms = []
         n = len(items)
-        for k in range(1, n + 1):
-            for subset in itertools.combinations(range(n), k):
-                t = s.copy()
-                t.set("order", None)
-                new_items = [self.delta_item(items[i]) if i in subset else self.post(items[i]) for i in range(n)]
-                t.args["from_"].set("this", new_items[0])
-                for ji, j in enumerate(t.args.get("joins") or []):
-                    j.set("this", new_items[ji + 1])
-                w: exp.Expression = None  # type: ignore[assignment]
-                for i in subset:
-                    col = exp.column("_dp_w", table=exp.to_identifier(items[i].alias_or_name, quoted=True))
-                    w = col if w is None else exp.Mul(this=w, expression=col)
-                if k % 2 == 0:
-                    w = exp.Neg(this=exp.Paren(this=w))
-                t.select(exp.alias_(w, "_dp_w", quoted=True), copy=False)
-                terms.append(t)
+        for i in range(n):
+            t = s.copy()
+            t.set("order", None)
+            new_items = [self.old_item(items[j]) if j < i else self.delta_item(items[j]) if j == i
+                         else self.post(items[j]) for j in range(n)]
+            t.args["from_"].set("this", new_items[0])
+            for ji, j in enumerate(t.args.get("joins") or []):
+                j.set("this", new_items[ji + 1])
+            w: exp.Expression = None  # type: ignore[assignment]
+            for j in range(i + 1):
+                col = exp.column("_dp_w", table=exp.to_identifier(items[j].alias_or_name, quoted=True))
+                w = col if w is None else exp.Mul(this=w, expression=col)
+            t.select(exp.alias_(w, "_dp_w", quoted=True), copy=False)
+            terms.append(t)
         out = terms[0]
         for t in terms[1:]:
             out = exp.union(out, t, distinct=False)
@@ -369,11 +399,11 @@ def _compile_aggregate(q: exp.Select, names: list[str], ctx: _Ctx) -> Compiled:
             in_proj.append(exp.alias_(arg.copy(), "_dp_a%d" % j, quoted=True))
             continue
         bad = e.find(*AGGS)
-        raise NotIncremental("expression over an aggregate (%s)" % esql[:40] if bad else
+        raise NotIncremental("expression over an aggregate (%s)" % _short(esql) if bad else
                              "output column %s is neither a GROUP BY expression nor an aggregate" % names[i], e)
     if len(matched) != len(gexprs):
         missing = [gsql[k] for k in range(len(gexprs)) if k not in matched]
-        raise NotIncremental("GROUP BY expression %s is not in the SELECT list" % missing[0][:40], group)
+        raise NotIncremental("GROUP BY expression %s is not in the SELECT list" % _short(missing[0]), group)
     # input of the aggregation: same FROM/WHERE, projections = group exprs and aggregate arguments
     inp = q.copy()
     inp.set("group", None)

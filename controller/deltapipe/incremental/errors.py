@@ -20,3 +20,12 @@ def _line(node: exp.Expression) -> int | None:
         if isinstance(n, exp.Identifier) and n.meta.get("line"):
             return int(n.meta["line"])
     return None
+
+
+def _short(sql: str, limit: int = 60) -> str:
+    """An expression quoted in a reason: whole, or cut at a word boundary with an ellipsis."""
+    sql = " ".join(sql.split())
+    if len(sql) <= limit:
+        return sql
+    cut = sql[:limit].rsplit(" ", 1)[0]
+    return cut + " ..."
