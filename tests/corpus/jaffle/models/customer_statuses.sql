@@ -1,0 +1,4 @@
+select distinct
+    customer_id,
+    status
+from stg_orders
