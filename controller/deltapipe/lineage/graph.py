@@ -609,11 +609,14 @@ def catalog_tables(conn: psycopg.Connection) -> Tables:
              GROUP BY 1, 2"""):
         out["%s.%s" % (schema, table)] = list(cols)
     for name, cols in conn.execute("""
-            SELECT d.target_schema || '.' || d.target_table, array(SELECT c->>'name' FROM jsonb_array_elements(d.columns) c)
+            SELECT d.target_schema || '.' || d.target_table,
+                   array(SELECT c->>'name' FROM jsonb_array_elements(CASE jsonb_typeof(d.columns)
+                                                                    WHEN 'array' THEN d.columns ELSE '[]' END) c)
               FROM deltapipe.dataset d
             UNION ALL
             SELECT m.target_schema || '.' || m.target_table,
-                   array(SELECT jsonb_array_elements_text(coalesce(m.program->'columns', '[]')))
+                   array(SELECT jsonb_array_elements_text(CASE jsonb_typeof(m.program->'columns')
+                                                          WHEN 'array' THEN m.program->'columns' ELSE '[]' END))
               FROM deltapipe.model m"""):
         if name not in out:
             out[name] = [c for c in cols if c and not c.startswith("_dp_")] or None
@@ -713,6 +716,35 @@ def analyse_files(texts: dict, cached: dict, tables: Tables) -> tuple[dict, dict
             else:
                 tables.setdefault(w, None)
     return results, new, hits, len(memo) + sum(1 for r in new.values() if "error" in r)
+
+
+def analyse_queries(queries: dict, tables: Tables) -> dict:
+    """Column lineage of SELECTs that fill tables, e.g. the models of the catalog:
+    {"schema.table": (sql, default schema)} -> {"schema.table": analyse() result}, analysed in dependency order
+    so that a star over another of them is expanded with that one's output columns."""
+    tables = dict(tables)
+    parsed: dict = {}
+    writes: dict = {}
+    reads: dict = {}
+    for t, (sql, default) in queries.items():
+        parsed[t] = parse_sql(sql)
+        names = table_names(parsed[t])[1] if isinstance(parsed[t], list) else []
+        writes[t] = [t]
+        reads[t] = [_qualify_default(n, default) for n in names]
+    out: dict = {}
+    for t in dependency_order(list(queries), writes, reads):
+        stmts = parsed[t]
+        if isinstance(stmts, dict):
+            out[t] = stmts
+            continue
+        res = analyse(stmts, tables, queries[t][1])
+        out[t] = res
+        last = (res.get("statements") or [{}])[-1]
+        if last.get("outputs"):
+            tables[t] = list(last["outputs"])
+        else:
+            tables.setdefault(t, None)
+    return out
 
 
 def scan(dsn: str | None, directory: str | Path, *, clear_cache: bool = False) -> dict:
