@@ -66,6 +66,26 @@ join (select customer, count(*) as n, sum(amount) as total from orders group by 
 select o.id, c.region from customers c right join orders o on o.customer = c.name""",
     # an anti-join written as LEFT JOIN ... IS NULL
     "orphans": """select o.id, o.customer from orders o left join customers c on c.name = o.customer where c.name is null""",
+    # semi- and anti-joins as subqueries correlated to the key, IN (SELECT ...) through another column,
+    # scalar subqueries in SELECT
+    "paid": """select o.id, o.amount from orders o where exists (select 1 from payments p where p.order_id = o.id)""",
+    "unpaid": """select o.id, o.amount from orders o
+where not exists (select 1 from payments p where p.order_id = o.id and p.amount > 0)""",
+    "north_orders": """select o.id, o.customer from orders o
+where o.customer in (select c.name from customers c where c.region = 'north')""",
+    "pay_stats": """select o.id, (select count(*) from payments p where p.order_id = o.id) as n,
+       (select sum(p.amount) from payments p where p.order_id = o.id) as total from orders o""",
+    "busy_customers": """select c.name, c.region from customers c
+where exists (select 1 from orders o where o.customer = c.name and o.amount > 3)""",
+    # a chain of joins on other columns than the key: payments reach a region through their order
+    # and its customer (key inferred: GROUP BY a column filtered NOT NULL)
+    "region_paid": """select c.region, sum(p.amount) as paid, count(*) as n
+from customers c join orders o on o.customer = c.name join payments p on p.order_id = o.id
+where c.region is not null group by c.region""",
+    # DISTINCT ON, unqualified
+    "first_payment": """-- key: order_id
+select distinct on (order_id) order_id, pid, amount from payments where order_id is not null
+order by order_id, pid""",
 }
 INCREMENTAL = set(MODELS)
 
@@ -111,7 +131,7 @@ def test_plan_classifies_the_shapes(cli, tmp_path):
         assert "refresh: incremental" in nxt, (m, nxt)
     assert "refresh: incremental (affected keys on name)" in out
     assert "key: name (inferred)" in out
-    assert "semi-joined to o on p.order_id = o.id" in out
+    assert "FROM p: semi-joined to o on p.order_id = o.id" in out
 
 
 def test_affected_key_models_equal_full_recompute_after_random_batches(cli, conn, tmp_path):

@@ -66,7 +66,9 @@ def inline_ctes(node: exp.Expression, ctes: dict | None = None) -> exp.Expressio
 def _conjuncts(e: exp.Expression | None):
     if e is None:
         return
-    if isinstance(e, exp.And):
+    if isinstance(e, exp.Where):
+        yield from _conjuncts(e.this)
+    elif isinstance(e, exp.And):
         yield from _conjuncts(e.left)
         yield from _conjuncts(e.right)
     elif isinstance(e, exp.Paren):
@@ -128,29 +130,27 @@ class Restrictor:
         self.leaves: dict[tuple[str, str], tuple[str, str]] = {}   # (table, column) -> (CTE name, its SELECT)
 
     # -------------------------------------------------------------- queries
-    def query(self, q: exp.Expression, col: str) -> Restricted:
+    def query(self, q: exp.Expression, col: str, kset: str = K_SUBQUERY) -> Restricted:
+        """q restricted to the rows whose output column col is in kset (a one-column SELECT)."""
         if isinstance(q, exp.Subquery):
-            return self.query(q.this, col)
+            return self.query(q.this, col, kset)
         if isinstance(q, exp.SetOperation):
             names = output_names(q.left)
             if col not in names:
                 raise NotIncremental("column %s not in %s" % (col, q.key.upper()), q)
             i = names.index(col)
-            left = self.query(q.left, col)
-            right = self.query(q.right, output_names(q.right)[i])
+            left = self.query(q.left, col, kset)
+            right = self.query(q.right, output_names(q.right)[i], kset)
             new = q.copy()
             new.set("this", left.node)
             new.set("expression", right.node)
             return Restricted(new, left.derivs + right.derivs, left.indexes + right.indexes,
                               left.notes + right.notes + ["%s: both sides restricted by %s" % (q.key.upper(), col)])
         if isinstance(q, exp.Select):
-            return self.select(q, col)
+            return self.select(q, col, kset)
         raise NotIncremental("unsupported construct %s" % q.key.upper(), q)
 
-    def select(self, s: exp.Select, col: str) -> Restricted:
-        for key, what in (("limit", "LIMIT"), ("offset", "OFFSET")):
-            if s.args.get(key):
-                raise NotIncremental(what, s.args[key])
+    def select(self, s: exp.Select, col: str, kset: str = K_SUBQUERY) -> Restricted:
         proj = None
         for p in s.selects:
             if p.alias_or_name == col:
@@ -162,16 +162,19 @@ class Restrictor:
         if ck is None:
             raise NotIncremental("key column %s is computed (%s), not a column of an input"
                                  % (col, _short(proj.sql("postgres"))), proj)
+        return self.scope(s, ck, col, kset, seeded=False)
+
+    def scope(self, s: exp.Select, ck: tuple[str, str], col: str, kset: str, seeded: bool) -> Restricted:
+        """Select s restricted to the rows whose column ck (alias, column) is in kset; seeded: s is a
+        correlated subquery (EXISTS, IN, scalar) and ck the column of its correlation."""
+        for key, what in (("limit", "LIMIT"), ("offset", "OFFSET")):
+            if s.args.get(key):
+                raise NotIncremental(what, s.args[key])
         group = s.args.get("group")
-        if not group:
+        if not group and not seeded:
             for a in s.find_all(exp.AggFunc):
                 if _own(s, a) and not a.find_ancestor(exp.Window):
                     raise NotIncremental("aggregate without GROUP BY", a)
-        for clause in filter(None, [s.args.get("where"), s.args.get("having"), *s.selects]):
-            for sub in clause.find_all(exp.Subquery, exp.Exists):
-                t = sub.find(exp.Table)
-                if t is not None:
-                    raise NotIncremental("subquery reading %s in WHERE, HAVING or SELECT" % t.name, sub)
         # the equivalence class of the column: equalities of WHERE and of the joins' ON
         items = _items(s)
         aliases = {a for a, _i, _j in items}
@@ -199,7 +202,7 @@ class Restrictor:
                 if x[0] == a and find(x) == root:
                     members.setdefault(a, x[1])
         if ck[0] not in aliases:
-            raise NotIncremental("column %s comes from an outer query" % col, proj)
+            raise NotIncremental("column %s comes from an outer query" % col, s)
         # windows: partitioned by the class, so a partition is all in or all out of K
         for w in s.find_all(exp.Window):
             if not _own(s, w):
@@ -212,8 +215,11 @@ class Restrictor:
                 raise NotIncremental("window function %s not partitioned by %s" % (fn, col), w)
         dist = s.args.get("distinct")
         if dist is not None and dist.args.get("on"):
-            ons = [_colkey(x) for x in dist.args["on"].expressions] if isinstance(dist.args["on"], exp.Tuple) \
-                else [_colkey(x) for x in ([dist.args["on"]] if not isinstance(dist.args["on"], list) else dist.args["on"])]
+            on = dist.args["on"]
+            exprs = on.expressions if isinstance(on, exp.Tuple) else (on if isinstance(on, list) else [on])
+            by_name = {p.alias_or_name: _colkey(p.unalias()) for p in s.selects}
+            ons = [_colkey(x) if _colkey(x) else by_name.get(x.name) if isinstance(x, exp.Column) else None
+                   for x in exprs]
             if not any(o and find(o) == root for o in ons):
                 raise NotIncremental("DISTINCT ON without %s" % col, dist)
         out = Restricted(s.copy())
@@ -221,31 +227,45 @@ class Restrictor:
         direct: dict[str, str] = {}
         for a, item, j in items:
             if a in members:
-                r = self.item(item, members[a])
+                r = self.item(item, members[a], kset)
                 new_items[a] = r.node
                 direct[a] = members[a]
                 out.derivs += r.derivs
                 out.indexes += r.indexes
                 out.notes += r.notes
                 out.notes.append("%s %s: restricted by %s.%s" % (_join_label(j), a, a, members[a]))
-        # items joined by an equality to a restricted item: semi-joined to it
-        for a, item, j in items:
-            if a in direct:
-                continue
-            link = None
-            for (x, y) in eqs:
-                for (mine, other) in ((x, y), (y, x)):
-                    if mine[0] == a and other[0] in direct and link is None:
-                        link = (mine[1], other[0], other[1])
-            if link is None:
+        # items joined by an equality to a restricted item: semi-joined to it (in chains: an item
+        # joined to a semi-joined item reaches the key through it)
+        item_of = {x: it for x, it, _j in items}
+        join_of = {x: jj for x, _it, jj in items}
+        chain = {a: ("", "%s.%s" % (exp.to_identifier(a, quoted=True).sql("postgres"),
+                                    exp.to_identifier(m, quoted=True).sql("postgres"))) for a, m in direct.items()}
+        pending = [a for a, _i, _j in items if a not in direct]
+        while pending:
+            progress = False
+            for a in list(pending):
+                link = None
+                for (x, y) in eqs:
+                    for (mine, other) in ((x, y), (y, x)):
+                        if mine[0] == a and other[0] in chain and link is None:
+                            link = (mine[1], other[0], other[1])
+                if link is None:
+                    continue
+                p, b, q = link
+                r, ch = self.semi(item_of[a], a, p, item_of[b], b, q, new_items[b], chain[b], _join_label(join_of[a]))
+                new_items[a] = r.node
+                chain[a] = ch
+                out.derivs += r.derivs
+                out.indexes += r.indexes
+                out.notes += r.notes
+                pending.remove(a)
+                progress = True
+            if not progress:
+                a = pending[0]
                 raise NotIncremental("%s %s is not joined to %s by an equality: its changes cannot be traced to "
-                                     "the rows they touch" % (_join_label(j), a, col), item)
-            p, b, q = link
-            r = self.semi(item, a, p, {x: it for x, it, _j in items}[b], b, q, direct[b], new_items[b])
-            new_items[a] = r.node
-            out.derivs += r.derivs
-            out.indexes += r.indexes
-            out.notes += r.notes
+                                     "the rows they touch" % (_join_label(join_of[a]), a, col), item_of[a])
+        # subqueries in WHERE and SELECT: correlated to a restricted item, restricted with it
+        self._subqueries(out, s, aliases, find, root, new_items, direct, {x: it for x, it, _j in items}, kset)
         # put the restricted items in place
         frm = out.node.args.get("from_") or out.node.args.get("from")
         frm.set("this", new_items[frm.this.alias_or_name])
@@ -263,7 +283,7 @@ class Restrictor:
         up, qual = r
         return up, qual, self.ctx.inputs.index(up) + 1
 
-    def item(self, item: exp.Expression, col: str) -> Restricted:
+    def item(self, item: exp.Expression, col: str, kset: str = K_SUBQUERY) -> Restricted:
         alias = exp.TableAlias(this=exp.to_identifier(item.alias_or_name, quoted=True))
         if isinstance(item, exp.Table):
             up, qual, i = self._leaf(item)
@@ -271,27 +291,109 @@ class Restrictor:
             c = exp.to_identifier(col, quoted=True).sql("postgres")
             # an input restricted by a column is one CTE, however many times the query reads it
             # (materialized when read more than once: one scan instead of one per use)
-            name = self.leaves.setdefault((qual, col), ('"_dp_l%d"' % (len(self.leaves) + 1),
-                                                        "SELECT * FROM %s WHERE %s IN (%s)" % (qual, c, K_SUBQUERY)))[0]
+            name = self.leaves.setdefault((qual, col, kset), ('"_dp_l%d"' % (len(self.leaves) + 1),
+                                                              "SELECT * FROM %s WHERE %s IN (%s)" % (qual, c, kset)))[0]
             deriv = 'SELECT d.%s AS "_dp_k" FROM pg_temp."_dp_d_%d" AS d' % (c, i)
             t = exp.to_table(name, dialect="postgres")
             t.set("alias", alias)
             return Restricted(t, [deriv], [(qual, col)], [])
         if isinstance(item, exp.Subquery):
-            r = self.query(item.this, col)
+            r = self.query(item.this, col, kset)
             return Restricted(exp.Subquery(this=r.node, alias=alias), r.derivs, r.indexes, r.notes)
         raise NotIncremental("unsupported FROM item %s" % item.key.upper(), item)
 
-    def semi(self, item, a: str, p: str, yitem, b: str, q: str, ycol: str, yrestricted) -> Restricted:
-        """Item a semi-joined on a.p = b.q to item b, which is restricted by its column ycol."""
+    def _post(self, item, name: str) -> tuple[str, list]:
+        """An item's current rows as a FROM item named name (a table, or a select-project-join
+        subquery), and the table to index for a lookup by one of its columns."""
+        n = exp.to_identifier(name, quoted=True).sql("postgres")
+        if isinstance(item, exp.Table):
+            _u, qual, _i = self._leaf(item)
+            return "%s AS %s" % (qual, n), [qual]
+        self._spj(item.this, name)
+        return "%s AS %s" % (exp.Subquery(this=self.ctx.resolve_all(item.this)).sql("postgres"), n), []
+
+    def _subqueries(self, out: Restricted, s, aliases, find, root, new_items, direct, item_of, kset) -> None:
+        """EXISTS / NOT EXISTS / IN (SELECT ...) in WHERE and scalar subqueries in SELECT, correlated
+        by an equality to a column of a restricted item: the subquery is restricted to the values that
+        column takes in the restricted item (the same K when it is in the key's class)."""
+        node = out.node
+        found = []
+        for clause in filter(None, [node.args.get("where"), node.args.get("having"), *node.selects]):
+            for sub in clause.find_all(exp.Exists, exp.Subquery):
+                if isinstance(sub, exp.Subquery) and isinstance(sub.parent, (exp.From, exp.Join)):
+                    continue
+                if sub.find_ancestor(exp.Select) is not node or sub.find(exp.Table) is None:
+                    continue   # a subquery of a subquery (restricted with it), or reading no table
+                if isinstance(sub, exp.Subquery) and isinstance(sub.parent, exp.Exists):
+                    continue
+                found.append(sub)
+        for sub in found:
+            t = sub.find(exp.Table).name
+            inner = sub.this
+            par = sub.parent
+            while isinstance(par, exp.Paren):
+                par = par.parent
+            is_in = isinstance(par, exp.In) and (par.args.get("query") is sub or par.args.get("query") is sub.parent)
+            if is_in and isinstance(par.parent, exp.Not):
+                raise NotIncremental("NOT IN (SELECT ... FROM %s): a NULL on its inner side changes every row" % t, par)
+            if not isinstance(inner, exp.Select):
+                raise NotIncremental("subquery reading %s (a %s)" % (t, inner.key.upper()), sub)
+            # the correlation: outer column (alias, column) = inner seed
+            seed = outer = None
+            if is_in:
+                oc = _colkey(par.this)
+                names = [p.alias_or_name for p in inner.selects]
+                if oc and oc[0] in aliases and len(names) == 1:
+                    outer, seed = oc, names[0]
+            else:
+                inner_aliases = {a for a, _i, _j in _items(inner)}
+                for c in _conjuncts(inner.args.get("where")):
+                    if isinstance(c, exp.EQ):
+                        x, y = _colkey(c.left), _colkey(c.right)
+                        for mine, other in ((x, y), (y, x)):
+                            if mine and other and mine[0] in inner_aliases and other[0] in aliases \
+                                    and other[0] in direct and (outer is None or find(other) == root):
+                                seed, outer = mine, other
+            if outer is None or outer[0] not in direct:
+                raise NotIncremental("subquery reading %s is not correlated by an equality to %s's rows"
+                                     % (t, "the key" if not is_in else "a restricted input"), sub)
+            same = find(outer) == root
+            a = outer[0]
+            ai = exp.to_identifier(a, quoted=True).sql("postgres")
+            kin = kset if same else "SELECT %s.%s FROM %s" % (
+                ai, exp.to_identifier(outer[1], quoted=True).sql("postgres"), new_items[a].sql("postgres"))
+            if is_in:
+                r = self.query(inner, seed, kin)
+            else:
+                r = self.scope(inner, seed, seed[1], kin, seeded=True)
+            sub.set("this", r.node)
+            out.indexes += r.indexes
+            out.notes += r.notes
+            label = "IN" if is_in else ("NOT EXISTS" if isinstance(sub.parent, exp.Not) else "EXISTS") \
+                if isinstance(sub, exp.Exists) else "subquery"
+            out.notes.append("%s (%s): restricted with %s.%s" % (label, t, a, outer[1]))
+            if same:
+                out.derivs += r.derivs
+                continue
+            apost, idx = self._post(item_of[a], a)
+            m = exp.to_identifier(direct[a], quoted=True).sql("postgres")
+            y = exp.to_identifier(outer[1], quoted=True).sql("postgres")
+            out.indexes += [(q, outer[1]) for q in idx]
+            for d in r.derivs:
+                out.derivs.append('SELECT %s.%s AS "_dp_k" FROM (%s) AS "_dp_dd" JOIN %s ON %s.%s = "_dp_dd"."_dp_k"'
+                                  % (ai, m, d, apost, ai, y))
+
+    def semi(self, item, a: str, p: str, yitem, b: str, q: str, yrestricted, ychain: tuple[str, str],
+             label: str) -> tuple[Restricted, tuple[str, str]]:
+        """Item a semi-joined on a.p = b.q to item b (restricted). ychain: (joins, value) that give the
+        restricting values from b's rows. Returns the restricted item and a's own chain."""
         ai = exp.to_identifier(a, quoted=True).sql("postgres")
         bi = exp.to_identifier(b, quoted=True).sql("postgres")
         pc = exp.to_identifier(p, quoted=True).sql("postgres")
         qc = exp.to_identifier(q, quoted=True).sql("postgres")
-        yc = exp.to_identifier(ycol, quoted=True).sql("postgres")
         alias = exp.TableAlias(this=exp.to_identifier(a, quoted=True))
         # the restricted b once more, under its alias, as the semi-join's inner side
-        ysql = yrestricted.sql("postgres") if isinstance(yrestricted, exp.Subquery) else yrestricted.sql("postgres")
+        ysql = yrestricted.sql("postgres")
         if isinstance(item, exp.Table):
             up, qual, i = self._leaf(item)
             src = "%s AS %s" % (qual, ai)
@@ -307,7 +409,7 @@ class Restrictor:
         sub = exp.maybe_parse("SELECT * FROM %s WHERE %s.%s IN (SELECT %s.%s FROM %s)"
                               % (src, ai, pc, bi, qc, ysql), dialect="postgres")
         # the keys a change of item a touches: through b's current rows (b's own changes add
-        # the keys its old rows had)
+        # the keys its old rows had), and on through b's chain
         if isinstance(yitem, exp.Table):
             _u, yqual, _i = self._leaf(yitem)
             ypost = "%s AS %s" % (yqual, bi)
@@ -316,9 +418,11 @@ class Restrictor:
             self._spj(yitem.this, b)
             ypost = "%s AS %s" % (exp.Subquery(this=self.ctx.resolve_all(yitem.this)).sql("postgres"), bi)
             idx += self._base_index(yitem.this, q)
-        deriv = 'SELECT %s.%s AS "_dp_k" FROM %s JOIN %s ON %s.%s = %s.%s' % (bi, yc, dx, ypost, bi, qc, ai, pc)
-        return Restricted(exp.Subquery(this=sub, alias=alias), [deriv], idx,
-                          ["JOIN %s: semi-joined to %s on %s.%s = %s.%s" % (a, b, a, p, b, q)])
+        joins = " JOIN %s ON %s.%s = %s.%s%s" % (ypost, bi, qc, ai, pc, ychain[0])
+        deriv = 'SELECT %s AS "_dp_k" FROM %s%s' % (ychain[1], dx, joins)
+        return (Restricted(exp.Subquery(this=sub, alias=alias), [deriv], idx,
+                           ["%s %s: semi-joined to %s on %s.%s = %s.%s" % (label, a, b, a, p, b, q)]),
+                (joins, ychain[1]))
 
     def _base_index(self, q: exp.Expression, col: str) -> list[tuple[str, str]]:
         """(table, column) under output column col of a projection of one input table, to be indexed."""
@@ -345,9 +449,10 @@ class Restrictor:
             return self._spj(q.this, name)
         if not isinstance(q, exp.Select):
             raise NotIncremental("%s is a %s joined on a column other than the key" % (name, q.key.upper()), q)
-        for key in ("group", "distinct", "limit", "offset", "having"):
+        for key, what in (("group", "GROUP BY"), ("distinct", "DISTINCT"), ("limit", "LIMIT"), ("offset", "OFFSET"),
+                          ("having", "HAVING")):
             if q.args.get(key):
-                raise NotIncremental("%s (%s) is joined on a column other than the key" % (name, key.upper()), q)
+                raise NotIncremental("%s (with %s) is joined on a column other than the key" % (name, what), q)
         if any(_own(q, a) for a in q.find_all(exp.AggFunc)) or any(_own(q, w) for w in q.find_all(exp.Window)):
             raise NotIncremental("%s aggregates and is joined on a column other than the key" % name, q)
 

@@ -64,23 +64,25 @@ def _pg_name(e: exp.Expression) -> str | None:
     return None
 
 
-COMPILER_VERSION = "3"   # part of every compile key: a new compiler recompiles every model once
+COMPILER_VERSION = "4"   # part of every compile key: a new compiler recompiles every model once
 
 
 def compile_model(sql: str, tables: dict[tuple[str, str], tuple[str, str, str]],
                   columns: dict[str, list[str] | None], text: str | None = None,
-                  keys: dict[str, list[str] | None] | None = None, declared_key: list[str] | None = None) -> Compiled:
+                  keys: dict[str, list[str] | None] | None = None, declared_key: list[str] | None = None,
+                  types: dict[str, dict[str, str]] | None = None) -> Compiled:
     """Compile one model.
 
     tables: (schema or '', table) as read by the SQL -> (upstream name, kind, qualified table "schema"."table")
     columns: upstream name -> its visible column names (None entries mean unknown)
     keys: upstream name -> its key columns (None: keyless or unknown)
     declared_key: the model's `-- key:` header; without it, a key the query determines is inferred
+    types: upstream name -> {column: PostgreSQL type} where known (datasets; built models)
     """
     try:
         tree = sqlglot.parse_one(sql, read="postgres")
         _refuse(tree)
-        q_full, names, ctx = _prepare(tree, tables, columns)
+        q_full, names, ctx = _prepare(tree, tables, columns, types)
     except NotIncremental as e:
         return Compiled(False, str(e), columns=_output_names_safe(sql), key=list(declared_key or []) or None)
     except (OptimizeError, SqlglotError) as e:
@@ -148,7 +150,18 @@ def _template_checks(tree: exp.Expression) -> None:
             raise NotIncremental("UNION without ALL (use UNION ALL)", node)
 
 
-def _prepare(tree, tables, columns):
+def _sqlglot_type(t: str | None) -> str:
+    """A PostgreSQL type name as sqlglot's schema takes it (unknown types: text, which checks nothing)."""
+    if not t:
+        return "text"
+    try:
+        exp.DataType.build(t, dialect="postgres")
+        return t
+    except Exception:  # noqa: BLE001
+        return "text"
+
+
+def _prepare(tree, tables, columns, types=None):
     """The qualified query (stars expanded, CTEs kept), its output names and the compile context."""
     schema: dict = {}
     inputs: list[str] = []
@@ -160,7 +173,9 @@ def _prepare(tree, tables, columns):
         cols = columns.get(up)
         if cols is None:
             raise NotIncremental("the columns of %s are not known" % up)
-        schema.setdefault('"%s"' % (sch or "_dp_default"), {})['"%s"' % tbl] = {'"%s"' % c: "text" for c in cols}
+        typ = (types or {}).get(up) or {}
+        schema.setdefault('"%s"' % (sch or "_dp_default"), {})['"%s"' % tbl] = {
+            '"%s"' % c: _sqlglot_type(typ.get(c)) for c in cols}
         if up not in inputs:
             inputs.append(up)
     top_names = []
@@ -178,6 +193,11 @@ def _prepare(tree, tables, columns):
                     db="_dp_default")
     except OptimizeError as e:
         raise NotIncremental("cannot resolve columns: %s" % str(e).splitlines()[0]) from e
+    try:   # types of expressions, where the inputs' column types are known (aggregates check them)
+        from sqlglot.optimizer.annotate_types import annotate_types
+        annotate_types(q, schema=MappingSchema(schema, dialect="postgres") if schema else None, dialect="postgres")
+    except Exception:  # noqa: BLE001 - best effort: an unknown type is checked again at refresh
+        pass
     if top_names is None:
         top_names = [p.alias_or_name for p in q.selects]
     if len(top_names) != len(q.selects):
@@ -200,6 +220,17 @@ def _compile_template(q, top_names, ctx) -> Compiled:
         p.replace(exp.alias_(p.unalias(), top_names[i], quoted=True))
     delta = ctx.delta(q)
     return Compiled(True, shape="linear", delta_sql=delta.sql("postgres"), delta_inputs=inputs, columns=top_names)
+
+
+INEXACT = {exp.DataType.Type.DOUBLE: "double precision", exp.DataType.Type.FLOAT: "real",
+           exp.DataType.Type.INTERVAL: "interval", exp.DataType.Type.MONEY: "money"}
+
+
+def _inexact(arg) -> str | None:
+    """The type's name when an aggregate argument is known (from the inputs' column types) to be of a type
+    whose running sum is not exact or has no state here."""
+    t = getattr(arg, "type", None)
+    return INEXACT.get(t.this) if isinstance(t, exp.DataType) else None
 
 
 def _table_line(tree, tbl: str) -> int | None:
@@ -310,7 +341,8 @@ class _Ctx:
         for key, what in (("group", "GROUP BY"), ("having", "HAVING"), ("limit", "LIMIT"), ("offset", "OFFSET"),
                           ("distinct", "DISTINCT")):
             if s.args.get(key):
-                raise NotIncremental("%s inside a subquery or CTE" % what, s.args[key])
+                raise NotIncremental("%s in a branch of UNION ALL" % what if isinstance(s.parent, exp.Union)
+                                     else "%s inside a subquery or CTE" % what, s.args[key])
         for p in s.selects:
             a = p.find(*AGGS)
             if a is not None:
@@ -387,6 +419,10 @@ def _compile_aggregate(q: exp.Select, names: list[str], ctx: _Ctx) -> Compiled:
         if type(e) in AGGS:
             fn = AGGS[type(e)]
             arg = e.this
+            inexact = _inexact(arg) if fn in ("sum", "avg") else None
+            if inexact:
+                # a running sum of such values drifts from a recompute (0.1 + 0.2 - 0.1 is not 0.2)
+                raise NotIncremental("%s of %s values (not exact as a running sum)" % (fn, inexact), e)
             if isinstance(arg, exp.Distinct):
                 raise NotIncremental("%s(DISTINCT ...)" % fn, e)
             if list(arg.find_all(*AGGS)) if arg is not None else False:

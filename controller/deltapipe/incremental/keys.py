@@ -37,7 +37,36 @@ def _query(q, ctx, ukeys) -> tuple[list[list[str]], set[str]]:
         return _query(q.this, ctx, ukeys)
     if isinstance(q, exp.Select):
         return _select(q, ctx, ukeys)
-    return [], set()   # set operations: no key known (UNION ALL repeats rows)
+    if isinstance(q, exp.SetOperation):
+        # UNION, INTERSECT, EXCEPT (not ALL) return distinct rows: all their columns are a key
+        # (UNION ALL repeats rows: none)
+        if not q.args.get("distinct"):
+            return [], set()
+        names = _names(q)
+        ln = _positions(q.left, ctx, ukeys)
+        rn = _positions(q.right, ctx, ukeys)
+        if isinstance(q, exp.Union):
+            nn = ln & rn
+        elif isinstance(q, exp.Intersect):
+            nn = ln | rn
+        else:
+            nn = ln
+        return [names], {names[i] for i in nn if i < len(names)}
+    return [], set()
+
+
+def _names(q) -> list[str]:
+    while isinstance(q, exp.Subquery):
+        q = q.this
+    if isinstance(q, exp.SetOperation):
+        return _names(q.left)
+    return [p.alias_or_name for p in q.selects]
+
+
+def _positions(q, ctx, ukeys) -> set[int]:
+    """Positions of the output columns of q that are never NULL."""
+    _k, nn = _query(q, ctx, ukeys)
+    return {i for i, n in enumerate(_names(q)) if n in nn}
 
 
 def _item(item, ctx, ukeys) -> tuple[list[list[str]], set[str]]:
@@ -74,14 +103,42 @@ def _select(s: exp.Select, ctx, ukeys) -> tuple[list[list[str]], set[str]]:
                     if mine and other and mine[0] == a and other[0] in seen:
                         eq[mine[1]] = other
         unique_per_left = any(k and all(col in eq for col in k) for k in ky)
+        # the items before, matched by a whole key of theirs: at most one of their rows per row of a
+        left_cols = {v: k for k, v in eq.items()}
+        unique_per_right = any(k and all(c in left_cols for c in k) for k in keys)
         if side in ("", "LEFT") and kind in ("", "INNER", "OUTER") and unique_per_left:
             if side == "":
                 notnull |= {(a, c) for c in ny}
+        elif side == "RIGHT" and kind in ("", "OUTER") and unique_per_right:
+            keys = [[(a, c) for c in k] for k in ky]   # the right side is preserved: its key
+            notnull = {(a, c) for c in ny}
+            seen.append(a)
+            continue
         else:
             keys = []
         if side in ("RIGHT", "FULL"):
             notnull = set()
         seen.append(a)
+    # WHERE filters NULLs out: col IS NOT NULL, col = something, col > something...
+    for c in _conjuncts(s.args.get("where")):
+        isnn = None
+        if isinstance(c, exp.Not) and isinstance(c.this, exp.Is) and isinstance(c.this.expression, exp.Null):
+            isnn = c.this.this
+        elif isinstance(c, exp.Is) and c.args.get("negate") and isinstance(c.expression, exp.Null):
+            isnn = c.this
+        if isnn is not None:
+            ck = _colkey(isnn)
+            if ck:
+                notnull.add(ck)
+        elif isinstance(c, (exp.EQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Like, exp.ILike)):
+            for side in (c.left, c.right):
+                ck = _colkey(side)
+                if ck:
+                    notnull.add(ck)
+        elif isinstance(c, exp.In):
+            ck = _colkey(c.this)
+            if ck:
+                notnull.add(ck)
     group = s.args.get("group")
     if group:
         gk = [_colkey(g) for g in group.expressions]

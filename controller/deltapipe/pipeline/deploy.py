@@ -137,14 +137,29 @@ def compile_pipeline(conn: psycopg.Connection, p: Pipeline, force: bool = False)
     from deltapipe.incremental.compiler import COMPILER_VERSION, Compiled, compile_model
     columns: dict[str, list[str] | None] = {}
     keys: dict[str, list[str] | None] = {}
+    types: dict[str, dict[str, str]] = {}
     for ds in list(p.sources) + sorted(getattr(p, "datasets", {})):
         row = conn.execute("SELECT columns, key_cols FROM deltapipe.dataset WHERE name = %s", (ds,)).fetchone()
         if row:
             columns[ds] = [c["name"] for c in row[0]]
+            types[ds] = {c["name"]: c.get("type") for c in row[0]}
             keys[ds] = list(row[1]) if row[1] else None
         elif ds in p.sources and p.sources[ds].columns:  # not deployed yet: the columns declared in pipeline.toml
             columns[ds] = _declared_columns(p.sources[ds].columns)
             keys[ds] = list(p.sources[ds].key) or None
+        elif ds in p.sources and (files := [x for x in p.sources[ds].paths(p.root) if x.exists()]):
+            # not deployed yet, no columns declared: those deploy will infer from the first file
+            from deltapipe.errors import DeltapipeError
+            from deltapipe.load.infer import infer_columns
+            from deltapipe.load.files import guess_format
+            s = p.sources[ds]
+            try:
+                cols = infer_columns(files[0], guess_format(files[0], s.options.get("format")),
+                                     delimiter=s.options.get("delimiter"), encoding=s.options.get("encoding", "utf8"))
+                columns[ds] = [n for n, _t in cols]
+            except DeltapipeError:
+                columns[ds] = None
+            keys[ds] = list(s.key) or None
         else:
             columns[ds], keys[ds] = None, (list(p.sources[ds].key) if ds in p.sources else None)
     deployed = {r[0]: r[1:] for r in conn.execute(
@@ -156,8 +171,9 @@ def compile_pipeline(conn: psycopg.Connection, p: Pipeline, force: bool = False)
         m = p.models[name]
         tables = _read_map(p, m)
         ck = hashlib.sha256(json.dumps([COMPILER_VERSION, sqlglot.__version__, m.fingerprint, m.key,
-                                        sorted((list(k), list(v), columns.get(v[0]), keys.get(v[0]))
-                                               for k, v in tables.items())], default=str).encode()).hexdigest()
+                                        sorted((list(k), list(v), columns.get(v[0]), keys.get(v[0]),
+                                                types.get(v[0])) for k, v in tables.items())],
+                                       default=str, sort_keys=True).encode()).hexdigest()
         d = deployed.get(name)
         if d is not None and d[0] == ck and not force and (d[9] or {}).get("columns") is not None:
             prog = dict(d[9] or {})
@@ -165,7 +181,7 @@ def compile_pipeline(conn: psycopg.Connection, p: Pipeline, force: bool = False)
                          columns=prog.get("columns"), key=prog.get("key"), key_inferred=bool(prog.get("key_inferred")),
                          program=prog if d[3] == "keys" else None)
         else:
-            c = compile_model(m.sql, tables, columns, keys=keys, declared_key=m.key or None)
+            c = compile_model(m.sql, tables, columns, keys=keys, declared_key=m.key or None, types=types)
             if c.incremental and any(k == "external" for k in m.upstreams.values()):
                 c.incremental, c.why_full = False, "depends on an external table (no change log)"
         c.compile_key = ck  # type: ignore[attr-defined]
@@ -178,6 +194,11 @@ def compile_pipeline(conn: psycopg.Connection, p: Pipeline, force: bool = False)
             cols = row[0] if row else None
         columns[name] = cols
         keys[name] = c.key
+        trow = conn.execute("""SELECT jsonb_object_agg(a.attname, format_type(a.atttypid, a.atttypmod))
+                                 FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0
+                                  AND NOT a.attisdropped""", ("%s.%s" % (_q(p.schema), _q(name)),)).fetchone()
+        if trow and trow[0]:
+            types[name] = trow[0]
         out[name] = c
     return out
 

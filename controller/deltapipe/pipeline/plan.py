@@ -91,7 +91,7 @@ def operators(c) -> list[str]:
     if not c.incremental:
         return []
     if c.shape == "keys":
-        lines = [x for x in c.program.get("operators", []) if not x.startswith("FROM ")]
+        lines = [x for x in c.program.get("operators", []) if not (x.startswith("FROM ") and ": restricted by " in x)]
         return lines + ["changes traced to %s; the rows of the affected %s are recomputed and diffed"
                         % (c.program["restrict_col"], c.program["restrict_col"])]
     if c.shape == "linear":

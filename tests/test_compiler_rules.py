@@ -1,0 +1,83 @@
+"""The incremental compiler's classification of single models (no database): which rule maintains a
+model, the key it infers, and the construct it names when it cannot. The property tests
+(test_incremental_props.py, test_incremental_keys.py) check that the rules give the right result."""
+
+from __future__ import annotations
+
+import pytest
+
+from deltapipe.incremental.compiler import compile_model
+
+TABLES = {("", "orders"): ("orders", "source", '"public"."orders"'),
+          ("", "customers"): ("customers", "source", '"public"."customers"'),
+          ("", "payments"): ("payments", "source", '"public"."payments"'),
+          ("", "ext"): ("ext", "external", "ext")}
+COLUMNS = {"orders": ["id", "customer", "amount", "day"], "customers": ["name", "region"],
+           "payments": ["pid", "order_id", "method", "amount"]}
+KEYS = {"orders": ["id"], "customers": ["name"], "payments": ["pid"]}
+
+
+def compile_(sql, key=None):
+    tables = {k: v for k, v in TABLES.items() if k[1] in sql}
+    return compile_model(sql, tables, COLUMNS, keys=KEYS, declared_key=key)
+
+
+CASES = [
+    # (sql, declared key, expected "shape" or "full: <start of the reason>", expected key)
+    ("select id, amount from orders where amount > 1", None, "linear", ["id"]),
+    ("select o.id, c.region from orders o join customers c on c.name = o.customer", None, "linear", ["id"]),
+    ("select customer, sum(amount) as s from orders group by customer", None, "aggregate", None),
+    ("select customer, sum(amount) as s from orders where customer is not null group by customer", None,
+     "aggregate", ["customer"]),
+    ("select o.customer, c.region, count(*) as n from orders o join customers c on c.name = o.customer "
+     "group by o.customer, c.region", ["customer"], "keys", ["customer"]),
+    ("select c.name, x.n from customers c left join (select customer, count(*) as n from orders group by customer) x "
+     "on x.customer = c.name", None, "keys", ["name"]),
+    ("select o.id, c.region from customers c right join orders o on o.customer = c.name", None, "keys", ["id"]),
+    ("select o.id from orders o where exists (select 1 from payments p where p.order_id = o.id)", None, "keys", ["id"]),
+    ("select o.id from orders o where not exists (select 1 from payments p where p.order_id = o.id)", None, "keys",
+     ["id"]),
+    ("select o.id from orders o where o.customer in (select name from customers where region = 'n')", None, "keys",
+     ["id"]),
+    ("select o.id, (select count(*) from payments p where p.order_id = o.id) as n from orders o", None, "keys", ["id"]),
+    ("select order_id, pid from (select order_id, pid, row_number() over (partition by order_id order by amount desc) "
+     "as rn from payments where order_id is not null) x where rn = 1", ["order_id"], "keys", ["order_id"]),
+    ("select name from customers intersect select customer from orders", None, "keys", ["name"]),
+    ("select customer, count(distinct day) as days from orders where customer is not null group by customer", None,
+     "keys", ["customer"]),
+    # refused, with the construct named
+    ("select id, row_number() over (order by amount) as rn from orders", None,
+     "full: window function row_number without PARTITION BY", ["id"]),
+    ("select o.id from orders o where o.customer not in (select name from customers)", None,
+     "full: NOT IN (SELECT ... FROM customers): a NULL on its inner side changes every row", ["id"]),
+    ("select o.id from orders o where o.amount > (select avg(amount) from orders)", None,
+     "full: subquery reading orders is not correlated", ["id"]),
+    ("select id, amount from orders order by amount desc limit 10", None, "full: LIMIT", ["id"]),
+    ("select id, now() as t from orders", None, "full: non-deterministic function", None),
+    ("select o.id from orders o join ext e on e.x = o.id", None, "full: reads external table ext", None),
+    ("select count(*) as n from orders", None, "full: aggregate without GROUP BY", None),
+    # an aggregate only in a WHERE subquery is not "an aggregate without GROUP BY"
+    ("select o.id from orders o where o.amount > (select max(p.amount) from payments p where p.order_id = o.id)", None,
+     "keys", ["id"]),
+]
+
+
+@pytest.mark.parametrize("sql,key,expected,ekey", CASES)
+def test_classification(sql, key, expected, ekey):
+    c = compile_(sql, key)
+    if expected.startswith("full: "):
+        assert not c.incremental and c.why_full.startswith(expected[6:]), c.why_full
+    else:
+        assert c.incremental and c.shape == expected, (c.shape, c.why_full)
+    assert c.key == ekey
+
+
+def test_joins_compile_to_one_term_per_input():
+    six = ("select o.id from orders o join customers c on c.name = o.customer join payments p on p.order_id = o.id "
+           "join customers c2 on c2.name = o.customer join payments p2 on p2.pid = p.pid "
+           "join orders o2 on o2.id = o.id")
+    c = compile_(six, ["id"])
+    assert c.incremental and c.shape == "linear"
+    # term i reads the change of input i and the old state (now + change) of the i inputs before it:
+    # 6 terms and 21 reads of changes, where expanding the product gave 63 terms and 192 reads
+    assert c.delta_sql.count("pg_temp.\"_dp_d_") == 21
