@@ -52,6 +52,9 @@ CASES = [
      "full: NOT IN (SELECT ... FROM customers): a NULL on its inner side changes every row", ["id"]),
     ("select o.id from orders o where o.amount > (select avg(amount) from orders)", None,
      "full: subquery reading orders is not correlated", ["id"]),
+    # an inner alias that shadows the outer one: not a correlation (TPC-H Q11's HAVING)
+    ("select o.id from orders o where exists (select 1 from orders o, customers c where c.name = o.customer)", None,
+     "full: subquery reading orders is not correlated", ["id"]),
     ("select id, amount from orders order by amount desc limit 10", None, "full: LIMIT", ["id"]),
     ("select id, now() as t from orders", None, "full: non-deterministic function", None),
     ("select o.id from orders o join ext e on e.x = o.id", None, "full: reads external table ext", None),

@@ -137,10 +137,6 @@ EXPECTED: dict[str, dict[str, str]] = {
 
 # (corpus, model) -> why the plan printed today differs from EXPECTED (a wrong or misleading classification)
 WRONG_PLAN: dict[tuple[str, str], str] = {
-    ("tpch", "q11"):
-        "plan names 'JOIN nation is not joined to ps_partkey by an equality' (a two-hop join the rule could "
-        "trace through supplier) instead of the HAVING's scalar subquery over all of partsupp, the construct "
-        "that makes every group depend on every row whatever the joins",
 }
 
 # (corpus, model) -> the engine bug that makes a run or verify fail for the model

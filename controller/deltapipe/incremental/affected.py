@@ -351,7 +351,9 @@ class Restrictor:
                     if isinstance(c, exp.EQ):
                         x, y = _colkey(c.left), _colkey(c.right)
                         for mine, other in ((x, y), (y, x)):
+                            # (an inner item may reuse an outer alias: then the column is the inner one's)
                             if mine and other and mine[0] in inner_aliases and other[0] in aliases \
+                                    and other[0] not in inner_aliases \
                                     and other[0] in direct and (outer is None or find(other) == root):
                                 seed, outer = mine, other
             if outer is None or outer[0] not in direct:
