@@ -124,7 +124,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         "revenue_vs_country": "full: c (with GROUP BY) is joined on a column other than the key at line 9",
         "running_spend": "incremental (affected keys on user_id)",
         "score_rank": "full: window function percent_rank without PARTITION BY at line 3",
-        "session_stats": "incremental (aggregate)",
+        "session_stats": "full: sum of interval values (no running-sum state for this type) at line 5" + NOKEY,
         "team_activity": "full: GROUP BY in a branch of UNION ALL at line 5" + NOKEY,
         "team_overlap": "incremental (affected keys on user_id)",
         "top3_per_game": "incremental (affected keys on game)",
@@ -141,10 +141,6 @@ WRONG_PLAN: dict[tuple[str, str], str] = {
 
 # (corpus, model) -> the engine bug that makes a run or verify fail for the model
 ENGINE_BUGS: dict[tuple[str, str], str] = {
-    ("app", "session_stats"):
-        "aggregate rule on interval: plan says incremental (aggregate) because the type of ended_at - started_at "
-        "(interval) is not inferred at compile time; every refresh falls back to a full one at run time "
-        "('sum or avg of interval values: not maintained from changes'), so the result is right but the claim is not",
 }
 
 

@@ -230,6 +230,11 @@ def _inexact(arg) -> str | None:
     """The type's name when an aggregate argument is known (from the inputs' column types) to be of a type
     whose running sum is not exact or has no state here."""
     t = getattr(arg, "type", None)
+    if isinstance(arg, exp.Sub):   # timestamp - timestamp is an interval (sqlglot does not infer it)
+        lt, rt = getattr(arg.left, "type", None), getattr(arg.right, "type", None)
+        times = {exp.DataType.Type.TIMESTAMP, exp.DataType.Type.TIMESTAMPTZ, exp.DataType.Type.TIMESTAMPLTZ}
+        if isinstance(lt, exp.DataType) and isinstance(rt, exp.DataType) and lt.this in times and rt.this in times:
+            return "interval"
     return INEXACT.get(t.this) if isinstance(t, exp.DataType) else None
 
 
@@ -422,7 +427,9 @@ def _compile_aggregate(q: exp.Select, names: list[str], ctx: _Ctx) -> Compiled:
             inexact = _inexact(arg) if fn in ("sum", "avg") else None
             if inexact:
                 # a running sum of such values drifts from a recompute (0.1 + 0.2 - 0.1 is not 0.2)
-                raise NotIncremental("%s of %s values (not exact as a running sum)" % (fn, inexact), e)
+                raise NotIncremental("%s of %s values (%s)" % (
+                    fn, inexact, "not exact as a running sum" if inexact in ("double precision", "real")
+                    else "no running-sum state for this type"), e)
             if isinstance(arg, exp.Distinct):
                 raise NotIncremental("%s(DISTINCT ...)" % fn, e)
             if list(arg.find_all(*AGGS)) if arg is not None else False:
