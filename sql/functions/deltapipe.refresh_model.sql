@@ -21,6 +21,20 @@ AS $fn$
 -- when a blocking one finds rows, nothing is published and the result says
 -- {"strategy": "audit_failed", "audit_failed": message, "audits": [...]}.
 -- Options: full_refresh (bool), swap_threshold (default 0.25), strategy (auto|merge|swap).
+--
+-- The steps, each a private routine deltapipe._refresh_*:
+--   1 build            the SELECT into the new table, with row hashes
+--     lookup_index     (after the audits) the index later refreshes find rows or groups by
+--     primary_key      a keyed model's primary key (DP204 when the key does not hold)
+--   2 inspect_target   the views reading the target, its row count, same shape or not
+--     diff_keyed       the net delta by key and row hash, into _dp_delta and the change log
+--     diff_keyless     the same for a keyless model, as multisets of row hashes
+--     strategy         merge, swap or none, whichever is cheaper
+--   3 create           a first build: the new table becomes the target
+--     merge_keyless    a small keyless table: unmatched old copies deleted, new ones inserted
+--     merge_keyed      MERGE of the delta by key
+--     swap             swap or rebuild: the new table renamed in, grants and probed indexes carried over
+--     probe_indexes    a new table: the indexes the affected-key refreshes of its readers probe
 DECLARE
     m          record;
     target     text;
@@ -32,8 +46,6 @@ DECLARE
     threshold  numeric := coalesce((p_options->>'swap_threshold')::numeric, 0.25);
     strategy   text := coalesce(p_options->>'strategy', 'auto');
     keyed      boolean;
-    klist      text;
-    kjoin      text;
     n_new      bigint;
     n_old      bigint;
     csum       numeric;
@@ -46,10 +58,8 @@ DECLARE
     old_path   text := current_setting('search_path');
     t0         timestamptz := clock_timestamp();
     phases     jsonb := '{}';
-    acl        record;
     audits     jsonb;
     small      boolean;
-    probes     text[];
 BEGIN
     SELECT * INTO m FROM deltapipe.model WHERE pipeline = p_pipeline AND name = p_model;
     IF NOT FOUND THEN
@@ -78,25 +88,8 @@ BEGIN
     END IF;
 
     -- 1. build
-    PERFORM set_config('search_path', format('%I, public', m.target_schema), true);
-    EXECUTE format('DROP TABLE IF EXISTS %s', newt);
-    -- the SELECT's columns (a SELECT * over another model brings its _dp_hash: left out)
-    DROP TABLE IF EXISTS pg_temp._dp_shape;
-    EXECUTE format('CREATE TEMP TABLE _dp_shape AS SELECT * FROM (%s) _dp_q LIMIT 0', m.sql);
-    cols := ARRAY(SELECT a.attname::text FROM pg_attribute a
-                   WHERE a.attrelid = 'pg_temp._dp_shape'::regclass AND a.attnum > 0 AND NOT a.attisdropped
-                     AND a.attname NOT LIKE '\_dp\_%' ORDER BY a.attnum);
-    DROP TABLE pg_temp._dp_shape;
-    -- aggregate and distinct models keep hidden state columns (counts, sums, group hash)
-    cols := cols || coalesce(m.hidden_cols, '{}');
-    -- free space in every page, so that the updates of later refreshes stay on their
-    -- page (HOT: no new index entry, no new page); aggregate and distinct tables,
-    -- whose groups are updated in place, keep more
-    EXECUTE format('CREATE TABLE %s WITH (fillfactor = %s) AS SELECT %s, hashtextextended(ROW(%s)::text, 0) AS _dp_hash FROM (%s) _dp_q',
-                   newt, CASE WHEN m.shape IN ('aggregate', 'distinct') THEN 80 ELSE 90 END, (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c),
-                   (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c), coalesce(m.state_sql, m.sql));
-    GET DIAGNOSTICS n_new = ROW_COUNT;
-    PERFORM set_config('search_path', old_path, true);
+    SELECT b.cols, b.n_new INTO cols, n_new
+      FROM deltapipe._refresh_build(m.target_schema, m.sql, m.state_sql, m.hidden_cols, m.shape, newt) b;
     IF small AND n_new > 100000 THEN
         -- the small table grew large: swapped in, built again as a table of its schema
         EXECUTE format('DROP TABLE %s', newt);
@@ -112,35 +105,9 @@ BEGIN
                                   'deleted', 0, 'unchanged', 0, 'checksum', m.checksum, 'row_count', m.row_count,
                                   'phases', jsonb_build_object('build', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1)));
     END IF;
-    IF '_dp_gh' = ANY (cols) AND jsonb_array_length(coalesce(m.agg_spec->'groups', '[]')) > 0 AND NOT EXISTS (
-           SELECT 1 FROM jsonb_array_elements(m.agg_spec->'groups') g
-             JOIN pg_attribute a ON a.attrelid = newt::regclass AND a.attname = g->>'col'
-            WHERE NOT deltapipe._hashes_by_value(a.atttypid)) THEN
-        -- an incremental refresh finds a group by the values of its group columns (equal
-        -- values, as 1.0 and 1.00, hash alike), not by the text of the group's key
-        EXECUTE format('CREATE INDEX ON %s ((hash_record_extended(ROW(%s), 0)))', newt,
-                       (SELECT string_agg(format('%I', g->>'col'), ', ' ORDER BY (g->>'g')::int)
-                          FROM jsonb_array_elements(m.agg_spec->'groups') g));
-    ELSIF '_dp_gh' = ANY (cols) THEN
-        EXECUTE format('CREATE INDEX ON %s (_dp_gh)', newt);
-    ELSIF NOT (m.key_cols IS NOT NULL AND cardinality(m.key_cols) > 0) THEN
-        EXECUTE format('CREATE INDEX ON %s (_dp_hash)', newt);
-    END IF;
+    PERFORM deltapipe._refresh_lookup_index(newt, cols, m.agg_spec, keyed);
     IF keyed THEN
-        klist := (SELECT string_agg(format('%I', k), ', ') FROM unnest(m.key_cols) k);
-        BEGIN
-            EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I PRIMARY KEY (%s)', newt, tmpname || '_pkey', klist);
-        EXCEPTION
-            WHEN unique_violation OR not_null_violation THEN
-                RAISE EXCEPTION USING ERRCODE = 'DP204',
-                    MESSAGE = format('model %s: key (%s) is not unique or has nulls', m.name, array_to_string(m.key_cols, ', ')),
-                    DETAIL = SQLERRM,
-                    HINT = 'fix the SELECT or the -- key: header of the model';
-            WHEN undefined_column THEN
-                RAISE EXCEPTION USING ERRCODE = 'DP204',
-                    MESSAGE = format('model %s: key column not in its SELECT', m.name),
-                    DETAIL = SQLERRM, HINT = 'fix the -- key: header of the model';
-        END;
+        PERFORM deltapipe._refresh_primary_key(m.name, newt, tmpname, m.key_cols);
     END IF;
     EXECUTE format('SELECT coalesce(sum(_dp_hash::numeric), 0) FROM %s', newt) INTO csum;
     phases := jsonb_build_object('build', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
@@ -151,10 +118,8 @@ BEGIN
         strategy := 'create';
         ins := n_new;
     ELSE
-        SELECT count(*) INTO dependents FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
-         WHERE d.refobjid = target::regclass AND d.classid = 'pg_rewrite'::regclass AND r.ev_class <> target::regclass;
-        EXECUTE format('SELECT count(*) FROM %s', target) INTO n_old;
-        same := deltapipe._table_shape(target::regclass) = deltapipe._table_shape(newt::regclass);
+        SELECT i.dependents, i.n_old, i.same INTO dependents, n_old, same
+          FROM deltapipe._refresh_inspect_target(target, newt) i;
         DROP TABLE IF EXISTS pg_temp._dp_delta;
         IF NOT same AND small THEN
             -- a new shape is swapped in: built again as a table of its schema
@@ -167,111 +132,30 @@ BEGIN
             ins := n_new;
             del := n_old;
         ELSIF keyed THEN
-            kjoin := (SELECT string_agg(format('n.%1$I = o.%1$I', k), ' AND ') FROM unnest(m.key_cols) k);
-            EXECUTE format('CREATE TEMP TABLE _dp_delta AS
-                            SELECT CASE WHEN o._dp_hash IS NULL THEN %L WHEN n._dp_hash IS NULL THEN %L ELSE %L END AS _dp_op,
-                                   %s, o.ctid AS _dp_otid, n.ctid AS _dp_ntid
-                              FROM %s n FULL JOIN %s o ON %s
-                             WHERE n._dp_hash IS DISTINCT FROM o._dp_hash',
-                           'I', 'D', 'U',
-                           (SELECT string_agg(format('coalesce(n.%1$I, o.%1$I) AS %1$I', k), ', ') FROM unnest(m.key_cols) k),
-                           newt, target, kjoin);
-            PERFORM deltapipe._log_delta(m.pipeline, m.name, p_run_id, target, newt);
-            SELECT count(*) FILTER (WHERE _dp_op = 'I'), count(*) FILTER (WHERE _dp_op = 'U'),
-                   count(*) FILTER (WHERE _dp_op = 'D')
-              INTO ins, upd, del FROM pg_temp._dp_delta;
+            SELECT d.ins, d.upd, d.del INTO ins, upd, del
+              FROM deltapipe._refresh_diff_keyed(m.pipeline, m.name, p_run_id, target, newt, m.key_cols) d;
         ELSE
-            -- a multiset: the k-th copy of a row matches the k-th copy on the other side
-            EXECUTE format('CREATE TEMP TABLE _dp_delta AS
-                            SELECT CASE WHEN n._dp_hash IS NULL THEN %1$L ELSE %2$L END AS _dp_op,
-                                   o._dp_tid AS _dp_otid, n._dp_tid AS _dp_ntid
-                              FROM (SELECT _dp_hash, ctid AS _dp_tid,
-                                           row_number() OVER (PARTITION BY _dp_hash) AS _dp_rn FROM %3$s x) o
-                              FULL JOIN (SELECT _dp_hash, ctid AS _dp_tid,
-                                                row_number() OVER (PARTITION BY _dp_hash) AS _dp_rn FROM %4$s x) n
-                                ON n._dp_hash = o._dp_hash AND n._dp_rn = o._dp_rn
-                             WHERE n._dp_hash IS NULL OR o._dp_hash IS NULL',
-                           'D', 'I', target, newt);
-            PERFORM deltapipe._log_delta(m.pipeline, m.name, p_run_id, target, newt);
-            SELECT count(*) FILTER (WHERE _dp_op = 'I'), count(*) FILTER (WHERE _dp_op = 'D')
-              INTO ins, del FROM pg_temp._dp_delta;
+            SELECT d.ins, d.del INTO ins, del
+              FROM deltapipe._refresh_diff_keyless(m.pipeline, m.name, p_run_id, target, newt) d;
         END IF;
-        IF strategy = 'auto' THEN
-            strategy := CASE WHEN small THEN 'merge'
-                             WHEN NOT keyed OR full_ref OR ins + upd + del > threshold * greatest(n_old, 1)
-                             THEN 'swap' ELSE 'merge' END;
-        END IF;
-        IF strategy = 'swap' AND dependents > 0 AND same AND keyed THEN
-            strategy := 'merge';  -- views read the table: keep it, change its rows
-        END IF;
-        IF same AND ins + upd + del = 0 THEN
-            strategy := 'none';
-        END IF;
+        strategy := deltapipe._refresh_strategy(strategy, small, keyed, full_ref, threshold, ins + upd + del,
+                                                n_old, dependents, same);
     END IF;
     phases := phases || jsonb_build_object('diff', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
     t0 := clock_timestamp();
 
     -- 3. apply
     IF strategy = 'create' THEN
-        EXECUTE format('ALTER TABLE %s RENAME TO %I', newt, m.target_table);
-        IF keyed THEN
-            EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', target, tmpname || '_pkey', pkname);
-        END IF;
-        EXECUTE format('COMMENT ON TABLE %s IS %L', target, format('deltapipe model %s.%s', m.pipeline, m.name));
+        PERFORM deltapipe._refresh_create(m.pipeline, m.name, target, newt, m.target_table, tmpname, pkname, keyed);
     ELSIF strategy = 'none' THEN
         EXECUTE format('DROP TABLE %s', newt);
     ELSIF strategy = 'merge' AND NOT keyed THEN
-        -- keyless (a small table only): the old copies left unmatched go, the new ones come
-        cols := ARRAY(SELECT a.attname::text FROM pg_attribute a
-                       WHERE a.attrelid = newt::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum);
-        EXECUTE format('DELETE FROM %s t USING pg_temp._dp_delta d WHERE d._dp_op = %L AND t.ctid = d._dp_otid',
-                       target, 'D');
-        EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM %s n JOIN pg_temp._dp_delta d ON n.ctid = d._dp_ntid
-                         WHERE d._dp_op = %L',
-                       target, (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c),
-                       (SELECT string_agg(format('n.%I', c), ', ') FROM unnest(cols) c), newt, 'I');
-        EXECUTE format('DROP TABLE %s', newt);
+        PERFORM deltapipe._refresh_merge_keyless(target, newt);
     ELSIF strategy = 'merge' THEN
-        cols := ARRAY(SELECT a.attname::text FROM pg_attribute a
-                       WHERE a.attrelid = newt::regclass AND a.attnum > 0 AND NOT a.attisdropped
-                         AND a.attname <> '_dp_hash' ORDER BY a.attnum);
-        EXECUTE format('MERGE INTO %s t
-                        USING (SELECT d._dp_op, %s%s n._dp_hash FROM pg_temp._dp_delta d LEFT JOIN %s n ON %s) s
-                           ON %s
-                        WHEN MATCHED AND s._dp_op = %L THEN DELETE
-                        WHEN MATCHED THEN UPDATE SET %s
-                        WHEN NOT MATCHED THEN INSERT (%s, _dp_hash) VALUES (%s, s._dp_hash)',
-                       target,
-                       (SELECT string_agg(format('d.%I, ', k), '') FROM unnest(m.key_cols) k),
-                       coalesce((SELECT string_agg(format('n.%I, ', c), '') FROM unnest(cols) c WHERE c <> ALL (m.key_cols)), ''),
-                       newt,
-                       (SELECT string_agg(format('d.%1$I = n.%1$I', k), ' AND ') FROM unnest(m.key_cols) k),
-                       (SELECT string_agg(format('t.%1$I = s.%1$I', k), ' AND ') FROM unnest(m.key_cols) k),
-                       'D',
-                       (SELECT string_agg(format('%1$I = s.%1$I', c), ', ') FROM unnest(cols || '_dp_hash'::text) c
-                         WHERE c <> ALL (m.key_cols)),
-                       (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c),
-                       (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c));
-        EXECUTE format('DROP TABLE %s', newt);
+        PERFORM deltapipe._refresh_merge_keyed(target, newt, m.key_cols);
     ELSE  -- swap or rebuild
-        EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', target);
-        FOR acl IN SELECT a.grantee, a.privilege_type
-                     FROM pg_class c, aclexplode(c.relacl) a
-                    WHERE c.oid = target::regclass AND a.grantee <> c.relowner LOOP
-            EXECUTE format('GRANT %s ON %s TO %s', acl.privilege_type, newt,
-                           CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(acl.grantee::regrole::text) END);
-        END LOOP;
-        probes := deltapipe._probe_columns(target::regclass);
-        EXECUTE format('DROP TABLE IF EXISTS %I.%I', m.target_schema, oldname);
-        EXECUTE format('ALTER TABLE %s RENAME TO %I', target, oldname);
-        EXECUTE format('ALTER TABLE %s RENAME TO %I', newt, m.target_table);
-        EXECUTE format('DROP TABLE %I.%I', m.target_schema, oldname);
-        -- the indexes affected-key refreshes of downstream models probe, built again
-        PERFORM deltapipe._ensure_index(target, c) FROM unnest(probes) c;
-        IF keyed THEN
-            EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', target, tmpname || '_pkey', pkname);
-        END IF;
-        EXECUTE format('COMMENT ON TABLE %s IS %L', target, format('deltapipe model %s.%s', m.pipeline, m.name));
+        PERFORM deltapipe._refresh_swap(m.pipeline, m.name, target, newt, m.target_schema, m.target_table,
+                                        tmpname, oldname, pkname, keyed);
     END IF;
     DROP TABLE IF EXISTS pg_temp._dp_delta;
     -- a new table (or one with new columns) gets its change log now, not in its
@@ -281,9 +165,7 @@ BEGIN
     END IF;
     -- a new table gets the indexes the affected-key refreshes of the models reading it probe
     IF strategy IN ('create', 'rebuild', 'swap') THEN
-        PERFORM deltapipe._ensure_index(target, ix->>'column')
-           FROM deltapipe.model d, jsonb_array_elements(coalesce(d.program->'indexes', '[]')) ix
-          WHERE d.shape = 'keys' AND to_regclass(ix->>'table') = target::regclass;
+        PERFORM deltapipe._refresh_probe_indexes(target);
     END IF;
     phases := phases || jsonb_build_object('apply', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
     UPDATE deltapipe.model SET checksum = csum, row_count = n_new, last_refreshed_at = now()
