@@ -82,6 +82,14 @@ where exists (select 1 from orders o where o.customer = c.name and o.amount > 3)
     "region_paid": """select c.region, sum(p.amount) as paid, count(*) as n
 from customers c join orders o on o.customer = c.name join payments p on p.order_id = o.id
 where c.region is not null group by c.region""",
+    # no key (the restricting column may be NULL): rows of the affected values compared whole
+    "paid_per_customer": """select o.customer, count(*) as n, sum(o.amount) as total from orders o
+where exists (select 1 from payments p where p.order_id = o.id) group by o.customer""",
+    "regions_and_customers": """select c.region from customers c union select o.customer from orders o""",
+    "customer_shares": """select customer, amount, sum(amount) over (partition by customer) as total,
+       count(*) over (partition by customer) as n from orders""",
+    "methods_per_customer": """select o.customer, count(distinct p.method) as methods
+from orders o join payments p on p.order_id = o.id group by o.customer""",
     # DISTINCT ON, unqualified
     "first_payment": """-- key: order_id
 select distinct on (order_id) order_id, pid, amount from payments where order_id is not null

@@ -3,7 +3,9 @@ CREATE OR REPLACE FUNCTION deltapipe._affected_delta(p_pipeline text, p_model te
 RETURNS bigint
 LANGUAGE plpgsql
 AS $fn$
--- The change of a model refreshed by affected keys (model.shape = 'keys'), as
+-- The change of a model refreshed by affected keys (model.shape = 'keys'): for a model
+-- with no key (program.keyless), its rows of the affected values netted as whole rows
+-- into pg_temp._dp_z (copies with weights, as for a keyless linear model); else as
 -- pg_temp._dp_s in the layout _refresh_incremental applies to a keyed model: per
 -- changed key its new row (_dp_w = 1) or its deletion (_dp_w = -1), the new row's
 -- hash, the old row's hash (_dp_old) and the old row's columns (_dp_o<k>), in key order.
@@ -21,20 +23,43 @@ DECLARE
     rcol text;
     n    bigint;
     st   text;
+    keyless boolean;
 BEGIN
     SELECT m.program INTO prog FROM deltapipe.model m WHERE m.pipeline = p_pipeline AND m.name = p_model;
     rcol := prog->>'restrict_col';
+    keyless := coalesce((prog->>'keyless')::boolean, false);
     FOR ix IN SELECT x FROM jsonb_array_elements(coalesce(prog->'indexes', '[]')) x LOOP
         PERFORM deltapipe._ensure_index(ix->>'table', ix->>'column');
     END LOOP;
     PERFORM deltapipe._ensure_index(p_target::text, rcol);
-    DROP TABLE IF EXISTS pg_temp._dp_k, pg_temp._dp_s;
-    EXECUTE format('CREATE TEMP TABLE _dp_k AS SELECT DISTINCT _dp_q._dp_k FROM (%s) _dp_q WHERE _dp_q._dp_k IS NOT NULL',
-                   prog->>'keys_sql');
+    DROP TABLE IF EXISTS pg_temp._dp_k, pg_temp._dp_s, pg_temp._dp_z;
+    -- (a model with no key restricts by a column that may be NULL: a NULL value is an affected value too)
+    EXECUTE format('CREATE TEMP TABLE _dp_k AS SELECT DISTINCT _dp_q._dp_k FROM (%s) _dp_q %s',
+                   prog->>'keys_sql', CASE WHEN keyless THEN '' ELSE 'WHERE _dp_q._dp_k IS NOT NULL' END);
     st := current_setting('default_statistics_target');
     PERFORM set_config('default_statistics_target', '1', true);
     ANALYZE pg_temp._dp_k;
     PERFORM set_config('default_statistics_target', st, true);
+    IF keyless THEN
+        -- no key: the rows of the affected values, new (+1) and old (-1), netted as whole rows into
+        -- pg_temp._dp_z (copies with weights), as _refresh_incremental builds it for a keyless model
+        EXECUTE format($q$
+            CREATE TEMP TABLE _dp_z AS
+            SELECT %1$s, _dp_w, hashtextextended(ROW(%2$s)::text, 0) AS _dp_hash
+              FROM (SELECT %3$s, sum(_dp_w)::bigint AS _dp_w
+                      FROM (SELECT %3$s, 1 AS _dp_w FROM (%4$s) _dp_n
+                            UNION ALL
+                            SELECT %3$s, -1 FROM %5$s t
+                             WHERE t.%6$I IN (SELECT _dp_k FROM pg_temp._dp_k)
+                                OR (t.%6$I IS NULL AND EXISTS (SELECT FROM pg_temp._dp_k WHERE _dp_k IS NULL))) _dp_q
+                     GROUP BY %3$s HAVING sum(_dp_w) <> 0) _dp_q$q$,
+            (SELECT string_agg(format('_dp_q.%I::%s AS %I', c, t, c), ', ') FROM unnest(p_cols, p_types) x(c, t)),
+            (SELECT string_agg(format('_dp_q.%I::%s', c, t), ', ') FROM unnest(p_cols, p_types) x(c, t)),
+            (SELECT string_agg(format('%I', c), ', ') FROM unnest(p_cols) c),
+            prog->>'restricted_sql', p_target, rcol);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        RETURN n;
+    END IF;
     EXECUTE format($q$
         CREATE TEMP TABLE _dp_s AS
         WITH n AS MATERIALIZED (

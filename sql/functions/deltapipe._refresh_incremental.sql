@@ -288,7 +288,7 @@ BEGIN
         IF m.shape = 'keys' THEN
             -- affected keys: the SELECT restricted to the keys the changes touch, diffed
             -- with the table's rows of those keys (_dp_s, as below for a keyed model)
-            nd := deltapipe._affected_delta(m.pipeline, m.name, target::regclass, cols, types, keys);
+            nd := deltapipe._affected_delta(m.pipeline, m.name, target::regclass, cols, types, coalesce(keys, '{}'));
         ELSIF keys IS NULL THEN
             EXECUTE 'CREATE TEMP TABLE _dp_z AS ' || q;
             GET DIAGNOSTICS nd = ROW_COUNT;

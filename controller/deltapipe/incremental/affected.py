@@ -33,6 +33,15 @@ AGG_TYPES = (exp.AggFunc,)
 K_SUBQUERY = 'SELECT "_dp_k" FROM pg_temp."_dp_k"'
 
 
+def in_k(col_sql: str, kset: str, nullable: bool) -> str:
+    """col is in the set kset; with nullable (a restricting column that may be NULL, for a model with
+    no key), NULL is in it too when the set holds a NULL (IS NOT DISTINCT FROM)."""
+    if nullable and kset == K_SUBQUERY:
+        return ('(%s IN (%s) OR (%s IS NULL AND EXISTS (SELECT FROM pg_temp."_dp_k" WHERE "_dp_k" IS NULL)))'
+                % (col_sql, kset, col_sql))
+    return "%s IN (%s)" % (col_sql, kset)
+
+
 @dataclass
 class Restricted:
     node: exp.Expression            # the restricted query (CTEs inlined)
@@ -125,8 +134,9 @@ def _join_label(j: exp.Join | None) -> str:
 class Restrictor:
     """Restricts a query to the rows whose column R is in pg_temp._dp_k; see the module's doc."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, nullable: bool = False):
         self.ctx = ctx   # compiler._Ctx: resolve(table) -> (upstream, qualified), inputs, delta(), post()
+        self.nullable = nullable   # the restricting column may be NULL (a model with no key)
         self.leaves: dict[tuple[str, str], tuple[str, str]] = {}   # (table, column) -> (CTE name, its SELECT)
 
     # -------------------------------------------------------------- queries
@@ -162,6 +172,21 @@ class Restrictor:
         if ck is None:
             raise NotIncremental("key column %s is computed (%s), not a column of an input"
                                  % (col, _short(proj.sql("postgres"))), proj)
+        if self.nullable and kset == K_SUBQUERY:
+            # a NULL in the restricting column must be a NULL of the input's row, never one an outer
+            # join padded in (restricting its other side would change which rows are padded)
+            padded: set = set()
+            for a, _it, j in _items(s):
+                side = (j.args.get("side") or "").upper() if j is not None else ""
+                if side == "LEFT":
+                    padded.add(a)
+                elif side == "RIGHT":
+                    padded |= {x for x, _i2, _j2 in _items(s) if x != a}
+                    padded.discard(a)
+                elif side == "FULL":
+                    padded |= {x for x, _i2, _j2 in _items(s)}
+            if ck[0] in padded:
+                raise NotIncremental("%s comes from the null-padded side of an outer join" % col, proj)
         return self.scope(s, ck, col, kset, seeded=False)
 
     def scope(self, s: exp.Select, ck: tuple[str, str], col: str, kset: str, seeded: bool) -> Restricted:
@@ -292,7 +317,8 @@ class Restrictor:
             # an input restricted by a column is one CTE, however many times the query reads it
             # (materialized when read more than once: one scan instead of one per use)
             name = self.leaves.setdefault((qual, col, kset), ('"_dp_l%d"' % (len(self.leaves) + 1),
-                                                              "SELECT * FROM %s WHERE %s IN (%s)" % (qual, c, kset)))[0]
+                                                              "SELECT * FROM %s WHERE %s" % (
+                                                                  qual, in_k(c, kset, self.nullable))))[0]
             deriv = 'SELECT d.%s AS "_dp_k" FROM pg_temp."_dp_d_%d" AS d' % (c, i)
             t = exp.to_table(name, dialect="postgres")
             t.set("alias", alias)
@@ -459,13 +485,25 @@ class Restrictor:
             raise NotIncremental("%s aggregates and is joined on a column other than the key" % name, q)
 
 
-def compile_affected(q: exp.Expression, names: list[str], ctx, key: list[str]) -> dict:
+def compile_affected(q: exp.Expression, names: list[str], ctx, key: list[str] | None,
+                     nullable: bool = False) -> dict:
     """The program parts of an affected-key refresh of query q (qualified, CTEs kept) whose output
-    columns are names and whose key is key. Tries each key column as R, then fails with the first reason."""
+    columns are names. key: the model's key columns, tried in turn as the restricting column R; with
+    nullable (a model with no key), the candidate columns R may be NULL: the rows are then compared
+    whole. Fails with the first reason."""
     tree = inline_ctes(q)
+    # the output columns under the names the model's table has (PostgreSQL's: sum, count...)
+    top = tree
+    while isinstance(top, exp.SetOperation):
+        top = top.left
+    if isinstance(top, exp.Select) and len(top.selects) == len(names):
+        for i, p in enumerate(top.selects):
+            p.replace(exp.alias_(p.unalias(), names[i], quoted=True))
+    if key is None:
+        key = candidates(tree)
     first: NotIncremental | None = None
     for col in key:
-        rs = Restrictor(ctx)
+        rs = Restrictor(ctx, nullable=nullable)
         try:
             r = rs.query(tree, col)
         except NotIncremental as e:
@@ -475,14 +513,33 @@ def compile_affected(q: exp.Expression, names: list[str], ctx, key: list[str]) -
         body = r.node.sql("postgres")
         ctes = ", ".join("%s AS %s(%s)" % (name, "MATERIALIZED " if body.count(name) > 1 else "", sql)
                          for name, sql in rs.leaves.values())
-        restricted = '%sSELECT * FROM (%s) AS "_dp_r" WHERE "_dp_r".%s IN (%s)' % (
-            "WITH %s " % ctes if ctes else "", body, c, K_SUBQUERY)
+        restricted = '%sSELECT * FROM (%s) AS "_dp_r" WHERE %s' % (
+            "WITH %s " % ctes if ctes else "", body, in_k('"_dp_r".%s' % c, K_SUBQUERY, nullable))
         keys_sql = "\nUNION ALL\n".join(dict.fromkeys(r.derivs))
         seen: list = []
         for ix in r.indexes:
             if ix not in seen:
                 seen.append(ix)
-        return {"restrict_col": col, "keys_sql": keys_sql, "restricted_sql": restricted,
+        return {"restrict_col": col, "keys_sql": keys_sql, "restricted_sql": restricted, "keyless": nullable,
                 "indexes": [{"table": t, "column": cc} for t, cc in seen],
                 "operators": list(dict.fromkeys(r.notes))}
     raise first or NotIncremental("no key")
+
+
+def candidates(q: exp.Expression) -> list[str]:
+    """Columns to try as R for a model with no key: the GROUP BY columns of an aggregate (whole groups
+    are recomputed), else the plain columns of the SELECT (a set operation: of its first branch)."""
+    while isinstance(q, exp.Subquery):
+        q = q.this
+    if isinstance(q, exp.SetOperation):
+        return candidates(q.left)
+    if not isinstance(q, exp.Select):
+        return []
+    out = []
+    group = q.args.get("group")
+    gkeys = {_colkey(g) for g in group.expressions} if group else None
+    for p in q.selects:
+        ck = _colkey(p.unalias())
+        if ck and (gkeys is None or ck in gkeys):
+            out.append(p.alias_or_name)
+    return out

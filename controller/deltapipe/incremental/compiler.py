@@ -64,7 +64,7 @@ def _pg_name(e: exp.Expression) -> str | None:
     return None
 
 
-COMPILER_VERSION = "4"   # part of every compile key: a new compiler recompiles every model once
+COMPILER_VERSION = "5"   # part of every compile key: a new compiler recompiles every model once
 
 
 def compile_model(sql: str, tables: dict[tuple[str, str], tuple[str, str, str]],
@@ -115,6 +115,14 @@ def compile_model(sql: str, tables: dict[tuple[str, str], tuple[str, str, str]],
         except NotIncremental as e:
             why = str(e)
     else:
+        # no key: the affected-key rule by a column that may be NULL (the GROUP BY columns first), the
+        # rows of the affected values compared whole
+        try:
+            prog = compile_affected(q_full, names, ctx, None, nullable=True)
+            return Compiled(True, shape="keys", delta_inputs=list(ctx.inputs), columns=names, key=None,
+                            key_inferred=False, program=prog)
+        except NotIncremental:
+            pass
         why = "%s (no key: a `-- key:` header allows an affected-key refresh)" % why
     return Compiled(False, why, columns=names, key=key or None, key_inferred=inferred)
 
