@@ -137,6 +137,8 @@ class Restrictor:
     def __init__(self, ctx, nullable: bool = False):
         self.ctx = ctx   # compiler._Ctx: resolve(table) -> (upstream, qualified), inputs, delta(), post()
         self.nullable = nullable   # the restricting column may be NULL (a model with no key)
+        self.sub_depth = 0         # > 0 while restricting a subquery of WHERE or SELECT
+        self.subplans = False      # a scalar subquery is evaluated per row of the restricted inputs
         self.leaves: dict[tuple[str, str], tuple[str, str]] = {}   # (table, column) -> (CTE name, its SELECT)
 
     # -------------------------------------------------------------- queries
@@ -316,7 +318,10 @@ class Restrictor:
             c = exp.to_identifier(col, quoted=True).sql("postgres")
             # an input restricted by a column is one CTE, however many times the query reads it
             # (materialized when read more than once: one scan instead of one per use)
-            name = self.leaves.setdefault((qual, col, kset), ('"_dp_l%d"' % (len(self.leaves) + 1),
+            # (not shared with a subquery in WHERE or SELECT: a correlated subquery would scan a
+            # materialized CTE once per outer row, where its own inlined one probes an index)
+            lk = (qual, col, kset) if not self.sub_depth else (qual, col, kset, len(self.leaves))
+            name = self.leaves.setdefault(lk, ('"_dp_l%d"' % (len(self.leaves) + 1),
                                                               "SELECT * FROM %s WHERE %s" % (
                                                                   qual, in_k(c, kset, self.nullable))))[0]
             deriv = 'SELECT d.%s AS "_dp_k" FROM pg_temp."_dp_d_%d" AS d' % (c, i)
@@ -390,11 +395,22 @@ class Restrictor:
             ai = exp.to_identifier(a, quoted=True).sql("postgres")
             kin = kset if same else "SELECT %s.%s FROM %s" % (
                 ai, exp.to_identifier(outer[1], quoted=True).sql("postgres"), new_items[a].sql("postgres"))
-            if is_in:
-                r = self.query(inner, seed, kin)
+            self.sub_depth += 1
+            try:
+                if is_in:
+                    r = self.query(inner, seed, kin)
+                else:
+                    r = self.scope(inner, seed, seed[1], kin, seeded=True)
+            finally:
+                self.sub_depth -= 1
+            if isinstance(sub, exp.Subquery) and not is_in:
+                # a scalar subquery is evaluated once per outer row (a SubPlan): left as written, it
+                # probes the index on its correlation column (which restricting it would hide); its
+                # changes still reach the keys through the derivations found above
+                sub.set("this", self.ctx.resolve_all(inner))
+                self.subplans = True
             else:
-                r = self.scope(inner, seed, seed[1], kin, seeded=True)
-            sub.set("this", r.node)
+                sub.set("this", r.node)
             out.indexes += r.indexes
             out.notes += r.notes
             label = "IN" if is_in else ("NOT EXISTS" if isinstance(sub.parent, exp.Not) else "EXISTS") \
@@ -511,8 +527,10 @@ def compile_affected(q: exp.Expression, names: list[str], ctx, key: list[str] | 
             continue
         c = exp.to_identifier(col, quoted=True).sql("postgres")
         body = r.node.sql("postgres")
-        ctes = ", ".join("%s AS %s(%s)" % (name, "MATERIALIZED " if body.count(name) > 1 else "", sql)
-                         for name, sql in rs.leaves.values())
+        # a restricted input is materialized when read more than once, or when a scalar subquery is
+        # evaluated per row: the filter would otherwise run it on every row before the restriction
+        ctes = ", ".join("%s AS %s(%s)" % (name, "MATERIALIZED " if body.count(name) > 1 or rs.subplans else "",
+                                            sql) for name, sql in rs.leaves.values())
         restricted = '%sSELECT * FROM (%s) AS "_dp_r" WHERE %s' % (
             "WITH %s " % ctes if ctes else "", body, in_k('"_dp_r".%s' % c, K_SUBQUERY, nullable))
         keys_sql = "\nUNION ALL\n".join(dict.fromkeys(r.derivs))

@@ -72,7 +72,8 @@ def deploy(conn: psycopg.Connection, p: Pipeline) -> dict:
             with conn.cursor() as cur:
                 cur.executemany("INSERT INTO deltapipe.model_edge (pipeline, node, upstream, upstream_kind) "
                                 "VALUES (%s, %s, %s, %s)", [(p.name, a, b, k) for a, b, k in p.edges()])
-            for name, c in compile_pipeline(conn, p).items():
+            compiled = compile_pipeline(conn, p)
+            for name, c in compiled.items():
                 check_audit_columns(p.models[name], c.columns)
                 program = dict(c.program or {})
                 program["columns"] = c.columns
@@ -88,6 +89,11 @@ def deploy(conn: psycopg.Connection, p: Pipeline) -> dict:
                               c.hidden_cols or None, Jsonb(c.agg_spec) if c.agg_spec else None,
                               c.key, c.key_inferred, Jsonb(program), c.compile_key, c.key,
                               name in changed, p.name, name))
+            # the indexes affected-key refreshes probe, on the inputs that exist already (the first
+            # build of a model may use them too; a new table gets them when it is built)
+            for c in compiled.values():
+                for ix in (c.program or {}).get("indexes", []) if c.shape == "keys" else []:
+                    conn.execute("SELECT deltapipe._ensure_index(%s, %s)", (ix["table"], ix["column"]))
     except psycopg.Error as e:
         raise from_db(e) from e
     return {"pipeline": p.name, "models": len(p.models), "sources": len(p.sources), "datasets_created": created,
