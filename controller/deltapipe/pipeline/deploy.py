@@ -108,27 +108,6 @@ def _declared_columns(spec: str) -> list[str]:
             for x in parts if x.strip()]
 
 
-def _read_map(p: Pipeline, m) -> dict:
-    """(schema or '', table) as the model reads it -> (upstream, kind, qualified table)."""
-    by_table = {(s.schema, s.table): s.dataset for s in p.sources.values()}
-    for ds, (sch, tbl) in getattr(p, "datasets", {}).items():
-        by_table.setdefault((sch, tbl), ds)
-    out = {}
-    for schema, table, _line in m.reads:
-        if schema in ("", p.schema) and table in p.models:
-            out[(schema, table)] = (table, "model", "%s.%s" % (_q(p.schema), _q(table)))
-            continue
-        ds = by_table.get((schema or p.schema, table)) if not schema else by_table.get((schema, table))
-        if ds is None and not schema:
-            ds = by_table.get(("public", table))
-        if ds is not None and m.upstreams.get(ds) == "source":
-            sch, tbl = next((k for k, v in by_table.items() if v == ds))
-            out[(schema, table)] = (ds, "source", "%s.%s" % (_q(sch), _q(tbl)))
-        else:
-            out[(schema, table)] = (table, "external", table)
-    return out
-
-
 def compile_pipeline(conn: psycopg.Connection, p: Pipeline, force: bool = False) -> dict:
     """Classify every model and compile its refresh (deltapipe.incremental), in dependency order.
 
@@ -175,7 +154,7 @@ def compile_pipeline(conn: psycopg.Connection, p: Pipeline, force: bool = False)
     out = {}
     for name in topo_order(p):
         m = p.models[name]
-        tables = _read_map(p, m)
+        tables = m.read_map   # resolved by deps.resolve
         ck = hashlib.sha256(json.dumps([COMPILER_VERSION, sqlglot.__version__, m.fingerprint, m.key,
                                         sorted((list(k), list(v), columns.get(v[0]), keys.get(v[0]),
                                                 types.get(v[0])) for k, v in tables.items())],

@@ -18,18 +18,20 @@ def resolve(p: Pipeline, conn: psycopg.Connection | None) -> list[str]:
     by_table = {(s.schema, s.table): s.dataset for s in p.sources.values()}
     for m in p.models.values():
         m.upstreams = {}
+        m.read_map = {}
         for schema, table, line in m.reads + m.audit_reads:
-            kind, name = None, None
+            kind, name, qual = None, None, None
             if schema in ("", p.schema) and table in p.models:
-                kind, name = "model", table
-            elif (schema or "public", table) in by_table:
-                kind, name = "source", by_table[(schema or "public", table)]
-            elif not schema and (p.schema, table) in by_table:
-                kind, name = "source", by_table[(p.schema, table)]
+                kind, name, qual = "model", table, "%s.%s" % (_q(p.schema), _q(table))
+            elif (schema or "public", table) in by_table or (not schema and (p.schema, table) in by_table):
+                kind = "source"
+                name = by_table.get((schema or "public", table)) or by_table[(p.schema, table)]
+                qual = "%s.%s" % (_q(p.sources[name].schema), _q(p.sources[name].table))
             elif conn is not None and (found_ds := _dataset(conn, schema, table, p.schema)) is not None:
                 # a dataset of the catalog (loaded by `deltapipe load`, CALL deltapipe.load, another
                 # pipeline...): its loads write a change log, so it is a source like those declared
                 kind, name = "source", found_ds[0]
+                qual = "%s.%s" % (_q(found_ds[1]), _q(found_ds[2]))
                 p.datasets[name] = (found_ds[1], found_ds[2])  # type: ignore[attr-defined]
             else:
                 qual = "%s.%s" % (_q(schema), _q(table)) if schema else _q(table)
@@ -43,6 +45,9 @@ def resolve(p: Pipeline, conn: psycopg.Connection | None) -> list[str]:
                                    % (m.rel, line, shown), "DP211",
                                    "add it as a source in pipeline.toml, add models/%s.sql, or create the table" % table)
                     kind, name = "external", found
+            if (schema, table, line) in m.reads:
+                # how the compiler sees the read: an external table by its name as written
+                m.read_map[(schema, table)] = (name, kind, qual) if kind != "external" else (table, kind, table)
             if name == m.name and kind == "model":
                 raise _err("cycle: %s -> %s" % (m.name, m.name), "DP210", "a model cannot read its own table")
             m.upstreams[name] = kind

@@ -49,6 +49,7 @@ class Model:
     fingerprint: str = ""
     reads: list[tuple[str, str, int]] = field(default_factory=list)  # (schema or '', table, line)
     upstreams: dict[str, str] = field(default_factory=dict)           # name -> model|source|external
+    read_map: dict = field(default_factory=dict)  # (schema or '', table) read -> (upstream, kind, qualified table)
     audits: list[dict] = field(default_factory=list)                  # compiled audits (see parse_audits)
     audit_reads: list[tuple[str, str, int]] = field(default_factory=list)  # tables the audits read
 
