@@ -111,8 +111,11 @@ class Chrome:
             raise CdpError("%s: %s" % (expression, r["exceptionDetails"]))
         return r["result"].get("value")
 
-    def click(self, selector):
-        """A real mouse click at the centre of the element (scrolled into view)."""
+    def click(self, selector, navigates=False):
+        """A real mouse click at the centre of the element (scrolled into view).
+
+        navigates=True: the click loads a new document; wait for its load event instead of
+        settling in the page being left (its context is destroyed under the evaluation)."""
         box = self.eval("(function(){var e=document.querySelector(%s); if(!e) return null; e.scrollIntoView({block:'center'});"
                         "var r=e.getBoundingClientRect(); return [r.left+r.width/2, r.top+r.height/2];})()"
                         % json.dumps(selector))
@@ -120,7 +123,10 @@ class Chrome:
             raise CdpError("no element %s" % selector)
         for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
-        self.settle()
+        if navigates:
+            self.wait_event("Page.loadEventFired")
+        else:
+            self.settle()
 
     def settle(self, ms=50):
         """Let queued events (hashchange, a navigation) run."""
