@@ -58,7 +58,15 @@ CASES = [
     ("select id, amount from orders order by amount desc limit 10", None, "full: LIMIT", ["id"]),
     ("select id, now() as t from orders", None, "full: non-deterministic function", None),
     ("select o.id from orders o join ext e on e.x = o.id", None, "full: reads external table ext", None),
-    ("select count(*) as n from orders", None, "full: aggregate without GROUP BY", None),
+    # no GROUP BY: one row of state; expressions over aggregates from their state
+    ("select count(*) as n from orders", None, "aggregate", None),
+    ("select 100.0 * sum(amount) / count(*) as pct, max(amount) - min(amount) as spread from orders", None,
+     "aggregate", None),
+    ("select customer, sum(amount) / nullif(count(*), 0) as mean from orders group by customer", None,
+     "aggregate", None),
+    # an expression reading a column outside its aggregates and the GROUP BY: no state rule; affected keys
+    ("select customer, amount * count(*) as x from orders group by customer, amount", None, "keys", None),
+    ("select count(distinct customer) as n from orders", None, "full: count(DISTINCT ...)", None),
     # an aggregate only in a WHERE subquery is not "an aggregate without GROUP BY"
     ("select o.id from orders o where o.amount > (select max(p.amount) from payments p where p.order_id = o.id)", None,
      "keys", ["id"]),

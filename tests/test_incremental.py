@@ -203,3 +203,24 @@ def test_a_recomputed_max_keeps_its_group_when_the_key_is_written_otherwise(cli,
     assert node_strategies(conn)["by_amount"][1] == "incremental"
     assert conn.execute("SELECT amount::text, n, top FROM by_amount WHERE amount = 1").fetchall() == [("1.0", 1, 5)]
     assert mismatches(conn) == []
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_min_max_ignore_a_value_that_both_join_sides_changing_add_and_remove(cli, conn, tmp_path, grouped):
+    """Order 12 moves from c0 (amount 7) to c3 (no amount) while c0 becomes a customer (in a new region): the
+    join's change holds +7 (the old order x the new customer) and -7 (the order's old version x the customers
+    now), which cancel. The max of the region (or of
+    the whole join, without GROUP BY) must not take that 7: the group had no value before (new group, or one
+    of NULLs only), so it is recomputed."""
+    models = {"tops": ("SELECT %s max(o.amount) AS top, min(o.amount) AS low, count(*) AS n\n"
+                       "FROM orders o JOIN customers c ON c.name = o.customer%s")
+              % (("c.region,", " GROUP BY c.region") if grouped else ("", ""))}
+    # c0 is not a customer yet: order 12 (c0, 7) joins nothing
+    d = setup(tmp_path, cli, [("insert", 6, "c0", None, "2024-01-01"), ("insert", 12, "c0", 7, "2024-01-01")],
+              [("insert", "c3", "north")], models=models)
+    change(cli, d, [("delete", 12, None, None, None), ("insert", 12, "c3", None, "2024-01-01")],
+           [("insert", "c0", "south")])
+    assert node_strategies(conn)["tops"][1] == "incremental"
+    assert mismatches(conn) == []
+    rows = conn.execute("SELECT top, low, n FROM public.tops%s" % (" WHERE region = 'south'" if grouped else "")).fetchall()
+    assert rows == [(None, None, 1 if grouped else 2)]

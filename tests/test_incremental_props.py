@@ -28,6 +28,14 @@ MODELS = {
     # keyed: a change of one input maps to at most one old and one new row per key (not netted) ...
     "kbig": "-- key: id\nSELECT id, customer, amount * 2 AS dbl FROM orders WHERE amount > 3 OR amount IS NULL",
     "kenriched": "-- key: id\nSELECT b.id, c.region, b.dbl FROM kbig b JOIN customers c ON c.name = b.customer",
+    # aggregates without GROUP BY (one row, also over an emptied input) and expressions over aggregates
+    "headline": ("SELECT count(*) AS n, count(amount) AS na, sum(amount) AS total, avg(amount) AS mean,\n"
+                 "min(amount) AS lo, max(amount) AS hi FROM orders WHERE amount > 6"),
+    "headline2": "SELECT n * 2 AS n2, total, hi FROM headline",     # (its input's change: 2 rows of 1: full)
+    "ratio": ("SELECT customer, 100.0 * sum(CASE WHEN amount > 4 THEN amount ELSE 0 END) / nullif(sum(amount), 0) AS pct,\n"
+              "max(amount) - min(amount) AS spread, count(*) * 2 AS n2 FROM orders GROUP BY customer"),
+    "north_share": ("SELECT sum(CASE WHEN c.region = 'north' THEN o.amount END) * 1.0 / nullif(count(*), 0) AS north_avg,\n"
+                    "coalesce(max(o.amount), -1) AS top FROM orders o JOIN customers c ON c.name = o.customer"),
     # ... except in a self-join, whose delta repeats keys: netted after all
     "kself": ("-- key: id, id2\nSELECT a.id, b.id AS id2, a.amount, b.amount AS amount2\n"
               "FROM orders a JOIN orders b ON b.customer = a.customer"),
@@ -71,7 +79,8 @@ def test_models_equal_full_recompute_after_random_batches(cli, conn, tmp_path):
             assert bad == [], bad
     prop()
     # the property ran through the incremental path (not only full refreshes)
-    assert {"big", "enriched", "by_region", "regions", "names", "cte", "kbig", "kenriched", "kself"} <= seen, seen
+    assert {"big", "enriched", "by_region", "regions", "names", "cte", "kbig", "kenriched", "kself",
+            "headline", "ratio", "north_share"} <= seen, seen
 
 
 def test_changes_read_back_from_the_changeset_equal_the_session_path(cli, conn, tmp_path):

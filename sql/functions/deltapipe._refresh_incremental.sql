@@ -507,14 +507,19 @@ BEGIN
             END IF;
         END LOOP;
         -- (count, sum and avg of the new state: dexpr, over the state's columns i.*)
-        FOR a IN SELECT x FROM jsonb_array_elements(spec->'aggs') x WHERE x->>'fn' IN ('count_star', 'count', 'sum', 'avg') LOOP
+        -- (an expression over aggregates: compiled over the same state columns)
+        FOR a IN SELECT x FROM jsonb_array_elements(spec->'aggs') x WHERE x->>'fn' = 'expr' LOOP
+            dexpr := dexpr || jsonb_build_object(a->>'col', a->>'sql');
+        END LOOP;
+        FOR a IN SELECT x FROM jsonb_array_elements(spec->'aggs') x
+                  WHERE x->>'fn' IN ('count_star', 'count', 'sum', 'avg') AND x->>'col' IS NOT NULL LOOP
             dexpr := dexpr || jsonb_build_object(a->>'col', CASE a->>'fn'
                 WHEN 'count_star' THEN 'i._dp_cnt'
                 WHEN 'count' THEN format('i._dp_n%s', a->>'a')
                 WHEN 'sum' THEN format('i._dp_s%s', a->>'a')
                 ELSE format('(i._dp_s%1$s)::numeric / nullif(i._dp_n%1$s, 0)', a->>'a') END);
         END LOOP;
-        FOR a IN SELECT x FROM jsonb_array_elements(spec->'aggs') x LOOP
+        FOR a IN SELECT x FROM jsonb_array_elements(spec->'aggs') x WHERE x->>'fn' <> 'expr' AND x->>'col' IS NOT NULL LOOP
             expr := expr || jsonb_build_object(a->>'col', CASE a->>'fn'
                 WHEN 'count_star' THEN expr->>'_dp_cnt'
                 WHEN 'count' THEN expr->>format('_dp_n%s', a->>'a')
@@ -527,8 +532,11 @@ BEGIN
             END);
         END LOOP;
         -- a group must recompute its min (max) only when it lost a value that is not
-        -- above (below) its old min (max): that value may have been the extreme
-        gmm := coalesce((SELECT string_agg(format('coalesce(d.dx%1$s %2$s o.%3$I, false)', x->>'a',
+        -- above (below) its old min (max): that value may have been the extreme; or when
+        -- it lost a value while it had no extreme (a new group, or one of NULLs only):
+        -- the change of a join whose two sides changed holds pairs of rows (+v, -v) that
+        -- cancel, whose +v is not a new value of the group
+        gmm := coalesce((SELECT string_agg(format('coalesce(d.dx%1$s %2$s o.%3$I, d.dx%1$s IS NOT NULL)', x->>'a',
                                                   CASE x->>'fn' WHEN 'min' THEN '<=' ELSE '>=' END, x->>'col'), ' OR ')
                            FROM jsonb_array_elements(spec->'aggs') x WHERE x->>'fn' IN ('min', 'max')), 'false');
         cl := (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c);
@@ -573,12 +581,14 @@ BEGIN
                 CREATE TEMP TABLE _dp_z AS
                 SELECT * FROM (
                     SELECT s._dp_k_gh, %1$s, s._dp_old, s._dp_ctid, %2$s, %3$s,
-                           CASE WHEN s._dp_cnt > 0 THEN hashtextextended(ROW(%3$s)::text, 0) END AS _dp_hash
+                           CASE WHEN s._dp_cnt > 0 OR %4$s THEN hashtextextended(ROW(%3$s)::text, 0) END AS _dp_hash
                       FROM @S@ s OFFSET 0) z
                  WHERE z._dp_old IS DISTINCT FROM z._dp_hash$q$,
                 (SELECT string_agg(format('s._dp_k%s', k - 1), ', ') FROM generate_subscripts(gcols, 1) k),
                 (SELECT string_agg(format('s.%I', '_dp_o' || o), ', ') FROM unnest(cols) WITH ORDINALITY u(c, o) WHERE keys IS NOT NULL OR c = ANY (vis)),
-                (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c));
+                (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c),
+                -- (without GROUP BY the one group's row stays when its input is empty)
+                coalesce(spec->>'nogroup', 'false'));
         PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE gucs->>'enable_hashjoin' END, true);
         PERFORM set_config('enable_nestloop', CASE WHEN probe THEN gucs->>'enable_nestloop' ELSE 'off' END, true);
         IF NOT hasmm THEN
@@ -610,7 +620,7 @@ BEGIN
                     UNION ALL
                     SELECT %3$s FROM (%4$s) r JOIN pg_temp._dp_s s ON s._dp_re AND %6$s
                      WHERE (%5$s)) x
-                 WHERE x._dp_cnt > 0$q$,
+                 WHERE x._dp_cnt > 0 OR %7$s$q$,
                 (SELECT string_agg(format('x.%I', c), ', ') FROM unnest(cols) c),
                 (SELECT string_agg(format('s.%I', c), ', ') FROM unnest(cols) c),
                 -- a recomputed group keeps the values and hash of its key that the group's row
@@ -627,7 +637,8 @@ BEGIN
                                     FROM generate_subscripts(gcols, 1) k))
                      ELSE 'r._dp_gh = s._dp_k_gh' END
                 || (SELECT string_agg(format(' AND r.%I IS NOT DISTINCT FROM s._dp_k%s', gcols[k], k - 1), '')
-                      FROM generate_subscripts(gcols, 1) k));
+                      FROM generate_subscripts(gcols, 1) k),
+                coalesce(spec->>'nogroup', 'false'));
             gmatch := (SELECT string_agg(format('n.%I IS NOT DISTINCT FROM s._dp_k%s', gcols[k], k - 1), ' AND ')
                          FROM generate_subscripts(gcols, 1) k);
             EXECUTE format('CREATE TEMP TABLE _dp_z AS

@@ -64,7 +64,7 @@ def _pg_name(e: exp.Expression) -> str | None:
     return None
 
 
-COMPILER_VERSION = "5"   # part of every compile key: a new compiler recompiles every model once
+COMPILER_VERSION = "6"   # part of every compile key: a new compiler recompiles every model once
 
 
 def compile_model(sql: str, tables: dict[tuple[str, str], tuple[str, str, str]],
@@ -413,13 +413,65 @@ def _compile_aggregate(q: exp.Select, names: list[str], ctx: _Ctx) -> Compiled:
     group = q.args.get("group")
     if distinct and (group or distinct.args.get("on")):
         raise NotIncremental("DISTINCT ON or DISTINCT with GROUP BY", distinct)
-    if not distinct and not group:
-        raise NotIncremental("aggregate without GROUP BY (it returns a row even when its input is empty)", q)
-    gexprs = [g for g in group.expressions] if group else [p.unalias() for p in q.selects]
+    for k in ("grouping_sets", "cube", "rollup"):
+        if group and group.args.get(k):
+            raise NotIncremental("GROUP BY %s" % k.upper().replace("_", " "), group)
+    # no GROUP BY: one group, whose row stays when its input is empty (count 0, sum NULL); it is kept under a
+    # hidden constant group column (_dp_one)
+    nogroup = not distinct and not group
+    gexprs = [g for g in group.expressions] if group else [] if nogroup else [p.unalias() for p in q.selects]
     gsql = [g.sql("postgres") for g in gexprs]
     groups, aggs = [], []
     in_proj: list[exp.Expression] = []
+    arg_exprs: dict[int, exp.Expression] = {}
     matched = set()
+    if nogroup:
+        groups.append({"col": "_dp_one", "g": 0})
+        in_proj.append(exp.alias_(exp.Literal.number(1), "_dp_g0", quoted=True))
+
+    def add_agg(e: exp.Expression, col: str | None) -> dict:
+        """One aggregate's state: its spec entry (col None: hidden, read by an expression column)."""
+        fn = AGGS[type(e)]
+        arg = e.this
+        inexact = _inexact(arg) if fn in ("sum", "avg") else None
+        if inexact:
+            # a running sum of such values drifts from a recompute (0.1 + 0.2 - 0.1 is not 0.2)
+            raise NotIncremental("%s of %s values (%s)" % (
+                fn, inexact, "not exact as a running sum" if inexact in ("double precision", "real")
+                else "no running-sum state for this type"), e)
+        if isinstance(arg, exp.Distinct):
+            raise NotIncremental("%s(DISTINCT ...)" % fn, e)
+        if arg is not None and list(arg.find_all(*AGGS)):
+            raise NotIncremental("nested aggregate", e)
+        if arg is not None and any(isinstance(x, exp.Window) for x in arg.walk()):
+            raise NotIncremental("window function inside an aggregate", e)
+        if e.args.get("filter") is not None or isinstance(e.parent, exp.Filter):
+            raise NotIncremental("aggregate with FILTER (use CASE inside the aggregate)", e)
+        if fn == "count" and (arg is None or isinstance(arg, exp.Star)):
+            a = {"col": col, "fn": "count_star", "a": None}
+        else:
+            j = len(arg_exprs)
+            if col is None and fn in ("min", "max"):
+                col = "_dp_m%d" % j       # a hidden min/max is a column of its own
+            a = {"col": col, "fn": fn, "a": j}
+            arg_exprs[j] = arg
+            in_proj.append(exp.alias_(arg.copy(), "_dp_a%d" % j, quoted=True))
+        aggs.append(a)
+        return a
+
+    def state_of(a: dict) -> exp.Expression:
+        """An aggregate's value from the group's new state (the columns i.* of the refresh)."""
+        fn, j = a["fn"], a["a"]
+        if fn == "count_star":
+            return exp.column("_dp_cnt", table="i")
+        if fn == "count":
+            return exp.column("_dp_n%d" % j, table="i")
+        if fn == "sum":
+            return exp.column("_dp_s%d" % j, table="i")
+        if fn == "avg":
+            return sqlglot.parse_one('(i."_dp_s%d")::numeric / NULLIF(i."_dp_n%d", 0)' % (j, j), read="postgres")
+        return exp.column(exp.to_identifier(a["col"], quoted=True), table="i")
+
     for i, p in enumerate(q.selects):
         e = p.unalias()
         esql = e.sql("postgres")
@@ -430,28 +482,23 @@ def _compile_aggregate(q: exp.Select, names: list[str], ctx: _Ctx) -> Compiled:
             in_proj.append(exp.alias_(e.copy(), "_dp_g%d" % (len(groups) - 1), quoted=True))
             continue
         if type(e) in AGGS:
-            fn = AGGS[type(e)]
-            arg = e.this
-            inexact = _inexact(arg) if fn in ("sum", "avg") else None
-            if inexact:
-                # a running sum of such values drifts from a recompute (0.1 + 0.2 - 0.1 is not 0.2)
-                raise NotIncremental("%s of %s values (%s)" % (
-                    fn, inexact, "not exact as a running sum" if inexact in ("double precision", "real")
-                    else "no running-sum state for this type"), e)
-            if isinstance(arg, exp.Distinct):
-                raise NotIncremental("%s(DISTINCT ...)" % fn, e)
-            if list(arg.find_all(*AGGS)) if arg is not None else False:
-                raise NotIncremental("nested aggregate", e)
-            if fn == "count" and (arg is None or isinstance(arg, exp.Star)):
-                aggs.append({"col": names[i], "fn": "count_star", "a": None})
-                continue
-            j = len(aggs)
-            aggs.append({"col": names[i], "fn": fn, "a": j})
-            in_proj.append(exp.alias_(arg.copy(), "_dp_a%d" % j, quoted=True))
+            add_agg(e, names[i])
             continue
-        bad = e.find(*AGGS)
-        raise NotIncremental("expression over an aggregate (%s)" % _short(esql) if bad else
-                             "output column %s is neither a GROUP BY expression nor an aggregate" % names[i], e)
+        own = [a for a in e.find_all(*AGGS) if _own(q, a)]
+        if not own or any(isinstance(x, (exp.Subquery, exp.Exists, exp.Window)) for x in e.walk()):
+            raise NotIncremental("output column %s is neither a GROUP BY expression nor an aggregate" % names[i]
+                                 if not own else "expression over an aggregate (%s)" % _short(esql), e)
+        # an expression over aggregates (and GROUP BY expressions): computed from the aggregates' states
+        out = e.copy()
+        for node in list(out.find_all(*AGGS)):
+            if node.find_ancestor(*AGGS) is None:
+                node.replace(state_of(add_agg(node, None)))
+        for node in list(out.walk()):
+            if isinstance(node, exp.Column) and node.find_ancestor(exp.Subquery) is None \
+                    and not (node.table == "i" and node.name.startswith("_dp_")):
+                raise NotIncremental("expression over an aggregate (%s) reads %s outside an aggregate"
+                                     % (_short(esql), node.sql("postgres")), e)
+        aggs.append({"col": names[i], "fn": "expr", "a": None, "sql": out.sql("postgres")})
     if len(matched) != len(gexprs):
         missing = [gsql[k] for k in range(len(gexprs)) if k not in matched]
         raise NotIncremental("GROUP BY expression %s is not in the SELECT list" % _short(missing[0]), group)
@@ -469,16 +516,22 @@ def _compile_aggregate(q: exp.Select, names: list[str], ctx: _Ctx) -> Compiled:
         p.replace(exp.alias_(p.unalias(), names[i], quoted=True))
     hidden = ["_dp_cnt"]
     st.select(exp.alias_(exp.Count(this=exp.Star()), "_dp_cnt", quoted=True), copy=False)
-    arg_sql = {j: in_proj[len(groups) + k].unalias() for k, j in enumerate(a["a"] for a in aggs if a["a"] is not None)}
+    if nogroup:
+        st.select(exp.alias_(exp.Literal.number(1), "_dp_one", quoted=True), copy=False)
+        hidden.append("_dp_one")
     for a in aggs:
         j = a["a"]
         if a["fn"] in ("sum", "avg"):
-            st.select(exp.alias_(exp.Sum(this=arg_sql[j].copy()), "_dp_s%d" % j, quoted=True), copy=False)
-            st.select(exp.alias_(exp.Count(this=arg_sql[j].copy()), "_dp_n%d" % j, quoted=True), copy=False)
+            st.select(exp.alias_(exp.Sum(this=arg_exprs[j].copy()), "_dp_s%d" % j, quoted=True), copy=False)
+            st.select(exp.alias_(exp.Count(this=arg_exprs[j].copy()), "_dp_n%d" % j, quoted=True), copy=False)
             hidden += ["_dp_s%d" % j, "_dp_n%d" % j]
         elif a["fn"] == "count":
-            st.select(exp.alias_(exp.Count(this=arg_sql[j].copy()), "_dp_n%d" % j, quoted=True), copy=False)
+            st.select(exp.alias_(exp.Count(this=arg_exprs[j].copy()), "_dp_n%d" % j, quoted=True), copy=False)
             hidden.append("_dp_n%d" % j)
+        elif a["fn"] in ("min", "max") and a["col"].startswith("_dp_m"):
+            fn = exp.Min if a["fn"] == "min" else exp.Max
+            st.select(exp.alias_(fn(this=arg_exprs[j].copy()), a["col"], quoted=True), copy=False)
+            hidden.append(a["col"])
     if distinct:
         st.set("distinct", None)
         st.set("group", exp.Group(expressions=[g.copy() for g in gexprs]))
@@ -489,4 +542,5 @@ def _compile_aggregate(q: exp.Select, names: list[str], ctx: _Ctx) -> Compiled:
     post = q.copy()
     return Compiled(True, shape="distinct" if distinct else "aggregate", delta_sql=delta.sql("postgres"),
                     delta_inputs=ctx.inputs, state_sql=state_sql, hidden_cols=hidden,
-                    agg_spec={"cols": names, "groups": groups, "aggs": aggs}, columns=names)
+                    agg_spec={"cols": names, "groups": groups, "aggs": aggs, **({"nogroup": True} if nogroup else {})},
+                    columns=names)

@@ -98,9 +98,16 @@ def operators(c) -> list[str]:
         return ["filter/project/UNION ALL: the change passes through; inner joins: one delta term per changed input"]
     if c.shape == "aggregate":
         spec = c.agg_spec or {}
-        fns = sorted({a["fn"].replace("count_star", "count(*)") for a in spec.get("aggs", [])})
+        fns = sorted({a["fn"].replace("count_star", "count(*)") for a in spec.get("aggs", []) if a["fn"] != "expr"})
         g = ", ".join(x["col"] for x in spec.get("groups", []))
-        out = ["GROUP BY %s: group state (count, sums) updated from the change: %s" % (g, ", ".join(fns))]
+        if spec.get("nogroup"):
+            out = ["aggregate without GROUP BY: one row, its state (count, sums) updated from the change: %s"
+                   % ", ".join(fns)]
+        else:
+            out = ["GROUP BY %s: group state (count, sums) updated from the change: %s" % (g, ", ".join(fns))]
+        exprs = [a["col"] for a in spec.get("aggs", []) if a["fn"] == "expr"]
+        if exprs:
+            out.append("expression over aggregates (%s): computed from the maintained state" % ", ".join(exprs))
         if any(f in ("min", "max") for f in fns):
             out.append("min/max: groups that lost their extreme are recomputed")
         return out
