@@ -55,7 +55,11 @@ CASES = [
     # an inner alias that shadows the outer one: not a correlation (TPC-H Q11's HAVING)
     ("select o.id from orders o where exists (select 1 from orders o, customers c where c.name = o.customer)", None,
      "full: subquery reading orders is not correlated", ["id"]),
-    ("select id, amount from orders order by amount desc limit 10", None, "full: LIMIT", ["id"]),
+    # a top-N of one table: its first n rows against the table's (a top-N over joins or aggregates is split
+    # into its input and such a model when the pipeline is read: tests/test_corpus.py)
+    ("select id, amount from orders order by amount desc limit 10", None, "topn", ["id"]),
+    ("select id, amount from orders where amount > 0 order by amount desc limit 10 offset 5", None, "topn", ["id"]),
+    ("select id, amount from orders limit 10", None, "full: LIMIT", ["id"]),
     ("select id, now() as t from orders", None, "full: non-deterministic function", None),
     ("select o.id from orders o join ext e on e.x = o.id", None, "full: reads external table ext", None),
     # no GROUP BY: one row of state; expressions over aggregates from their state

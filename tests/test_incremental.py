@@ -224,3 +224,34 @@ def test_min_max_ignore_a_value_that_both_join_sides_changing_add_and_remove(cli
     assert mismatches(conn) == []
     rows = conn.execute("SELECT top, low, n FROM public.tops%s" % (" WHERE region = 'south'" if grouped else "")).fetchall()
     assert rows == [(None, None, 1 if grouped else 2)]
+
+
+def test_a_top_n_model_is_split_into_its_maintained_input_and_its_first_rows(cli, conn, tmp_path):
+    """ORDER BY ... LIMIT over an aggregate: plan shows the input model NAME__input (aggregate) and the
+    model (top-N of it); a change that pushes a row out of the top refreshes both incrementally; removing
+    the LIMIT removes the input model and its table."""
+    models = {"top2": ("-- the two best customers\nSELECT customer, sum(amount) AS total FROM orders\n"
+                       "WHERE customer IS NOT NULL GROUP BY customer ORDER BY total DESC, customer LIMIT 2")}
+    d = setup(tmp_path, cli, [("insert", i, "c%d" % (i % 4), i, "2024-01-01") for i in range(1, 13)],
+              [("insert", "c0", "north")], models=models)
+    r = cli("plan", d)
+    assert r.exit_code == 0, r.output
+    assert "refresh: incremental (top-N of top2__input)" in r.output
+    assert "refresh: incremental (aggregate)" in r.output
+    assert "ORDER BY total DESC, customer LIMIT 2: the first 2 rows of top2__input" in r.output
+    assert conn.execute("SELECT customer, total FROM public.top2 ORDER BY total DESC").fetchall() == [
+        ("c0", 24), ("c3", 21)]
+    # c1 overtakes both; c3 drops out of the top when its biggest order goes
+    change(cli, d, [("insert", 50, "c1", 30, "2024-01-02"), ("delete", 11, None, None, None)])
+    st = node_strategies(conn)
+    assert st["top2"][1] == "incremental" and st["top2__input"][1] == "incremental", st
+    assert conn.execute("SELECT customer, total FROM public.top2 ORDER BY total DESC").fetchall() == [
+        ("c1", 45), ("c0", 24)]
+    assert mismatches(conn) == []
+    # without its LIMIT the model is not split: the input model and its table go
+    (d / "models" / "top2.sql").write_text("SELECT customer, sum(amount) AS total FROM orders GROUP BY customer")
+    r = cli("run", d, "--no-timeline")
+    assert r.exit_code == 0, r.output
+    assert conn.execute("SELECT to_regclass('public.top2__input')").fetchone()[0] is None
+    assert conn.execute("SELECT count(*) FROM deltapipe.model WHERE name = 'top2__input'").fetchone()[0] == 0
+    assert mismatches(conn) == []

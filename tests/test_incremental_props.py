@@ -36,6 +36,13 @@ MODELS = {
               "max(amount) - min(amount) AS spread, count(*) * 2 AS n2 FROM orders GROUP BY customer"),
     "north_share": ("SELECT sum(CASE WHEN c.region = 'north' THEN o.amount END) * 1.0 / nullif(count(*), 0) AS north_avg,\n"
                     "coalesce(max(o.amount), -1) AS top FROM orders o JOIN customers c ON c.name = o.customer"),
+    # top-N: over an aggregate and over a join (split into a maintained input and its first n rows), and
+    # over a source directly; each ORDER BY ends with a unique column, so that the top is one set
+    "top_customers": ("SELECT customer, sum(amount) AS total, count(*) AS n FROM orders WHERE customer IS NOT NULL\n"
+                      "GROUP BY customer ORDER BY total DESC NULLS LAST, customer LIMIT 2"),
+    "top_joined": ("SELECT o.id, c.region, o.amount FROM orders o JOIN customers c ON c.name = o.customer\n"
+                   "ORDER BY o.amount NULLS FIRST, o.id DESC LIMIT 3"),
+    "top_orders": "SELECT id, amount FROM orders WHERE amount IS NOT NULL ORDER BY amount DESC, id LIMIT 3 OFFSET 1",
     # ... except in a self-join, whose delta repeats keys: netted after all
     "kself": ("-- key: id, id2\nSELECT a.id, b.id AS id2, a.amount, b.amount AS amount2\n"
               "FROM orders a JOIN orders b ON b.customer = a.customer"),
@@ -80,7 +87,7 @@ def test_models_equal_full_recompute_after_random_batches(cli, conn, tmp_path):
     prop()
     # the property ran through the incremental path (not only full refreshes)
     assert {"big", "enriched", "by_region", "regions", "names", "cte", "kbig", "kenriched", "kself",
-            "headline", "ratio", "north_share"} <= seen, seen
+            "headline", "ratio", "north_share", "top_customers", "top_joined", "top_orders"} <= seen, seen
 
 
 def test_changes_read_back_from_the_changeset_equal_the_session_path(cli, conn, tmp_path):

@@ -276,7 +276,15 @@ BEGIN
     ctab := '_dp_c_' || left(md5(m.pipeline || '/' || m.name), 16);
     EXECUTE format('DROP TABLE IF EXISTS pg_temp.%I CASCADE', ctab || '_t');
 
-    IF m.shape IN ('linear', 'keys') THEN
+    IF m.shape = 'topn' THEN
+        -- a top-N: its change is its first n rows now against the table's rows (the
+        -- delta statement reads the table: @SELF@), read by an index on the input's
+        -- first ORDER BY column (made once; a table rebuilt by a swap gets it again here)
+        PERFORM deltapipe._ensure_index(ix->>'table', ix->>'column')
+           FROM jsonb_array_elements(coalesce(m.program->'indexes', '[]')) ix;
+        m.delta_sql := replace(m.delta_sql, '@SELF@', target);
+    END IF;
+    IF m.shape IN ('linear', 'keys', 'topn') THEN
         cl := (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c);
         -- the net delta: rows with weights, unchanged rows netted away, with their hash
         q := format('SELECT %s, _dp_w, hashtextextended(ROW(%s)::text, 0) AS _dp_hash

@@ -18,6 +18,7 @@ dA⋈B' + A_old⋈dB (A_old: A' plus dA with negated weights), so its SQL grows 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import sqlglot
@@ -64,7 +65,7 @@ def _pg_name(e: exp.Expression) -> str | None:
     return None
 
 
-COMPILER_VERSION = "6"   # part of every compile key: a new compiler recompiles every model once
+COMPILER_VERSION = "7"   # part of every compile key: a new compiler recompiles every model once
 
 
 def compile_model(sql: str, tables: dict[tuple[str, str], tuple[str, str, str]],
@@ -91,6 +92,10 @@ def compile_model(sql: str, tables: dict[tuple[str, str], tuple[str, str, str]],
     key = list(declared_key) if declared_key else choose_key(q_full, ctx, keys or {})
     inferred = not declared_key and bool(key)
     why = None
+    topn = _compile_topn(q_full, names, ctx)
+    if topn is not None:
+        topn.key, topn.key_inferred = key or None, inferred
+        return topn
     try:
         _template_checks(tree)
         q = q_full.copy()
@@ -125,6 +130,47 @@ def compile_model(sql: str, tables: dict[tuple[str, str], tuple[str, str, str]],
             pass
         why = "%s (no key: a `-- key:` header allows an affected-key refresh)" % why
     return Compiled(False, why, columns=names, key=key or None, key_inferred=inferred)
+
+
+def _compile_topn(q, names, ctx) -> Compiled | None:
+    """`SELECT ... FROM one_table [WHERE ...] ORDER BY ... LIMIT n` (shape "topn"): its change is its first n
+    rows now (weight +1) against the table's rows (weight -1), netted: the refresh reads the input's first n
+    rows, by an index on its first ORDER BY column, not the tables under it. A top-N over joins or aggregates
+    is split into such a model and its input at parse time (deltapipe.incremental.split)."""
+    if not isinstance(q, exp.Select) or not q.args.get("limit") or not q.args.get("order"):
+        return None
+    frm = q.args.get("from_")
+    if frm is None or not isinstance(frm.this, exp.Table) or q.args.get("joins") or q.args.get("group") \
+            or q.args.get("having") or q.args.get("distinct") or (q.args.get("with_") or q.args.get("with")):
+        return None
+    if any(isinstance(x, (exp.AggFunc, exp.Window, exp.Subquery, exp.Exists)) for x in q.walk()):
+        return None
+    if isinstance(frm.this, exp.Table) and frm.this.name in ctx.ctes:
+        return None
+    r = ctx.resolve(frm.this)
+    if r is None:
+        return None
+    limit = q.args["limit"]
+    n = limit.args.get("expression") if isinstance(limit, exp.Limit) else limit.args.get("count")
+    if not isinstance(n, exp.Literal) or n.is_string:
+        return None
+    body = ctx.resolve_all(q)
+    for i, p in enumerate(body.selects):
+        p.replace(exp.alias_(p.unalias(), names[i], quoted=True))
+    cl = ", ".join(exp.to_identifier(c, quoted=True).sql("postgres") for c in names)
+    delta = ('SELECT %s, 1 AS "_dp_w" FROM (%s) AS "_dp_n" UNION ALL SELECT %s, -1 AS "_dp_w" FROM @SELF@'
+             % (", ".join('"_dp_n".%s' % exp.to_identifier(c, quoted=True).sql("postgres") for c in names),
+                body.sql("postgres"), cl))
+    first = q.args["order"].expressions[0].this
+    indexes = []
+    if isinstance(first, exp.Column) and isinstance(first.this, exp.Identifier):
+        indexes.append({"table": r[1], "column": first.name})
+    order = re.sub(r'"([a-z_][a-z0-9_$]*)"', r"\1", ", ".join(o.sql("postgres") for o in q.args["order"].expressions))
+    ops = ["ORDER BY %s LIMIT %s: the first %s rows of %s%s, compared with the table's"
+           % (_short(order), n.sql("postgres"), n.sql("postgres"), r[0],
+              " (by an index on %s)" % first.name if indexes else "")]
+    return Compiled(True, shape="topn", delta_sql=delta, delta_inputs=list(ctx.inputs), columns=names,
+                    program={"indexes": indexes, "operators": ops, "input": r[0]})
 
 
 def _output_names_safe(sql: str) -> list[str] | None:

@@ -8,6 +8,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from deltapipe.errors import from_db
+from deltapipe.incremental.split import INPUT_SUFFIX
 from deltapipe.pipeline.model import Pipeline, Source, _err
 from deltapipe.pipeline.audits import check_audit_columns
 from deltapipe.pipeline.deps import _q, topo_order
@@ -43,6 +44,13 @@ def deploy(conn: psycopg.Connection, p: Pipeline) -> dict:
             old = dict(conn.execute("SELECT name, fingerprint FROM deltapipe.model WHERE pipeline = %s",
                                     (p.name,)).fetchall())
             for n in set(old) - set(p.models):
+                if n.endswith(INPUT_SUFFIX) and n[:-len(INPUT_SUFFIX)] in p.models:
+                    # the input deltapipe split from a top-N model that is no longer one: its table and
+                    # change log are deltapipe's own
+                    log = conn.execute("SELECT deltapipe._model_log(%s, %s)", (p.name, n)).fetchone()[0]
+                    if log:
+                        conn.execute("DROP TABLE IF EXISTS %s" % log)
+                    conn.execute("DROP TABLE IF EXISTS %s.%s" % (_q(p.schema), _q(n)))
                 conn.execute("DELETE FROM deltapipe.model WHERE pipeline = %s AND name = %s", (p.name, n))
                 removed.append(n)
             conn.execute("DELETE FROM deltapipe.model_edge WHERE pipeline = %s", (p.name,))
@@ -92,7 +100,7 @@ def deploy(conn: psycopg.Connection, p: Pipeline) -> dict:
             # the indexes affected-key refreshes probe, on the inputs that exist already (the first
             # build of a model may use them too; a new table gets them when it is built)
             for c in compiled.values():
-                for ix in (c.program or {}).get("indexes", []) if c.shape == "keys" else []:
+                for ix in (c.program or {}).get("indexes", []) if c.shape in ("keys", "topn") else []:
                     conn.execute("SELECT deltapipe._ensure_index(%s, %s)", (ix["table"], ix["column"]))
     except psycopg.Error as e:
         raise from_db(e) from e
@@ -164,7 +172,7 @@ def compile_pipeline(conn: psycopg.Connection, p: Pipeline, force: bool = False)
             prog = dict(d[9] or {})
             c = Compiled(bool(d[1]), d[2], d[3], d[4], list(d[5] or []), d[6], list(d[7] or []), d[8],
                          columns=prog.get("columns"), key=prog.get("key"), key_inferred=bool(prog.get("key_inferred")),
-                         program=prog if d[3] == "keys" else None)
+                         program=prog if d[3] in ("keys", "topn") else None)
         else:
             c = compile_model(m.sql, tables, columns, keys=keys, declared_key=m.key or None, types=types)
             if c.incremental and any(k == "external" for k in m.upstreams.values()):

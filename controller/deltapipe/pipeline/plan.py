@@ -83,6 +83,8 @@ def plan(conn: psycopg.Connection, p: Pipeline, full_refresh: bool = False) -> l
 def _shape_label(c) -> str:
     if c.shape == "keys":
         return "affected keys on %s" % c.program["restrict_col"]
+    if c.shape == "topn":
+        return "top-N of %s" % c.program["input"]
     return c.shape
 
 
@@ -94,6 +96,8 @@ def operators(c) -> list[str]:
         lines = [x for x in c.program.get("operators", []) if not (x.startswith("FROM ") and ": restricted by " in x)]
         return lines + ["changes traced to %s; the rows of the affected %s are recomputed and diffed"
                         % (c.program["restrict_col"], c.program["restrict_col"])]
+    if c.shape == "topn":
+        return list(c.program.get("operators", []))
     if c.shape == "linear":
         return ["filter/project/UNION ALL: the change passes through; inner joins: one delta term per changed input"]
     if c.shape == "aggregate":

@@ -81,8 +81,46 @@ def read_pipeline(directory: str | Path) -> Pipeline:
         models[mname] = parse_model(path, rel)
     if not models:
         raise _err("%s: no models (models/*.sql)" % root, "DP214", "add SELECT statements as models/NAME.sql")
+    for m in list(models.values()):
+        inp = split_topn_model(m, models, sources)
+        if inp is not None:
+            models[inp.name] = inp
     p = Pipeline(name, root, schema, sources, models)
     return p
+
+
+def split_topn_model(m: Model, models: dict[str, Model], sources: dict[str, Source]) -> Model | None:
+    """A top-N model (`ORDER BY ... LIMIT n` over joins, aggregates, DISTINCT or windows) is split in two
+    (deltapipe.incremental.split): its input, a model of its own named NAME__input maintained by the rule
+    that fits it, and the model itself, the first n rows of that input. Returns the input model (m now
+    reads it), or None when m is not split."""
+    from deltapipe.incremental.split import INPUT_SUFFIX, split_topn
+    iname = m.name + INPUT_SUFFIX
+    if not _IDENT.match(iname) or iname in models or any(s.dataset == iname or s.table == iname
+                                                         for s in sources.values()):
+        return None
+    tree = sqlglot.parse_one(m.sql, read="postgres")
+    if not isinstance(tree, exp.Select) or not tree.args.get("limit"):
+        return None
+    plain = (not tree.args.get("joins") and not tree.args.get("group") and not tree.args.get("distinct")
+             and not tree.args.get("having") and not tree.args.get("with_") and not tree.args.get("with")
+             and isinstance(tree.args["from_"].this if tree.args.get("from_") else None, exp.Table)
+             and not any(isinstance(x, (exp.AggFunc, exp.Window, exp.Subquery)) for x in tree.walk()))
+    if plain:
+        return None   # a filter of one table: its top N is read from the table itself (no copy of it)
+    parts = split_topn(m.sql, iname)
+    if parts is None:
+        return None
+    inner, outer = parts
+    inp = Model(iname, m.path, m.rel, m.text, inner, [], list(m.depends_on))
+    inner_tree = sqlglot.parse_one(inner, read="postgres")
+    inp.fingerprint = hashlib.sha256(("%s\ntopn-input" % inner_tree.sql(dialect="postgres", comments=False,
+                                                                         normalize=True)).encode()).hexdigest()[:32]
+    inp.reads = tables_read(inner_tree, m.text)
+    m.sql = outer
+    m.depends_on = []
+    m.reads = [("", iname, 1)]
+    return inp
 
 
 _HEADER = re.compile(r"^\s*--\s*(key|depends_on|depends-on)\s*:\s*(.*?)\s*$", re.I)
