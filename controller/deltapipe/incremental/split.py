@@ -15,6 +15,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 INPUT_SUFFIX = "__input"
+SPLIT_MARK = "-- deltapipe: an input split from model "   # the first line of a split input's SQL
 
 
 def _name(p: exp.Expression) -> str | None:
@@ -86,3 +87,103 @@ def split_topn(sql: str, input_table: str) -> tuple[str, str] | None:
     if offset is not None:
         outer.set("offset", offset.copy())
     return inner.sql("postgres", pretty=True), outer.sql("postgres", pretty=True)
+
+
+def _barrier(q: exp.Expression) -> bool:
+    """A query whose rows are not a linear function of its inputs' rows: GROUP BY, aggregates, DISTINCT."""
+    while isinstance(q, exp.Subquery):
+        q = q.this
+    if not isinstance(q, exp.Select):
+        return False
+    return bool(q.args.get("group") or q.args.get("distinct")
+                or any(isinstance(p.unalias(), exp.AggFunc) for p in q.selects))
+
+
+def _ctes_needed(body: exp.Expression, ctes: dict[str, exp.Expression]) -> list[str]:
+    """The CTEs body reads, directly or through each other, in definition order."""
+    need: set[str] = set()
+    todo = [body]
+    while todo:
+        b = todo.pop()
+        for t in b.find_all(exp.Table):
+            if not t.args.get("db") and t.name in ctes and t.name not in need:
+                need.add(t.name)
+                todo.append(ctes[t.name])
+    return [n for n in ctes if n in need]
+
+
+def split_nested(sql: str, name: str, taken) -> tuple[list[tuple[str, str]], str] | None:
+    """An aggregate over aggregates: `SELECT g, count(*) FROM (SELECT k, count(*) AS c ... GROUP BY k) x GROUP BY
+    c` (a derived table or a CTE with GROUP BY, aggregates or DISTINCT, in the FROM of a query that aggregates
+    again). Each such item becomes a model of its own (NAME__<alias>, maintained by the rule that fits it, its
+    change the -old/+new rows of the groups it touched) and the query reads it as a table, so that its own
+    aggregate is maintained from that change. Returns ([(input name, its SELECT)], the query's new SELECT), or
+    None. taken(name) says whether a model or dataset name is in use."""
+    try:
+        tree = sqlglot.parse_one(sql, read="postgres")
+    except SqlglotError:
+        return None
+    if not isinstance(tree, exp.Select) or not (tree.args.get("group") or any(
+            isinstance(a, exp.AggFunc) and a.find_ancestor(exp.Select) is tree for a in tree.find_all(exp.AggFunc))):
+        return None
+    w = tree.args.get("with_") or tree.args.get("with")
+    if w is not None and w.args.get("recursive"):
+        return None
+    ctes = {c.alias: c.this for c in (w.expressions if w is not None else [])}
+    items = []
+    if tree.args.get("from_") is not None:
+        items.append(tree.args["from_"].this)
+    items += [j.this for j in tree.args.get("joins") or []]
+    out = tree.copy()
+    out_items = []
+    if out.args.get("from_") is not None:
+        out_items.append(out.args["from_"].this)
+    out_items += [j.this for j in out.args.get("joins") or []]
+    inputs: list[tuple[str, str]] = []
+    made: dict[str, str] = {}
+    for item, oitem in zip(items, out_items):
+        if isinstance(item, exp.Subquery) and _barrier(item.this) and not isinstance(item.this, exp.Union):
+            body, alias = item.this, item.alias_or_name
+            cols = [c.name for c in (item.args.get("alias").columns if item.args.get("alias") else [])]
+        elif isinstance(item, exp.Table) and not item.args.get("db") and item.name in ctes and _barrier(ctes[item.name]):
+            body, alias = ctes[item.name], item.name
+            cols = []
+        else:
+            continue
+        if not isinstance(body, exp.Select) or not alias:
+            return None
+        iname = made.get(alias) or "%s__%s" % (name, alias.lower())
+        if alias not in made:
+            if len(iname) > 48 or not iname.replace("_", "a").isalnum() or taken(iname):
+                return None
+            inner = body.copy()
+            if cols:   # the derived table's column aliases name its columns
+                if len(cols) != len(inner.selects):
+                    return None
+                inner.set("expressions", [exp.alias_(p.unalias(), c, quoted=True) for p, c in zip(inner.selects, cols)])
+            if any(_name(p) is None for p in inner.selects):
+                return None
+            need = _ctes_needed(inner, ctes)
+            if need:
+                inner.set("with_", exp.With(expressions=[exp.CTE(this=ctes[n].copy(), alias=exp.TableAlias(
+                    this=exp.to_identifier(n))) for n in need]))
+            inputs.append((iname, inner.sql("postgres", pretty=True)))
+            made[alias] = iname
+        t = exp.to_table(iname, dialect="postgres")
+        t.set("alias", exp.TableAlias(this=exp.to_identifier(item.alias_or_name)))
+        oitem.replace(t)
+    if not inputs:
+        return None
+    # the CTEs the query still reads (others were only read by the split items)
+    ow = out.args.get("with_") or out.args.get("with")
+    if ow is not None:
+        body = out.copy()
+        body.set("with_", None)
+        body.set("with", None)
+        keep = _ctes_needed(body, {c.alias: c.this for c in ow.expressions})
+        if keep:
+            ow.set("expressions", [c for c in ow.expressions if c.alias in keep])
+        else:
+            out.set("with_", None)
+            out.set("with", None)
+    return inputs, out.sql("postgres", pretty=True)

@@ -8,7 +8,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from deltapipe.errors import from_db
-from deltapipe.incremental.split import INPUT_SUFFIX
+from deltapipe.incremental.split import SPLIT_MARK
 from deltapipe.pipeline.model import Pipeline, Source, _err
 from deltapipe.pipeline.audits import check_audit_columns
 from deltapipe.pipeline.deps import _q, topo_order
@@ -41,10 +41,12 @@ def deploy(conn: psycopg.Connection, p: Pipeline) -> dict:
                             ON CONFLICT (name) DO UPDATE SET root = excluded.root, schema_name = excluded.schema_name,
                                    config = excluded.config, deployed_at = now()""",
                          (p.name, str(p.root.resolve()), p.schema, Jsonb(p.config())))
-            old = dict(conn.execute("SELECT name, fingerprint FROM deltapipe.model WHERE pipeline = %s",
-                                    (p.name,)).fetchall())
+            old_rows = conn.execute("SELECT name, fingerprint, sql FROM deltapipe.model WHERE pipeline = %s",
+                                    (p.name,)).fetchall()
+            old = {r[0]: r[1] for r in old_rows}
+            old_sql = {r[0]: r[2] or "" for r in old_rows}
             for n in set(old) - set(p.models):
-                if n.endswith(INPUT_SUFFIX) and n[:-len(INPUT_SUFFIX)] in p.models:
+                if old_sql[n].startswith(SPLIT_MARK):
                     # the input deltapipe split from a top-N model that is no longer one: its table and
                     # change log are deltapipe's own
                     log = conn.execute("SELECT deltapipe._model_log(%s, %s)", (p.name, n)).fetchone()[0]

@@ -85,6 +85,9 @@ def read_pipeline(directory: str | Path) -> Pipeline:
         inp = split_topn_model(m, models, sources)
         if inp is not None:
             models[inp.name] = inp
+    for m in list(models.values()):
+        for inp in split_nested_model(m, models, sources):
+            models[inp.name] = inp
     p = Pipeline(name, root, schema, sources, models)
     return p
 
@@ -94,7 +97,7 @@ def split_topn_model(m: Model, models: dict[str, Model], sources: dict[str, Sour
     (deltapipe.incremental.split): its input, a model of its own named NAME__input maintained by the rule
     that fits it, and the model itself, the first n rows of that input. Returns the input model (m now
     reads it), or None when m is not split."""
-    from deltapipe.incremental.split import INPUT_SUFFIX, split_topn
+    from deltapipe.incremental.split import INPUT_SUFFIX, SPLIT_MARK, split_topn
     iname = m.name + INPUT_SUFFIX
     if not _IDENT.match(iname) or iname in models or any(s.dataset == iname or s.table == iname
                                                          for s in sources.values()):
@@ -112,7 +115,7 @@ def split_topn_model(m: Model, models: dict[str, Model], sources: dict[str, Sour
     if parts is None:
         return None
     inner, outer = parts
-    inp = Model(iname, m.path, m.rel, m.text, inner, [], list(m.depends_on))
+    inp = Model(iname, m.path, m.rel, m.text, "%s%s\n%s" % (SPLIT_MARK, m.name, inner), [], list(m.depends_on))
     inner_tree = sqlglot.parse_one(inner, read="postgres")
     inp.fingerprint = hashlib.sha256(("%s\ntopn-input" % inner_tree.sql(dialect="postgres", comments=False,
                                                                          normalize=True)).encode()).hexdigest()[:32]
@@ -121,6 +124,30 @@ def split_topn_model(m: Model, models: dict[str, Model], sources: dict[str, Sour
     m.depends_on = []
     m.reads = [("", iname, 1)]
     return inp
+
+
+def split_nested_model(m: Model, models: dict[str, Model], sources: dict[str, Source]) -> list[Model]:
+    """An aggregate over aggregated derived tables or CTEs (deltapipe.incremental.split.split_nested): each such
+    item becomes a model of its own, NAME__<alias>, and m reads it. Returns the new models."""
+    from deltapipe.incremental.split import SPLIT_MARK, split_nested
+    def taken(n: str) -> bool:
+        return not _IDENT.match(n) or n in models or any(s.dataset == n or s.table == n for s in sources.values())
+    parts = split_nested(m.sql, m.name, taken)
+    if parts is None:
+        return []
+    inputs, outer = parts
+    out = []
+    for iname, inner in inputs:
+        inp = Model(iname, m.path, m.rel, m.text, "%s%s\n%s" % (SPLIT_MARK, m.name, inner), [], list(m.depends_on))
+        tree = sqlglot.parse_one(inner, read="postgres")
+        inp.fingerprint = hashlib.sha256(("%s\nnested-input" % tree.sql(dialect="postgres", comments=False,
+                                                                         normalize=True)).encode()).hexdigest()[:32]
+        inp.reads = tables_read(tree, m.text)
+        out.append(inp)
+    tree = sqlglot.parse_one(outer, read="postgres")
+    m.sql = outer
+    m.reads = tables_read(tree, m.text)
+    return out
 
 
 _HEADER = re.compile(r"^\s*--\s*(key|depends_on|depends-on)\s*:\s*(.*?)\s*$", re.I)
