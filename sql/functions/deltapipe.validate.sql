@@ -86,7 +86,8 @@ BEGIN
         END IF;
         IF coalesce(hdr_bad, false) THEN
             RAISE EXCEPTION USING ERRCODE = 'DP013',
-                MESSAGE = format('the header line (line %s) is not valid text in the file''s encoding', n_rows),
+                MESSAGE = format('the header line (line %s) is not valid %s text', n_rows,
+                                 upper(coalesce(nullif(p_options->>'encoding', ''), 'UTF8'))),
                 HINT = 'give the file''s encoding with --encoding, or fix its first line';
         END IF;
     END IF;
