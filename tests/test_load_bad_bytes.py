@@ -134,3 +134,13 @@ def test_a_bad_header_fails_the_file(cli, conn, write):
     r = cli("load", "t", write("h.csv", b"id,na\xffme,note\n1,a,b\n"))
     assert r.exit_code != 0 and "the header line (line 1) is not valid UTF8 text" in r.output, r.output
     assert conn.execute("SELECT to_regclass('public.t')").fetchone()[0] is None
+
+
+@pytest.mark.parametrize("kind", list(BAD))
+def test_resumable_load_rejects_only_the_bad_line(cli, conn, write, kind):
+    data, line, raw, ids, nrec = build(kind, "middle")
+    cli("dataset", "create", "t", "--key", "id", "--columns", COLS)
+    r = cli("load", "t", write("f.csv", data), "--commit-every", "3")
+    assert r.exit_code == 0, r.output
+    run_id = conn.execute("SELECT max(id) FROM deltapipe.run").fetchone()[0]
+    check(conn, run_id, "t", kind, line, raw, ids, nrec)
