@@ -144,3 +144,21 @@ def test_resumable_load_rejects_only_the_bad_line(cli, conn, write, kind):
     assert r.exit_code == 0, r.output
     run_id = conn.execute("SELECT max(id) FROM deltapipe.run").fetchone()[0]
     check(conn, run_id, "t", kind, line, raw, ids, nrec)
+
+
+def test_a_clean_file_is_streamed_once(cli, conn, write, monkeypatch):
+    """Bad bytes cost a clean file nothing: no second pass, no check of its bytes."""
+    import deltapipe.load.loader as loader
+    calls = []
+    real = loader.set_aside
+
+    def spy(*args):
+        calls.append(args[1])
+        return real(*args)
+    monkeypatch.setattr(loader, "set_aside", spy)
+    cli("dataset", "create", "t", "--key", "id", "--columns", COLS)
+    data, *_ = build("latin1", "middle")
+    assert cli("load", "t", write("clean.csv", data.replace(b"caf\xe9", b"cafe"))).exit_code == 0
+    assert calls == []
+    assert cli("load", "t", write("bad.csv", data)).exit_code == 0
+    assert calls == [1]
