@@ -92,7 +92,7 @@ def test_cli_rejects_only_the_bad_record(cli, conn, write, monkeypatch, kind, pl
 
 
 @pytest.mark.parametrize("kind", list(BAD) + ["unterminated"])
-@pytest.mark.parametrize("place", ["middle", "multiline", "last_no_newline"])
+@pytest.mark.parametrize("place", PLACES)
 def test_sql_api_rejects_only_the_bad_record(dsn, kind, place):
     """Another application stages the file's lines itself; a record that is not valid text
     goes into _dp_bytes under its first line number."""
