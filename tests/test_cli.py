@@ -58,8 +58,11 @@ def test_bad_input_gives_one_line_and_leaves_target(cli, conn, write, tmp_path):
         "missing file": (["load", "t", tmp_path / "nope.csv"], "not found"),
         "unknown dataset": (["load", "nope", write("x.csv", HEAD)], "unknown dataset nope"),
         "wrong delimiter": (["load", "t", write("semi.csv", "id;name;amount;day\n1;a;1;2024-01-01\n")], "delimiter right"),
-        "invalid encoding": (["load", "t", write("enc.csv", HEAD.encode() + b"2,caf\xe9,1,2024-01-01\n")], "UTF8"),
-        "unterminated quote": (["load", "t", write("uq.csv", HEAD + '2,"open,1,2024-01-01\n')], "unterminated"),
+        # a bad record is rejected alone: with no reject allowed, nothing is published
+        "invalid encoding": (["load", "t", write("enc.csv", HEAD.encode() + b"2,caf\xe9,1,2024-01-01\n"),
+                              "--max-rejects", "0"], "nothing was published"),
+        "unterminated quote": (["load", "t", write("uq.csv", HEAD + '2,"open,1,2024-01-01\n'), "--max-rejects", "0"],
+                               "nothing was published"),
         "empty file": (["load", "t", write("empty.csv", "")], "empty"),
         "bad mode": (["dataset", "create", "u", "--key", "id", "--columns", "id nosuchtype"], "unknown type"),
         "bad key": (["dataset", "create", "u", "--key", "zz", "--columns", "id bigint"], "key column zz"),

@@ -62,17 +62,33 @@ def test_examples(conn, line, expected):
     assert split(conn, line) == expected
 
 
+@pytest.mark.parametrize("line, expected", [
+    # as COPY (FORMAT csv) reads them: a quote opens a quoted part anywhere in a field
+    ('col1, "005 45 works"', ["col1", " 005 45 works"]),   # pgloader's test file
+    ('1,"x"y,3', ["1", "xy", "3"]),
+    ('1,x"y,z"w,3', ["1", "xy,zw", "3"]),
+    ('"a" ,b', ["a ", "b"]),
+    ('a "b",c', ["a b", "c"]),
+    ('a""b,', ["ab", None]),          # an empty quoted part: the field saw a quote, never NULL
+    ('"""a",b', ['"a', "b"]),
+    ('"a""""b"', ['a""b']),
+    ('x"a""b"y"c",', ['xa"byc', None]),
+    ('"a\rb",c', ["a\rb", "c"]),
+])
+def test_quotes_anywhere_as_copy_reads_them(conn, line, expected):
+    assert split(conn, line) == expected
+
+
 @pytest.mark.parametrize("line", [
-    '1,"x"y,3',      # text between a closing quote and the delimiter
-    '1,x"y,3',       # quote inside an unquoted field
-    '1,"x,3',        # odd number of quotes
-    '"a" ,b',
-    'a "b",c',
+    '1,"x,3',        # odd number of quotes: a quoted part not closed
     '"a"b"',
     '"',
-    '',
+    '1,a\rb,3',      # a carriage return outside quotes
+    '1,"a"\r,3',
+    '"a","b"\r',
+    'a\r',
 ])
-def test_malformed_is_null(conn, line):
+def test_refused_is_null(conn, line):
     assert split(conn, line) is None
 
 

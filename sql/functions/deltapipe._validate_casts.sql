@@ -7,7 +7,7 @@ AS $fn$
 -- their types p_types, their field positions p_pos and, in changes mode p_mode,
 -- the op column's p_op_pos. Returns for each column the cast of its field
 -- (castx; a too long value for a length-limited type fails with 22001 instead
--- of being truncated) and a cheap test (deltapipe._safe_cast_test) that, when
+-- of being truncated; the typmod of the type is kept by every expression) and a cheap test (deltapipe._safe_cast_test) that, when
 -- true, guarantees the cast succeeds (tests, ' AND (...)'; NULL when the cast
 -- cannot fail); and the select list of the typed row (gexprs: each cast where
 -- the row is not refused, _dp_why IS NULL; the op as "char") with its column
@@ -36,7 +36,9 @@ BEGIN
             tests[i] := format(' AND (_dp_f%1$s IS NULL OR %2$s)', p_pos[i],
                                deltapipe._safe_cast_test(format('_dp_f%s', p_pos[i]), p_types[i]));
         END IF;
-        gexprs := gexprs || format(', CASE WHEN _dp_why IS NULL THEN %s END AS %I', castx[i], p_cols[i]);
+        -- ELSE NULL of the type: the CASE keeps the type's typmod (without it, a first load's
+        -- CREATE TABLE AS would make numeric(12,2) numeric, varchar(20) character varying)
+        gexprs := gexprs || format(', CASE WHEN _dp_why IS NULL THEN %s ELSE NULL::%s END AS %I', castx[i], p_types[i], p_cols[i]);
         colnames := colnames || format(', %I', p_cols[i]);
     END LOOP;
     IF p_mode = 'changes' THEN

@@ -6,7 +6,8 @@ AS $fn$
 -- Pairs up the lines of the staging table p_src (qualified name) that hold an
 -- odd number of p_quote characters and replaces each pair's range of lines by
 -- one row, the glued record, at the line number of its first line.
--- Raises DP012 when the file ends inside a quoted field. Returns nothing.
+-- A quoted field still open at the end of the file makes one record of the lines
+-- from its first to the last (then rejected as malformed quoting). Returns nothing.
 -- (deltapipe load glues them while streaming the file and says so: option glued;
 -- then validate() does not call this.)
 DECLARE
@@ -22,12 +23,11 @@ BEGIN
         SELECT a._dp_line AS first, b._dp_line AS last
         FROM odd a LEFT JOIN odd b ON b.rn = a.rn + 1
         WHERE a.rn %% 2 = 1$q$, p_src, p_quote, p_quote);
+    -- a quoted field still open at the end of the file: its record runs to the last line
+    -- (as COPY reads it), and is rejected as one (its quoting is malformed)
     SELECT min(first) INTO unterminated FROM _dp_ml WHERE last IS NULL;
     IF unterminated IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'DP012',
-            MESSAGE = format('unterminated quoted field starting at line %s', unterminated),
-            DETAIL = 'the file ends inside a quoted field',
-            HINT = 'check the quoting of that line, or give the right --quote / --format';
+        EXECUTE format('UPDATE _dp_ml SET last = (SELECT max(_dp_line) FROM %s) WHERE first = %s', p_src, unterminated);
     END IF;
     IF EXISTS (SELECT 1 FROM _dp_ml) THEN
         CREATE TEMP TABLE _dp_mll ON COMMIT DROP AS

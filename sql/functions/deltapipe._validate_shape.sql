@@ -21,7 +21,8 @@ DECLARE
 BEGIN
     bad := format('_dp_n IS NULL OR _dp_n <> %s', p_nfields);
     why := format('CASE WHEN _dp_n IS NULL THEN %L WHEN _dp_n <> %s THEN format(%L, _dp_n)',
-                  CASE p_fmt WHEN 'ndjson' THEN 'not a JSON object' ELSE 'malformed quoting' END, p_nfields,
+                  CASE p_fmt WHEN 'ndjson' THEN 'not a JSON object'
+                       ELSE 'malformed quoting: a quoted field is not closed, or a carriage return is outside quotes' END, p_nfields,
                   'expected ' || p_nfields || ' fields, found %s');
     why_col := 'CASE WHEN _dp_n IS NULL OR _dp_n <> ' || p_nfields || ' THEN NULL::text';
     why_code := format('CASE WHEN _dp_n IS NULL THEN %L WHEN _dp_n <> %s THEN %L',

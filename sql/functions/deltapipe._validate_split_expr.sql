@@ -5,7 +5,8 @@ LANGUAGE plpgsql
 AS $fn$
 -- validate() step 2a: the SQL expression that splits one staged line into its
 -- fields, a text[]: over r._dp_raw for csv/tsv (string_to_array, or
--- deltapipe._csv_split for a line with quotes), over j (the line as jsonb) for
+-- deltapipe._csv_split, as COPY (FORMAT csv) reads it, for a line
+-- with quotes or a carriage return), over j (the line as jsonb) for
 -- ndjson, where the fields are the values of the dataset's columns p_cols (and
 -- of the op column p_op_col in changes mode), NULL when the line is no object.
 -- Takes the read options; returns the expression. Runs nothing.
@@ -18,8 +19,11 @@ BEGIN
     ELSIF p_quote = '' THEN
         RETURN format('string_to_array(r._dp_raw, %L, %L)', p_delim, p_nul);
     ELSE
-        RETURN format('CASE WHEN strpos(r._dp_raw, %1$L) = 0 THEN string_to_array(r._dp_raw, %2$L, %3$L)
-                                  ELSE deltapipe._csv_split(r._dp_raw, %2$L, %1$L, %3$L) END', p_quote, p_delim, p_nul);
+        -- a carriage return outside quotes ends a record for COPY (which then refuses it): such
+        -- lines go to deltapipe._csv_split too, which refuses them
+        RETURN format('CASE WHEN strpos(r._dp_raw, %1$L) = 0 AND strpos(r._dp_raw, %4$L) = 0
+                                  THEN string_to_array(r._dp_raw, %2$L, %3$L)
+                                  ELSE deltapipe._csv_split(r._dp_raw, %2$L, %1$L, %3$L) END', p_quote, p_delim, p_nul, E'\r');
     END IF;
 END
 $fn$;

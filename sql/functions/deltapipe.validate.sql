@@ -16,6 +16,7 @@ AS $fn$
 -- rows cost little.
 --
 -- The steps, each a private routine deltapipe._validate_*:
+--   0 bad_bytes        records staged as bytes (not valid text) are rejected
 --   1 glue_lines       records that span lines become one row
 --   2 split_expr       how a line splits into fields;
 --     header           which field is which column (from the header line)
@@ -52,6 +53,8 @@ DECLARE
     cl         record;   -- the line by line check: n_rows, n_badl
     n_rows     bigint;
     nbad       bigint := 0;
+    nbytes     bigint;   -- records rejected for their bytes (step 0)
+    hdr_bad boolean;
     rows_in    bigint;
     rows_ok    bigint;
 BEGIN
@@ -63,6 +66,9 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'DP006', MESSAGE = 'delimiter must be one character and differ from the quote character';
     END IF;
 
+    -- 0. Records staged as bytes (not valid text: an invalid byte, a NUL) are rejected with their bytes.
+    nbytes := deltapipe._validate_bad_bytes(ds, src, p_options);
+
     -- 1. Records that span lines (deltapipe load glues them while streaming the file and says so: option glued).
     IF fmt <> 'ndjson' AND quote <> '' AND NOT coalesce((p_options->>'glued')::boolean, false) THEN
         PERFORM deltapipe._validate_glue_lines(src, quote);
@@ -70,6 +76,21 @@ BEGIN
 
     -- 2. The fields of a line, and which is which column.
     fexpr := deltapipe._validate_split_expr(fmt, delim, quote, nul, cols, mode, op_col);
+    IF nbytes > 0 AND header AND fmt <> 'ndjson' THEN
+        -- the header line itself is not text: no column can be matched
+        SELECT min(line_no) INTO n_rows FROM deltapipe.reject
+         WHERE node_run_id = (p_options->>'node_run_id')::bigint AND raw_bytes IS NOT NULL;
+        IF n_rows IS NOT NULL THEN
+            EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM %s WHERE _dp_line < %s AND _dp_raw <> %L)', src, n_rows, '')
+               INTO hdr_bad;
+        END IF;
+        IF coalesce(hdr_bad, false) THEN
+            RAISE EXCEPTION USING ERRCODE = 'DP013',
+                MESSAGE = format('the header line (line %s) is not valid %s text', n_rows,
+                                 upper(coalesce(nullif(p_options->>'encoding', ''), 'UTF8'))),
+                HINT = 'give the file''s encoding with --encoding, or fix its first line';
+        END IF;
+    END IF;
     hd := deltapipe._validate_header(ds, src, fexpr, header AND fmt <> 'ndjson', cols, mode, op_col);
 
     -- 3. Row hash: the raw record text, seeded with everything that shapes how it is
@@ -95,7 +116,7 @@ BEGIN
     cl := deltapipe._validate_check_lines(tr.ok, ds, stg, p_options, un.src, fmt, fr.sfsrc, sh.bad,
                                           typed, ts.create_typed, ts.sel, sh.why_keep);
     n_rows := CASE WHEN tr.ok THEN tr.n_rows ELSE cl.n_rows END;
-    rows_in := coalesce(un.rows_in, n_rows + cl.n_badl);
+    rows_in := coalesce(un.rows_in, n_rows + cl.n_badl) + nbytes;
 
     -- 7. Rows kept with a reason (shape, rule) or as suspects: rechecked, or rejected.
     IF NOT tr.ok OR tr.kept OR ts.rulecheck IS NOT NULL THEN

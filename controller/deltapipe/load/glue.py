@@ -9,6 +9,9 @@ line, and the record is followed by one empty line per newline it held: the
 line numbers of the rows after it stay those of the file (empty lines are
 skipped by the load anyway).
 
+A quoted field still open at the end of the file makes one record of the rest
+of the file, as COPY reads it; the database rejects it (malformed quoting).
+
 Records are found with regular expressions run in C: one skips whole stretches
 of records without a newline inside quotes, and stops only at the records that
 have one (the rare ones), which are glued in Python. A block is cut after its
@@ -71,8 +74,13 @@ def glue_records(blocks: Iterable[bytes], quote: bytes, first_line: int = 1,
     if carry:
         out, cut, open_at = _glue(carry + b"\n", *pats)
         if open_at >= 0:
-            raise _unterminated(lines + carry.count(b"\n", 0, open_at) + 1, "the file ends inside a quoted field")
-        out = out[:-1]  # the newline added above
+            # the file ends inside a quoted field: as COPY reads it, the record runs to the end
+            # of the file. It goes as one line (rejected: its quoting is malformed), followed by
+            # one empty line per newline it holds, as a glued record.
+            rest = (carry + b"\n")[cut:-1]
+            out = out + rest.replace(b"\n", b"\\n") + b"\n" * rest.count(b"\n")
+        else:
+            out = out[:-1]  # the newline added above
         if count is not None:
             count.add(out)
         yield out

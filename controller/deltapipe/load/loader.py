@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 
 from deltapipe.db import connect, from_db, require_installed
 from deltapipe.errors import DeltapipeError
+from deltapipe.load.badbytes import BAD_BYTES_SQLSTATES, set_aside
 from deltapipe.load.glue import glue_records
 from deltapipe.load.linecount import LineCount
 from deltapipe.load.retry import _alive, retrying
@@ -176,8 +177,19 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
             stg = _stage_chunked(conn, dataset, path, run_id, nr_id, opts, resume, int(chunked), options, show, size)
 
         second_halves: list[str] = []  # staging tables committed by a second COPY connection
+        # records that are not valid text: looked for only once a plain COPY refused the file (badbytes.py)
+        bad_bytes: dict = {"on": False, "copying": False}
 
         def attempt(c: psycopg.Connection) -> None:
+            try:
+                attempt_once(c)
+            except psycopg.Error as e:
+                if not bad_bytes["copying"] or bad_bytes["on"] or e.sqlstate not in BAD_BYTES_SQLSTATES:
+                    raise
+                bad_bytes["on"] = True  # the transaction is rolled back: stream the file again, setting them aside
+                attempt_once(c)
+
+        def attempt_once(c: psycopg.Connection) -> None:
             while second_halves:  # left by a previous try that failed
                 c.execute("SELECT deltapipe.drop_stage(%s)", (second_halves.pop(),))
             with c.transaction():
@@ -191,8 +203,14 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
                     return
                 stg_ = c.execute("SELECT deltapipe.stage(%s)", (dataset,)).fetchone()[0]
                 t0 = time.perf_counter()
+                bad = [] if bad_bytes["on"] else None
+                bad_bytes["copying"] = True
                 lines = _copy(c, stg_, path, opts.encoding, size, show and size > (16 << 20), glue_quote, dsn,
-                              dataset, second_halves)
+                              dataset, second_halves, bad)
+                bad_bytes["copying"] = False
+                if bad is not None:
+                    options["bytes_lines"] = len(bad)
+                    options["encoding"] = opts.encoding
                 if glue_quote:
                     options["glued"] = True
                 options["staged_lines"] = lines  # non-empty ones: the database need not count them
@@ -287,10 +305,12 @@ def _add_new_columns(conn: psycopg.Connection, dataset: str, path: Path, fmt: st
 
 def _copy(conn: psycopg.Connection, stg: str, path: Path, encoding: str, size: int, show: bool,
           glue_quote: bytes | None = None, dsn: str | None = None, dataset: str | None = None,
-          committed: list | None = None) -> int:
+          committed: list | None = None, bad: list | None = None) -> int:
     """COPY the file's lines into staging table ``stg``; returns the number of non-empty rows staged.
 
-    Multi-line records are glued on the way when ``glue_quote`` is given (see glue.py).
+    Multi-line records are glued on the way when ``glue_quote`` is given (see glue.py). With
+    ``bad`` (a list), records that are not valid text are set aside into it and staged as bytes
+    (see badbytes.py): they are not counted.
 
     With ``dataset`` given, a large file goes over two connections at once (see parallel_copy.py).
     """
@@ -316,7 +336,11 @@ def _copy(conn: psycopg.Connection, stg: str, path: Path, encoding: str, size: i
         with c.cursor() as cur, cur.copy(stmt % table) as cp, open(path, "rb") as f:
             f.seek(start)
             blocks = escape_blocks(Limited(f, length), on_bytes if bar else None, strip_bom=start == 0)
-            if glue_quote:
+            if bad is not None:
+                stream = glue_records(blocks, glue_quote, first_line) if glue_quote else blocks
+                for chunk in set_aside(stream, first_line, encoding, bad):
+                    cp.write(count.add(chunk))
+            elif glue_quote:
                 for chunk in glue_records(blocks, glue_quote, first_line, count):
                     cp.write(chunk)
             else:
@@ -334,6 +358,10 @@ def _copy(conn: psycopg.Connection, stg: str, path: Path, encoding: str, size: i
     finally:
         if bar:
             bar.__exit__(None, None, None)
+    if bad:
+        with conn.cursor() as cur, cur.copy("COPY %s (_dp_line, _dp_bytes) FROM STDIN" % stg) as cp:
+            for row in sorted(bad):
+                cp.write_row(row)
     return sum(counts)
 
 

@@ -13,6 +13,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from deltapipe.errors import DeltapipeError
+from deltapipe.load.badbytes import set_aside
 from deltapipe.load.files import BLOCK, escape_blocks
 from deltapipe.load.parallel_copy import Limited
 
@@ -59,10 +60,16 @@ def stage_in_chunks(conn: psycopg.Connection, *, dataset: str, path: Path, stg: 
                 # cut short by a crash may have used up sequence values)
                 conn.execute("SELECT setval(pg_get_serial_sequence(%s, '_dp_line'), %s::bigint, false)",
                              (stg, first_line + total))
+                bad: list = []  # lines that are not valid text: staged as bytes, rejected (badbytes.py)
                 with conn.cursor() as cur, cur.copy(stmt) as cp:
                     # the byte order mark exists only at offset 0; escape_blocks drops it there
-                    for b in escape_blocks(Limited(f, length), strip_bom=offset == 0):
+                    for b in set_aside(escape_blocks(Limited(f, length), strip_bom=offset == 0),
+                                       first_line + total, encoding, bad):
                         cp.write(b)
+                if bad:
+                    with conn.cursor() as cur, cur.copy("COPY %s (_dp_line, _dp_bytes) FROM STDIN" % stg) as cp:
+                        for row in bad:
+                            cp.write_row(row)
                 conn.execute("INSERT INTO deltapipe.batch (run_id, dataset, source_file, byte_offset, byte_length, "
                              "first_line, rows, state) VALUES (%s, %s, %s, %s, %s, %s, %s, 'staged')",
                              (run_id, dataset, str(path), offset, length, first_line + total, rows))
