@@ -1,0 +1,185 @@
+CREATE OR REPLACE FUNCTION deltapipe._ingest_sql(p_ds deltapipe.dataset, p_op_key text, p_ignore_unknown boolean,
+                                                p_strict boolean)
+RETURNS text
+LANGUAGE plpgsql
+AS $fn$
+-- ingest() step: the one statement that checks, coalesces and applies the rows
+-- of an ingest into dataset p_ds, set-based. Its parameters: $1 the rows (a
+-- JSON array of objects), $2 the keys a row may have (the columns and the op
+-- key p_op_key), $3 the run, $4 the node run. In order:
+--   src    one row per array element, with its position and op (p_op_key, default upsert)
+--   chk    why a row is refused before its values are typed: unknown op (DP131),
+--          unknown keys (DP130, unless p_ignore_unknown), NULL key (DP102), a value
+--          that does not cast (cheap tests of deltapipe._safe_cast_test; only the
+--          values they do not vouch for are cast one by one, deltapipe._ingest_cast_error)
+--   typed  the typed values; ruled: the dataset's rules (DP120; not for deletes)
+--   olds   the target rows of the keys given (one probe of the primary key each)
+--   st     whether the key exists before each op, in array order: after an insert or
+--          upsert it does, after a delete it does not, an update leaves it as it was
+--   acc    an insert of an existing key, an update or delete of a missing one: rejected
+--          (DP132, DP133) with p_strict, else the insert is an upsert and the others do nothing
+--   chg    the net effect per key: I, U, D, or N (an update to the same values)
+--   writes DELETE, UPDATE and INSERT of the target, the changeset (before- and
+--          after-images, as a load writes them), the rejects
+-- It returns one jsonb: received, after_coalesce, inserted, updated, deleted,
+-- unchanged, skipped, rejected (position, column, sqlstate, reason) and dcsum (the
+-- change of the dataset checksum). Runs nothing.
+DECLARE
+    target  text := format('%I.%I', p_ds.target_schema, p_ds.target_table);
+    cols    text[] := ARRAY(SELECT c->>'name' FROM jsonb_array_elements(p_ds.columns) c);
+    types   text[] := ARRAY(SELECT c->>'type' FROM jsonb_array_elements(p_ds.columns) c);
+    keys    text[] := p_ds.key_cols;
+    nonkeys text[] := ARRAY(SELECT c FROM unnest(cols) c WHERE c <> ALL (keys));
+    klist   text := (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k);
+    raw     text;
+    test    text;
+    checks  text := '';
+    typedx  text := '';
+    rulechk text;
+    sep     text := 'chr(31)';
+BEGIN
+    FOR i IN 1..cardinality(cols) LOOP
+        -- the value as text (a JSON null is NULL); json and jsonb columns take the JSON value itself
+        raw := CASE WHEN types[i] IN ('jsonb', 'json') THEN format('nullif(_dp_j->%L, %L::jsonb)', cols[i], 'null')
+                    ELSE format('(_dp_j->>%L)', cols[i]) END;
+        IF types[i] NOT IN ('jsonb', 'json') THEN
+            test := deltapipe._safe_cast_test(raw, types[i]);
+            IF test <> 'true' THEN
+                checks := checks || format(', CASE WHEN %s%s IS NOT NULL AND NOT %s THEN deltapipe._ingest_cast_error(%s, %L, %L) END',
+                                           CASE WHEN cols[i] = ANY (keys) THEN '' ELSE format('_dp_opn <> %L AND ', 'delete') END,
+                                           raw, test, raw, types[i], cols[i]);
+            END IF;
+        END IF;
+        typedx := typedx || format(', CASE WHEN _dp_why IS NULL%s THEN (%s)::%s END AS %I',
+                                   CASE WHEN cols[i] = ANY (keys) THEN '' ELSE format(' AND _dp_opn <> %L', 'delete') END,
+                                   raw, types[i], cols[i]);
+    END LOOP;
+    SELECT 'CASE' || string_agg(format(' WHEN NOT coalesce((%s)::boolean, true) THEN concat_ws(chr(31), %L, %L, %L)',
+                                       r->>'predicate', 'DP120', '', format('rule %s failed: %s', r->>'name', r->>'predicate')), '')
+           || ' END'
+      INTO rulechk FROM jsonb_array_elements(p_ds.options->'rules') r;
+    RETURN format($q$
+    WITH src AS MATERIALIZED (
+        SELECT e.o AS _dp_pos, e.j AS _dp_j, lower(coalesce(e.j->>%1$L, 'upsert')) AS _dp_opn
+          FROM jsonb_array_elements($1) WITH ORDINALITY e(j, o)
+    ), chk AS MATERIALIZED (
+        SELECT _dp_pos, _dp_j, _dp_opn, coalesce(
+                 CASE WHEN _dp_opn NOT IN ('insert', 'update', 'upsert', 'delete')
+                      THEN concat_ws(chr(31), 'DP131', %1$L, format('unknown op %%s (insert, update, upsert or delete)', _dp_j->>%1$L)) END,
+                 %2$s
+                 %3$s
+                 %4$s) AS _dp_why
+          FROM src
+    ), typed AS MATERIALIZED (
+        SELECT _dp_pos, _dp_j, _dp_opn, _dp_why%5$s FROM chk
+    ), ruled AS MATERIALIZED (
+        SELECT t.*, %6$s AS _dp_why2 FROM typed t
+    ), ok AS (
+        SELECT * FROM ruled WHERE _dp_why2 IS NULL
+    ), olds AS MATERIALIZED (
+        SELECT %7$s, t._dp_hash IS NOT NULL AS _dp_ex0, t._dp_hash AS _dp_old_hash,
+               CASE WHEN t._dp_hash IS NOT NULL THEN to_jsonb(t) END AS _dp_before, %8$s AS _dp_old_vals
+          FROM (SELECT DISTINCT %9$s FROM ok) k LEFT JOIN %10$s t ON %11$s
+    ), st AS MATERIALIZED (
+        SELECT s.*, CASE WHEN s._dp_prev IS NULL THEN s._dp_ex0 ELSE s._dp_prev %% 2 = 1 END AS _dp_exb
+          FROM (SELECT ok.*, o._dp_ex0,
+                       max(ok._dp_pos * 2 + CASE WHEN ok._dp_opn = 'delete' THEN 0 ELSE 1 END) FILTER (WHERE ok._dp_opn <> 'update')
+                         OVER (PARTITION BY %12$s ORDER BY ok._dp_pos ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS _dp_prev
+                  FROM ok JOIN olds o USING (%9$s)) s
+    ), acc AS MATERIALIZED (
+        SELECT st.*,
+               CASE WHEN NOT %13$L THEN NULL
+                    WHEN _dp_opn = 'insert' AND _dp_exb THEN concat_ws(chr(31), 'DP132', '', 'insert of a key that exists')
+                    WHEN _dp_opn IN ('update', 'delete') AND NOT _dp_exb
+                    THEN concat_ws(chr(31), 'DP133', '', format('%%s of a key that does not exist', _dp_opn)) END AS _dp_why3,
+               _dp_opn IN ('update', 'delete') AND NOT _dp_exb AS _dp_noop
+          FROM st
+    ), lastop AS (
+        SELECT DISTINCT ON (%9$s) %9$s, _dp_ex0,
+               CASE _dp_opn WHEN 'delete' THEN false WHEN 'update' THEN _dp_exb ELSE true END AS _dp_exf
+          FROM acc ORDER BY %9$s, _dp_pos DESC
+    ), lastval AS (
+        SELECT DISTINCT ON (%9$s) * FROM acc
+         WHERE _dp_why3 IS NULL AND NOT _dp_noop AND _dp_opn <> 'delete' ORDER BY %9$s, _dp_pos DESC
+    ), chg AS MATERIALIZED (
+        SELECT x.*, CASE WHEN x._dp_op1 = 'U' AND %14$s = x._dp_old_vals THEN 'N' ELSE x._dp_op1 END::"char" AS _dp_op
+          FROM (SELECT %9$s%15$s, o._dp_old_hash, o._dp_before, o._dp_old_vals,
+                       CASE WHEN v._dp_pos IS NOT NULL THEN hashtextextended(ROW(%16$s)::text, 0) END AS _dp_hash,
+                       CASE WHEN NOT l._dp_ex0 AND l._dp_exf AND v._dp_pos IS NOT NULL THEN 'I'
+                            WHEN l._dp_ex0 AND NOT l._dp_exf THEN 'D'
+                            WHEN l._dp_ex0 AND l._dp_exf AND v._dp_pos IS NOT NULL THEN 'U' END AS _dp_op1
+                  FROM lastop l JOIN olds o USING (%9$s) LEFT JOIN lastval v USING (%9$s)) x
+         WHERE x._dp_op1 IS NOT NULL
+    ), del AS (
+        DELETE FROM %10$s t USING chg s WHERE s._dp_op = 'D' AND %17$s RETURNING 1
+    ), upd AS (
+        UPDATE %10$s t SET %18$s FROM chg s WHERE s._dp_op = 'U' AND %17$s RETURNING 1
+    ), ins AS (
+        INSERT INTO %10$s (%19$s, _dp_hash) SELECT %19$s, _dp_hash FROM chg WHERE _dp_op = 'I' RETURNING 1
+    ), cs AS (
+        INSERT INTO deltapipe.changeset (run_id, node, op, key, before, after)
+        SELECT $3, %20$L, s._dp_op, jsonb_build_object(%21$s), s._dp_before, CASE WHEN s._dp_op <> 'D' THEN %22$s END
+          FROM chg s WHERE s._dp_op <> 'N'
+    ), rejs AS MATERIALIZED (
+        SELECT _dp_pos, _dp_j, _dp_why2 AS why FROM ruled WHERE _dp_why2 IS NOT NULL
+        UNION ALL
+        SELECT _dp_pos, _dp_j, _dp_why3 FROM acc WHERE _dp_why3 IS NOT NULL
+    ), rj AS (
+        INSERT INTO deltapipe.reject (run_id, node_run_id, dataset, line_no, raw_line, column_name, sqlstate, message)
+        SELECT $3, $4, %20$L, _dp_pos, _dp_j::text, nullif(split_part(why, chr(31), 2), ''), split_part(why, chr(31), 1),
+               split_part(why, chr(31), 3)
+          FROM rejs
+    )
+    SELECT jsonb_build_object(
+        'received', (SELECT count(*) FROM src),
+        'after_coalesce', (SELECT count(*) FROM chg),
+        'inserted', (SELECT count(*) FROM ins),
+        'updated', (SELECT count(*) FROM upd),
+        'deleted', (SELECT count(*) FROM del),
+        'unchanged', (SELECT count(*) FROM chg WHERE _dp_op = 'N'),
+        'skipped', (SELECT count(*) FROM acc WHERE _dp_noop AND _dp_why3 IS NULL),
+        'rejected', (SELECT coalesce(jsonb_agg(jsonb_build_object('position', _dp_pos, 'column', nullif(split_part(why, chr(31), 2), ''),
+                                                                  'sqlstate', split_part(why, chr(31), 1),
+                                                                  'reason', split_part(why, chr(31), 3)) ORDER BY _dp_pos), '[]')
+                       FROM rejs),
+        'dcsum', (SELECT coalesce(sum(CASE _dp_op WHEN 'I' THEN _dp_hash::numeric WHEN 'D' THEN -_dp_old_hash::numeric
+                                               ELSE _dp_hash::numeric - _dp_old_hash::numeric END), 0)
+                    FROM chg WHERE _dp_op <> 'N'))
+    $q$,
+    p_op_key,                                                                        -- 1
+    CASE WHEN p_ignore_unknown THEN '' ELSE
+        'CASE WHEN _dp_j - $2 <> ''{}''::jsonb THEN concat_ws(chr(31), ''DP130'', '''', ''unknown column(s) ''
+              || (SELECT string_agg(k, '', '' ORDER BY k) FROM jsonb_object_keys(_dp_j - $2) k)) END,' END,  -- 2
+    (SELECT string_agg(format('CASE WHEN (_dp_j->>%1$L) IS NULL THEN concat_ws(chr(31), %2$L, %1$L, %3$L) END,',
+                              k, 'DP102', format('NULL in key column %s', k)), ' ') FROM unnest(keys) k),  -- 3
+    'NULL::text' || checks,                                                          -- 4
+    typedx,                                                                          -- 5
+    CASE WHEN rulechk IS NULL THEN '_dp_why'
+         ELSE format('coalesce(_dp_why, CASE WHEN _dp_opn <> %L THEN %s END)', 'delete', rulechk) END,  -- 6
+    (SELECT string_agg(format('k.%I', k), ', ') FROM unnest(keys) k),                -- 7
+    CASE WHEN cardinality(nonkeys) = 0 THEN '''''::text'
+         ELSE format('ROW(%s)::text', (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(nonkeys) c)) END,  -- 8
+    klist,                                                                           -- 9
+    target,                                                                          -- 10
+    (SELECT string_agg(format('t.%1$I = k.%1$I', k), ' AND ') FROM unnest(keys) k),  -- 11
+    (SELECT string_agg(format('ok.%I', k), ', ') FROM unnest(keys) k),               -- 12
+    p_strict,                                                                        -- 13
+    CASE WHEN cardinality(nonkeys) = 0 THEN '''''::text'
+         ELSE format('ROW(%s)::text', (SELECT string_agg(format('x.%I', c), ', ') FROM unnest(nonkeys) c)) END,  -- 14
+    coalesce((SELECT string_agg(format(', v.%I', c), '') FROM unnest(nonkeys) c), ''),  -- 15
+    (SELECT string_agg(CASE WHEN c = ANY (keys) THEN format('%I', c) ELSE format('v.%I', c) END, ', ') FROM unnest(cols) c),  -- 16
+    (SELECT string_agg(format('t.%1$I = s.%1$I', k), ' AND ') FROM unnest(keys) k),  -- 17
+    (SELECT string_agg(format('%1$I = s.%1$I', c), ', ') FROM unnest(nonkeys || '_dp_hash'::text) c),  -- 18
+    (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c),                  -- 19
+    p_ds.name,                                                                       -- 20
+    (SELECT string_agg(format('%L, s.%I', k, k), ', ') FROM unnest(keys) k),         -- 21
+    -- (jsonb_build_object takes at most 100 arguments: 50 columns a call)
+    (SELECT string_agg(format('jsonb_build_object(%s)', q.p), ' || ')
+       FROM (SELECT string_agg(format('%L, s.%I', u.c, u.c), ', ' ORDER BY u.i) AS p
+               FROM unnest(cols) WITH ORDINALITY u(c, i) GROUP BY (u.i - 1) / 50) q)  -- 22
+    );
+END
+$fn$;
+
+COMMENT ON FUNCTION deltapipe._ingest_sql(deltapipe.dataset, text, boolean, boolean) IS
+  'Private, ingest() step: the one statement that checks, coalesces and applies an ingest''s rows and writes its changeset and rejects.';

@@ -1,0 +1,275 @@
+"""deltapipe.ingest: record-level changes from applications (ops coalesced per key, rejects, changeset,
+rollback, propagate) and `deltapipe ingest NAME FILE`."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+
+from test_cli import one_error_line
+
+HEAD = "id,name,amount\n"
+
+
+def ingest(conn, rows, options=None, dataset="t"):
+    arg = rows if isinstance(rows, str) else json.dumps(rows)
+    return conn.execute("SELECT deltapipe.ingest(%s, %s::jsonb, %s::jsonb)",
+                        (dataset, arg, json.dumps(options or {}))).fetchone()[0]
+
+
+def table(conn, name="t"):
+    return conn.execute("SELECT id, name, amount FROM %s ORDER BY id" % name).fetchall()
+
+
+def checksum_ok(conn, name="t"):
+    ds = conn.execute("SELECT checksum, row_count FROM deltapipe.dataset WHERE name = %s", (name,)).fetchone()
+    real = conn.execute("SELECT coalesce(sum(_dp_hash::numeric), 0), count(*) FROM %s" % name).fetchone()
+    return ds == real
+
+
+@pytest.fixture
+def t(cli, write):
+    r = cli("dataset", "create", "t", "--key", "id", "--columns", "id bigint, name text, amount numeric")
+    assert r.exit_code == 0, r.output
+    r = cli("load", "t", write("a.csv", HEAD + "1,a,1\n2,b,2\n3,c,3\n"))
+    assert r.exit_code == 0, r.output
+
+
+def test_upsert_insert_update_delete(conn, t):
+    r = ingest(conn, [{"id": 4, "name": "d", "amount": 4}, {"id": 1, "name": "A", "amount": 10},
+                      {"id": 2, "op": "delete"}, {"id": 3, "name": "c", "amount": 3}])
+    assert r["received"] == 4 and r["after_coalesce"] == 4
+    assert (r["inserted"], r["updated"], r["deleted"], r["unchanged"]) == (1, 1, 1, 1)
+    assert r["rejected"] == [] and r["row_count"] == 3
+    assert table(conn) == [(1, "A", 10), (3, "c", 3), (4, "d", 4)]
+    assert checksum_ok(conn)
+
+
+# ---------------------------------------------------------------- coalescing
+# (ops on one key, in array order) -> (the table row of the key afterwards, net counts I/U/D, after_coalesce)
+NEW, OLD = 9, 1   # a key not in the table, a key in it (row (1, 'a', 1))
+COALESCE = [
+    ("insert+update = insert of the new values", NEW, [("insert", "x", 1), ("update", "y", 2)], (NEW, "y", 2), (1, 0, 0)),
+    ("insert+delete = nothing", NEW, [("insert", "x", 1), ("delete",)], None, (0, 0, 0)),
+    ("upsert+upsert = insert of the last", NEW, [("upsert", "x", 1), ("upsert", "y", 2)], (NEW, "y", 2), (1, 0, 0)),
+    ("insert+update+delete+insert", NEW, [("insert", "x", 1), ("update", "y", 2), ("delete",), ("insert", "z", 3)],
+     (NEW, "z", 3), (1, 0, 0)),
+    ("update+delete = delete", OLD, [("update", "y", 2), ("delete",)], None, (0, 0, 1)),
+    ("update+update = update to the last", OLD, [("update", "y", 2), ("update", "z", 3)], (OLD, "z", 3), (0, 1, 0)),
+    ("delete+insert = update", OLD, [("delete",), ("insert", "y", 2)], (OLD, "y", 2), (0, 1, 0)),
+    ("delete+insert of the same values = unchanged", OLD, [("delete",), ("insert", "a", 1)], (OLD, "a", 1), (0, 0, 0)),
+    ("upsert+delete of an existing key = delete", OLD, [("upsert", "y", 2), ("delete",)], None, (0, 0, 1)),
+    ("delete+insert+delete = delete", OLD, [("delete",), ("insert", "y", 2), ("delete",)], None, (0, 0, 1)),
+    ("upsert (default op) of an existing key = update", OLD, [(None, "y", 2)], (OLD, "y", 2), (0, 1, 0)),
+]
+
+
+def _row(key, op):
+    r = {"id": key}
+    if op[0] is not None:
+        r["op"] = op[0]
+    if len(op) > 1:
+        r["name"], r["amount"] = op[1], op[2]
+    return r
+
+
+@pytest.mark.parametrize("why,key,ops,after,counts", COALESCE, ids=[c[0] for c in COALESCE])
+def test_ops_on_one_key_coalesce_to_their_net_effect(conn, t, why, key, ops, after, counts):
+    before = table(conn)
+    r = ingest(conn, [_row(key, op) for op in ops])
+    assert r["rejected"] == [], why
+    assert (r["inserted"], r["updated"], r["deleted"]) == counts, (why, r)
+    assert r["received"] == len(ops)
+    # keys whose ops cancel out leave nothing; an update to the same values counts as unchanged
+    assert r["after_coalesce"] == sum(counts) + r["unchanged"]
+    want = [x for x in before if x[0] != key] + ([after] if after else [])
+    assert table(conn) == sorted(want)
+    assert checksum_ok(conn)
+    # the changeset holds one net change per key, as a load writes it
+    cs = conn.execute("SELECT op, key, before, after FROM deltapipe.changeset WHERE run_id = %s", (r["run_id"],)).fetchall()
+    assert len(cs) == sum(counts)
+    for op, k, b, a in cs:
+        assert k == {"id": key}
+        assert (b is None) == (op == "I") and (a is None) == (op == "D")
+        if a is not None:
+            assert a == {"id": key, "name": after[1], "amount": after[2]}
+
+
+def test_insert_of_an_existing_key_and_update_or_delete_of_a_missing_one_are_rejected(conn, t):
+    r = ingest(conn, [{"op": "insert", "id": 1, "name": "x", "amount": 5},     # exists
+                      {"op": "update", "id": 7, "name": "y", "amount": 6},     # missing
+                      {"op": "delete", "id": 8},                               # missing
+                      {"op": "update", "id": 1, "name": "z", "amount": 7},     # still applies
+                      {"op": "insert", "id": 8, "name": "w", "amount": 8},
+                      {"op": "insert", "id": 8, "name": "v", "amount": 9}])    # exists by now
+    rej = {x["position"]: (x["sqlstate"], x["reason"]) for x in r["rejected"]}
+    assert rej == {1: ("DP132", "insert of a key that exists"), 2: ("DP133", "update of a key that does not exist"),
+                   3: ("DP133", "delete of a key that does not exist"), 6: ("DP132", "insert of a key that exists")}
+    assert table(conn) == [(1, "z", 7), (2, "b", 2), (3, "c", 3), (8, "w", 8)]
+    # the rejects are in deltapipe.reject with their position and the row as given
+    got = conn.execute("SELECT line_no, sqlstate, raw_line::jsonb->>'op' FROM deltapipe.reject WHERE run_id = %s "
+                       "ORDER BY line_no", (r["run_id"],)).fetchall()
+    assert got == [(1, "DP132", "insert"), (2, "DP133", "update"), (3, "DP133", "delete"), (6, "DP132", "insert")]
+
+
+def test_lenient_insert_is_an_upsert_and_missing_keys_are_skipped(conn, t):
+    r = ingest(conn, [{"op": "insert", "id": 1, "name": "x", "amount": 5}, {"op": "update", "id": 7, "name": "y"},
+                      {"op": "delete", "id": 8}], {"strict": False})
+    assert r["rejected"] == [] and r["skipped"] == 2 and r["updated"] == 1
+    assert table(conn) == [(1, "x", 5), (2, "b", 2), (3, "c", 3)]
+
+
+# ---------------------------------------------------------------- rejects and values
+def test_bad_type_rule_and_null_key_are_rejected_the_rest_applied(cli, conn, t):
+    r = cli("dataset", "rule", "add", "t", "positive", "amount > 0")
+    assert r.exit_code == 0, r.output
+    r = ingest(conn, [{"id": 4, "name": "d", "amount": "abc"},
+                      {"id": 5, "name": "e", "amount": -1},
+                      {"id": None, "name": "f", "amount": 1},
+                      {"name": "g", "amount": 1},
+                      {"id": "x7", "name": "h"},
+                      {"id": 6, "name": "ok", "amount": 6},
+                      {"id": 7, "op": "merge"}])
+    rej = {x["position"]: x for x in r["rejected"]}
+    assert sorted(rej) == [1, 2, 3, 4, 5, 7]
+    assert (rej[1]["column"], rej[1]["sqlstate"]) == ("amount", "22P02")
+    assert rej[2]["sqlstate"] == "DP120" and "rule positive failed" in rej[2]["reason"]
+    assert (rej[3]["column"], rej[3]["sqlstate"]) == ("id", "DP102")
+    assert (rej[4]["column"], rej[4]["sqlstate"]) == ("id", "DP102")
+    assert (rej[5]["column"], rej[5]["sqlstate"]) == ("id", "22P02")
+    assert rej[7]["sqlstate"] == "DP131" and "merge" in rej[7]["reason"]
+    assert r["inserted"] == 1 and table(conn)[-1] == (6, "ok", 6)
+    n = conn.execute("SELECT rows_in, rejected, inserted FROM deltapipe.node_run WHERE run_id = %s",
+                     (r["run_id"],)).fetchone()
+    assert n == (7, 6, 1)
+
+
+def test_null_values_and_types(cli, conn):
+    r = cli("dataset", "create", "v", "--key", "k", "--columns",
+            "k text, n integer, d date, ts timestamptz, b boolean, j jsonb, s varchar(3)")
+    assert r.exit_code == 0, r.output
+    r = ingest(conn, [{"k": "a", "n": 1, "d": "2024-02-29", "ts": "2024-01-01T10:00:00+02:00", "b": True,
+                       "j": {"x": [1, 2]}, "s": "abc"},
+                      {"k": "b", "n": None, "d": None, "j": None},
+                      {"k": "c", "s": "abcd"},
+                      {"k": "d", "d": "2023-02-29"},
+                      {"k": "e", "n": 1.5}], dataset="v")
+    assert r["inserted"] == 2, r
+    assert {x["position"]: (x["column"], x["sqlstate"]) for x in r["rejected"]} == {
+        3: ("s", "22001"), 4: ("d", "22008"), 5: ("n", "22P02")}
+    rows = conn.execute("SELECT k, n, d::text, ts = '2024-01-01 08:00:00+00', b, j, s FROM v ORDER BY k").fetchall()
+    assert rows == [("a", 1, "2024-02-29", True, True, {"x": [1, 2]}, "abc"), ("b", None, None, None, None, None, None)]
+    # an update to NULL, and back
+    ingest(conn, [{"k": "a", "n": None}], dataset="v")
+    assert conn.execute("SELECT n, s FROM v WHERE k = 'a'").fetchone() == (None, None)
+    assert checksum_ok(conn, "v")
+
+
+def test_a_key_given_twice_keeps_the_last(conn, t):
+    r = ingest(conn, [{"id": 1, "name": "x", "amount": 1}, {"id": 1, "name": "y", "amount": 2}])
+    assert (r["received"], r["after_coalesce"], r["updated"]) == (2, 1, 1)
+    assert table(conn)[0] == (1, "y", 2)
+    assert conn.execute("SELECT duplicates, after_coalesce FROM deltapipe.node_run WHERE run_id = %s",
+                        (r["run_id"],)).fetchone() == (1, 1)
+
+
+def test_unknown_columns_are_rejected_or_ignored(conn, t):
+    r = ingest(conn, [{"id": 5, "name": "e", "colour": "red", "size": 1}, {"id": 6}])
+    assert [(x["position"], x["sqlstate"], x["reason"]) for x in r["rejected"]] == [
+        (1, "DP130", "unknown column(s) colour, size")]
+    assert r["inserted"] == 1
+    r = ingest(conn, [{"id": 5, "name": "e", "colour": "red"}], {"unknown_columns": "ignore"})
+    assert r["rejected"] == [] and r["inserted"] == 1
+    assert table(conn)[-2:] == [(5, "e", None), (6, None, None)]
+
+
+def test_the_op_key_is_configurable(conn, t):
+    r = ingest(conn, [{"id": 1, "action": "delete"}], {"op_key": "action"})
+    assert r["deleted"] == 1
+    with pytest.raises(psycopg.Error) as e:
+        ingest(conn, [], {"op_key": "name"})
+    assert e.value.diag.sqlstate == "DP061"
+
+
+@pytest.mark.parametrize("rows,detail", [
+    ('{"id": 1}', "rows is a JSON object"),
+    ("42", "rows is a JSON number"),
+    ('"x"', "rows is a JSON string"),
+    ('[{"id": 1}, 2]', "element 2 (counting from 1) is a JSON number"),
+    ('[[{"id": 1}]]', "element 1 (counting from 1) is a JSON array"),
+    ("null", "rows is a JSON null"),
+])
+def test_rows_that_are_not_an_array_of_objects_are_a_clear_error(conn, t, rows, detail):
+    with pytest.raises(psycopg.Error) as e:
+        ingest(conn, rows)
+    assert e.value.diag.sqlstate == "DP060"
+    assert "rows must be a JSON array of objects" in e.value.diag.message_primary
+    assert e.value.diag.message_detail == detail and e.value.diag.message_hint
+    assert table(conn) == [(1, "a", 1), (2, "b", 2), (3, "c", 3)]
+
+
+def test_bad_options_are_a_clear_error(conn, t):
+    for opts in ({"propagte": True}, {"strict": "no"}, {"unknown_columns": "drop"}):
+        with pytest.raises(psycopg.Error) as e:
+            ingest(conn, [{"id": 1}], opts)
+        assert e.value.diag.sqlstate == "DP061"
+
+
+def test_first_ingest_creates_the_table_and_rollback_drops_it(cli, conn):
+    cli("dataset", "create", "n", "--key", "id", "--columns", "id bigint, name text, amount numeric")
+    r = ingest(conn, [{"id": 1, "name": "a", "amount": 1}], dataset="n")
+    assert r["inserted"] == 1 and table(conn, "n") == [(1, "a", 1)]
+    r2 = ingest(conn, [{"id": 2, "name": "b"}], dataset="n")
+    assert checksum_ok(conn, "n")
+    # the next load of a file compares with what was ingested
+    assert cli("rollback", r["run_id"], "--cascade").exit_code == 0
+    assert conn.execute("SELECT to_regclass('public.n')").fetchone()[0] is None
+    assert r2["run_id"] > r["run_id"]
+
+
+# ---------------------------------------------------------------- rollback, loads after an ingest
+def test_rollback_of_an_ingest_restores_the_table(cli, conn, t):
+    before = conn.execute("SELECT id, name, amount, _dp_hash FROM t ORDER BY id").fetchall()
+    r = ingest(conn, [{"id": 1, "name": "A"}, {"id": 2, "op": "delete"}, {"id": 9, "name": "z", "amount": 9}])
+    assert table(conn) == [(1, "A", None), (3, "c", 3), (9, "z", 9)]
+    out = cli("rollback", r["run_id"])
+    assert out.exit_code == 0, out.output
+    assert conn.execute("SELECT id, name, amount, _dp_hash FROM t ORDER BY id").fetchall() == before
+    assert checksum_ok(conn)
+    # a load after an ingest sees the ingested rows as the table's
+    ingest(conn, [{"id": 4, "name": "d", "amount": 4}])
+    out = cli("load", "t", tmp_csv(cli, "1,a,1\n2,b,2\n3,c,3\n4,d,4\n"), "--json")
+    assert out.exit_code == 0, out.output
+    res = json.loads(out.output)
+    assert (res["inserted"], res["updated"], res["deleted"]) == (0, 0, 0)
+
+
+def tmp_csv(cli, body, _n=[0]):
+    import tempfile
+    _n[0] += 1
+    f = tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False)
+    f.write(HEAD + body)
+    f.close()
+    return f.name
+
+
+# ---------------------------------------------------------------- the CLI
+def test_cli_ingest_from_a_file_and_from_stdin(cli, conn, t, write):
+    f = write("rows.ndjson", '{"id": 4, "name": "d", "amount": 4}\n\n{"id": 1, "op": "delete"}\n'
+                             '{"id": 5, "amount": "x"}\n')
+    r = cli("ingest", "t", f)
+    assert r.exit_code == 0, r.output
+    assert "received" in r.output and "after coalesce" in r.output
+    assert "reject: row 3 (amount): 22P02" in r.output
+    assert table(conn) == [(2, "b", 2), (3, "c", 3), (4, "d", 4)]
+    r = cli("ingest", "t", "-", "--json", input='{"id": 2, "op": "delete"}\n{"id": 6, "name": "f", "colour": 1}\n')
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert res["deleted"] == 1 and res["rejected"][0]["sqlstate"] == "DP130"
+    r = cli("ingest", "t", "-", "--ignore-unknown-columns", input='{"id": 6, "name": "f", "colour": 1}\n')
+    assert r.exit_code == 0 and table(conn)[-1] == (6, "f", None)
+    assert "line 2 is not valid JSON" in one_error_line(cli("ingest", "t", "-", input='{"id": 7}\n{"id": \n'))
+    assert "DP060" not in one_error_line(cli("ingest", "t", "-", input='[1]\n'))
+    assert "unknown dataset" in one_error_line(cli("ingest", "nope", f))
