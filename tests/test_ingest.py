@@ -273,3 +273,94 @@ def test_cli_ingest_from_a_file_and_from_stdin(cli, conn, t, write):
     assert "line 2 is not valid JSON" in one_error_line(cli("ingest", "t", "-", input='{"id": 7}\n{"id": \n'))
     assert "DP060" not in one_error_line(cli("ingest", "t", "-", input='[1]\n'))
     assert "unknown dataset" in one_error_line(cli("ingest", "nope", f))
+
+
+# ---------------------------------------------------------------- downstream models
+def _pipeline(cli, tmp_path):
+    from pipeline_helpers import make_pipeline
+    orders = "".join("%d,c%d,%d,2024-01-0%d\n" % (i, i % 5, i, 1 + i % 3) for i in range(1, 201))
+    d = make_pipeline(tmp_path / "p", {
+        "big": "SELECT id, customer, amount * 2 AS dbl FROM orders WHERE amount > 3",
+        "by_customer": "SELECT customer, count(*) AS n, sum(dbl) AS total, max(dbl) AS hi FROM big GROUP BY customer",
+    }, data={"data/orders.csv": "id,customer,amount,day\n" + orders})
+    r = cli("run", d, "--no-timeline")
+    assert r.exit_code == 0, r.output
+    return d
+
+
+CHANGES = [{"id": 1, "customer": "c9", "amount": 50, "day": "2024-01-05"},          # into the filter, a new group
+           {"id": 200, "op": "delete"},                                             # the max of its group
+           {"id": 7, "op": "update", "customer": "c2", "amount": 1, "day": "2024-01-01"},  # out of the filter
+           {"id": 500, "op": "insert", "customer": "c1", "amount": 9, "day": "2024-01-02"},
+           {"id": 500, "op": "update", "customer": "c1", "amount": 10, "day": "2024-01-02"},
+           {"id": 501, "op": "insert", "customer": "c1", "amount": 11}, {"id": 501, "op": "delete"}]
+
+
+def _models_match_recompute(conn):
+    assert conn.execute("SELECT model, side, row FROM deltapipe.verify('p')").fetchall() == []
+    got = conn.execute("SELECT customer, n, total, hi FROM by_customer ORDER BY 1").fetchall()
+    want = conn.execute("SELECT customer, count(*), sum(amount * 2), max(amount * 2) FROM orders WHERE amount > 3 "
+                        "GROUP BY customer ORDER BY 1").fetchall()
+    assert got == want
+
+
+def test_models_over_an_ingested_dataset_refresh_incrementally_on_the_next_run(cli, conn, tmp_path):
+    _pipeline(cli, tmp_path)
+    r = ingest(conn, CHANGES, dataset="orders")
+    assert (r["inserted"], r["updated"], r["deleted"], r["after_coalesce"]) == (1, 2, 1, 4), r
+    # deferred: the models wait for the next run
+    assert conn.execute("SELECT count(*) FROM big WHERE id = 500").fetchone()[0] == 0
+    rid = conn.execute("CALL deltapipe.run_pipeline('p')").fetchone()[0]
+    st = dict(conn.execute("SELECT node, strategy FROM deltapipe.node_run WHERE run_id = %s", (rid,)).fetchall())
+    assert st == {"big": "incremental", "by_customer": "incremental"}, st
+    _models_match_recompute(conn)
+    # the refresh read the ingest's changes, not the table
+    assert conn.execute("SELECT rows_in FROM deltapipe.node_run WHERE run_id = %s AND node = 'big'",
+                        (rid,)).fetchone()[0] < 10
+    # nothing new: the next run skips both
+    rid = conn.execute("CALL deltapipe.run_pipeline('p')").fetchone()[0]
+    assert {s for (s,) in conn.execute("SELECT status FROM deltapipe.node_run WHERE run_id = %s", (rid,))} == {"skipped"}
+
+
+def test_propagate_refreshes_the_downstream_models_in_the_same_transaction(cli, conn, tmp_path, dsn):
+    _pipeline(cli, tmp_path)
+    r = ingest(conn, CHANGES, {"propagate": True}, dataset="orders")
+    [p] = r["propagated"]
+    assert p["pipeline"] == "p" and p["status"] == "done"
+    assert [(m["node"], m["strategy"], m["incremental"]) for m in p["models"]] == [
+        ("big", "incremental", True), ("by_customer", "incremental", True)]
+    _models_match_recompute(conn)
+    # in the caller's transaction: a rollback takes the ingest and the refresh back together
+    before = conn.execute("SELECT * FROM by_customer ORDER BY 1").fetchall()
+    with psycopg.connect(dsn) as c2:
+        r = ingest(c2, [{"id": 2, "customer": "c7", "amount": 70}], {"propagate": True}, dataset="orders")
+        assert c2.execute("SELECT n FROM by_customer WHERE customer = 'c7'").fetchone() == (1,)
+        c2.rollback()
+    assert conn.execute("SELECT * FROM by_customer ORDER BY 1").fetchall() == before
+    # the next ingest and the next run after a propagated one read each change once
+    ingest(conn, [{"id": 3, "customer": "c3", "amount": 30}], dataset="orders")
+    conn.execute("CALL deltapipe.run_pipeline('p')")
+    _models_match_recompute(conn)
+    # a dataset no model reads propagates to nothing
+    cli("dataset", "create", "lone", "--key", "id", "--columns", "id bigint")
+    assert ingest(conn, [{"id": 1}], {"propagate": True}, dataset="lone")["propagated"] == []
+
+
+def test_cli_ingest_propagate(cli, conn, tmp_path, write):
+    _pipeline(cli, tmp_path)
+    r = cli("ingest", "orders", write("o.ndjson", '{"id": 1, "customer": "c9", "amount": 50}\n'), "--propagate")
+    assert r.exit_code == 0, r.output
+    assert "propagated to p" in r.output and "big incremental" in r.output
+    _models_match_recompute(conn)
+
+
+def test_an_ingest_rolled_back_before_the_next_run_never_reaches_the_models(cli, conn, tmp_path):
+    _pipeline(cli, tmp_path)
+    ingest(conn, [{"id": 2, "customer": "c1", "amount": 20, "day": "2024-01-02"}], dataset="orders")
+    r = ingest(conn, CHANGES, dataset="orders")
+    assert cli("rollback", r["run_id"]).exit_code == 0
+    rid = conn.execute("CALL deltapipe.run_pipeline('p')").fetchone()[0]
+    assert conn.execute("SELECT strategy FROM deltapipe.node_run WHERE run_id = %s AND node = 'big'",
+                        (rid,)).fetchone()[0] == "incremental"
+    _models_match_recompute(conn)
+    assert conn.execute("SELECT count(*) FROM big WHERE id = 500").fetchone()[0] == 0
