@@ -364,3 +364,27 @@ def test_an_ingest_rolled_back_before_the_next_run_never_reaches_the_models(cli,
                         (rid,)).fetchone()[0] == "incremental"
     _models_match_recompute(conn)
     assert conn.execute("SELECT count(*) FROM big WHERE id = 500").fetchone()[0] == 0
+
+
+# ---------------------------------------------------------------- metrics
+def test_each_ingest_records_its_counts_and_metrics_expose_them(cli, conn, t):
+    from test_metrics import parse_prometheus, value
+    ingest(conn, [{"id": 4, "name": "d"}, {"id": 4, "name": "e"}, {"id": 1, "op": "delete"}, {"id": "x"}])
+    ingest(conn, [{"id": 5, "op": "insert"}, {"id": 5, "op": "delete"}, {"id": 2, "name": "b", "amount": 2}])
+    n = conn.execute("SELECT rows_in, after_coalesce, inserted, updated, deleted, unchanged, rejected, duplicates "
+                     "FROM deltapipe.node_run WHERE mode = 'ingest' ORDER BY id").fetchall()
+    assert n == [(4, 2, 1, 0, 1, 0, 1, 1), (3, 1, 0, 0, 0, 1, 0, 2)]
+    r = cli("metrics")
+    assert r.exit_code == 0, r.output
+    fams = parse_prometheus(r.output)
+    assert value(fams, "deltapipe_ingest_calls_total", dataset="t") == 2
+    want = {"received": 7, "after_coalesce": 3, "inserted": 1, "updated": 0, "deleted": 1, "unchanged": 1,
+            "rejected": 1}
+    for outcome, v in want.items():
+        assert value(fams, "deltapipe_ingest_rows_total", dataset="t", outcome=outcome) == v, outcome
+    # the SQL function says the same
+    text = conn.execute("SELECT deltapipe.metrics()").fetchone()[0]
+    sql = parse_prometheus(text)
+    assert value(sql, "deltapipe_ingest_calls_total", dataset="t") == 2
+    for outcome, v in want.items():
+        assert value(sql, "deltapipe_ingest_rows_total", dataset="t", outcome=outcome) == v, outcome
