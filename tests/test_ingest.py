@@ -388,3 +388,58 @@ def test_each_ingest_records_its_counts_and_metrics_expose_them(cli, conn, t):
     assert value(sql, "deltapipe_ingest_calls_total", dataset="t") == 2
     for outcome, v in want.items():
         assert value(sql, "deltapipe_ingest_rows_total", dataset="t", outcome=outcome) == v, outcome
+
+
+# ---------------------------------------------------------------- property: the dataset equals a model of the net effect
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+EXAMPLES = int(__import__("os").environ.get("DELTAPIPE_HYPOTHESIS_EXAMPLES", "25"))
+ingest_op = st.tuples(st.sampled_from(["insert", "update", "upsert", "delete", None]), st.integers(1, 5),
+                      st.sampled_from(["a", "b", "", None]), st.one_of(st.none(), st.integers(-3, 3)))
+calls = st.lists(st.tuples(st.lists(ingest_op, max_size=10), st.booleans()), min_size=1, max_size=5)
+
+
+def apply_model(state: dict, ops, strict: bool):
+    """The net effect, one op after the other: the rows of the table by key, and the rejected positions."""
+    rejected = []
+    for pos, (op, key, name, amount) in enumerate(ops, 1):
+        op = op or "upsert"
+        exists = key in state
+        if (op == "insert" and exists) or (op in ("update", "delete") and not exists):
+            if strict:
+                rejected.append(pos)
+                continue
+            if op != "insert":   # lenient: an update or delete of a missing key does nothing,
+                continue         # an insert of an existing key is an upsert
+        if op == "delete":
+            del state[key]
+        else:
+            state[key] = (name, amount)
+    return rejected
+
+
+def test_random_ingest_calls_keep_the_dataset_equal_to_a_model_of_the_net_effect(conn, t):
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(calls)
+    def prop(cs):
+        state = {k: (n, a) for k, n, a in table(conn)}
+        for ops, strict in cs:
+            rows = []
+            for op, key, name, amount in ops:
+                r = {"id": key, "name": name}
+                if amount is not None:
+                    r["amount"] = amount
+                if op is not None:
+                    r["op"] = op
+                rows.append(r)
+            before = dict(state)
+            want_rej = apply_model(state, ops, strict)
+            res = ingest(conn, rows, {"strict": strict})
+            assert [x["position"] for x in res["rejected"]] == want_rej, (ops, res)
+            assert table(conn) == sorted((k, n, a) for k, (n, a) in state.items()), ops
+            gone, new = set(before) - set(state), set(state) - set(before)
+            changed = {k for k in set(before) & set(state) if before[k] != state[k]}
+            assert (res["inserted"], res["updated"], res["deleted"]) == (len(new), len(changed), len(gone)), (ops, res)
+        assert checksum_ok(conn)
+    prop()
