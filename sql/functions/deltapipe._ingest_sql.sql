@@ -13,12 +13,13 @@ AS $fn$
 --          that does not cast (cheap tests of deltapipe._safe_cast_test; only the
 --          values they do not vouch for are cast one by one, deltapipe._ingest_cast_error)
 --   typed  the typed values; ruled: the dataset's rules (DP120; not for deletes)
---   olds   the target rows of the keys given (one probe of the primary key each)
---   st     whether the key exists before each op, in array order: after an insert or
+--   st     the target row of each row's key (one probe of the primary key each), and
+--          whether the key exists before each op, in array order: after an insert or
 --          upsert it does, after a delete it does not, an update leaves it as it was
 --   acc    an insert of an existing key, an update or delete of a missing one: rejected
 --          (DP132, DP133) with p_strict, else the insert is an upsert and the others do nothing
---   chg    the net effect per key: I, U, D, or N (an update to the same values)
+--   chg    the net effect per key: I, U, D, or N (an update to the same values), from
+--          window functions over the key's rows (no join: the planner cannot count them)
 --   writes DELETE, UPDATE and INSERT of the target, the changeset (before- and
 --          after-images, as a load writes them), the rejects
 -- It returns one jsonb: received, after_coalesce, inserted, updated, deleted,
@@ -76,16 +77,13 @@ BEGIN
         SELECT t.*, %6$s AS _dp_why2 FROM typed t
     ), ok AS (
         SELECT * FROM ruled WHERE _dp_why2 IS NULL
-    ), olds AS MATERIALIZED (
-        SELECT %7$s, t._dp_hash IS NOT NULL AS _dp_ex0, t._dp_hash AS _dp_old_hash,
-               CASE WHEN t._dp_hash IS NOT NULL THEN to_jsonb(t) END AS _dp_before, %8$s AS _dp_old_vals
-          FROM (SELECT DISTINCT %9$s FROM ok) k LEFT JOIN %10$s t ON %11$s
     ), st AS MATERIALIZED (
         SELECT s.*, CASE WHEN s._dp_prev IS NULL THEN s._dp_ex0 ELSE s._dp_prev %% 2 = 1 END AS _dp_exb
-          FROM (SELECT ok.*, o._dp_ex0,
+          FROM (SELECT ok.*, t._dp_hash IS NOT NULL AS _dp_ex0, t._dp_hash AS _dp_old_hash,
+                       CASE WHEN t._dp_hash IS NOT NULL THEN to_jsonb(t) END AS _dp_before, %8$s AS _dp_old_vals,
                        max(ok._dp_pos * 2 + CASE WHEN ok._dp_opn = 'delete' THEN 0 ELSE 1 END) FILTER (WHERE ok._dp_opn <> 'update')
                          OVER (PARTITION BY %12$s ORDER BY ok._dp_pos ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS _dp_prev
-                  FROM ok JOIN olds o USING (%9$s)) s
+                  FROM ok LEFT JOIN %10$s t ON %11$s) s
     ), acc AS MATERIALIZED (
         SELECT st.*,
                CASE WHEN NOT %13$L THEN NULL
@@ -94,21 +92,20 @@ BEGIN
                     THEN concat_ws(chr(31), 'DP133', '', format('%%s of a key that does not exist', _dp_opn)) END AS _dp_why3,
                _dp_opn IN ('update', 'delete') AND NOT _dp_exb AS _dp_noop
           FROM st
-    ), lastop AS (
-        SELECT DISTINCT ON (%9$s) %9$s, _dp_ex0,
-               CASE _dp_opn WHEN 'delete' THEN false WHEN 'update' THEN _dp_exb ELSE true END AS _dp_exf
-          FROM acc ORDER BY %9$s, _dp_pos DESC
-    ), lastval AS (
-        SELECT DISTINCT ON (%9$s) * FROM acc
-         WHERE _dp_why3 IS NULL AND NOT _dp_noop AND _dp_opn <> 'delete' ORDER BY %9$s, _dp_pos DESC
     ), chg AS MATERIALIZED (
-        SELECT x.*, CASE WHEN x._dp_op1 = 'U' AND %14$s = x._dp_old_vals THEN 'N' ELSE x._dp_op1 END::"char" AS _dp_op
-          FROM (SELECT %9$s%15$s, o._dp_old_hash, o._dp_before, o._dp_old_vals,
-                       CASE WHEN v._dp_pos IS NOT NULL THEN hashtextextended(ROW(%16$s)::text, 0) END AS _dp_hash,
-                       CASE WHEN NOT l._dp_ex0 AND l._dp_exf AND v._dp_pos IS NOT NULL THEN 'I'
-                            WHEN l._dp_ex0 AND NOT l._dp_exf THEN 'D'
-                            WHEN l._dp_ex0 AND l._dp_exf AND v._dp_pos IS NOT NULL THEN 'U' END AS _dp_op1
-                  FROM lastop l JOIN olds o USING (%9$s) LEFT JOIN lastval v USING (%9$s)) x
+        -- one row per key: its last row that sets values (else its last row), with the net op
+        SELECT x.*, CASE WHEN x._dp_op1 = 'U' AND %14$s = x._dp_old_vals THEN 'N' ELSE x._dp_op1 END::"char" AS _dp_op,
+               CASE WHEN x._dp_op1 IN ('I', 'U') THEN hashtextextended(ROW(%16$s)::text, 0) END AS _dp_hash
+          FROM (SELECT y.*, CASE WHEN NOT y._dp_ex0 AND y._dp_exf AND y._dp_vpos IS NOT NULL THEN 'I'
+                                 WHEN y._dp_ex0 AND NOT y._dp_exf THEN 'D'
+                                 WHEN y._dp_ex0 AND y._dp_exf AND y._dp_vpos IS NOT NULL THEN 'U' END AS _dp_op1
+                  FROM (SELECT z.*, CASE WHEN z._dp_fin IS NULL THEN z._dp_ex0 ELSE z._dp_fin %% 2 = 1 END AS _dp_exf
+                          FROM (SELECT acc.*,
+                                       max(_dp_pos) FILTER (WHERE _dp_why3 IS NULL AND NOT _dp_noop AND _dp_opn <> 'delete') OVER w AS _dp_vpos,
+                                       max(_dp_pos) OVER w AS _dp_lpos,
+                                       max(_dp_pos * 2 + CASE WHEN _dp_opn = 'delete' THEN 0 ELSE 1 END) FILTER (WHERE _dp_opn <> 'update') OVER w AS _dp_fin
+                                  FROM acc WINDOW w AS (PARTITION BY %9$s)) z
+                         WHERE z._dp_pos = coalesce(z._dp_vpos, z._dp_lpos)) y) x
          WHERE x._dp_op1 IS NOT NULL
     ), del AS (
         DELETE FROM %10$s t USING chg s WHERE s._dp_op = 'D' AND %17$s RETURNING 1
@@ -156,18 +153,18 @@ BEGIN
     typedx,                                                                          -- 5
     CASE WHEN rulechk IS NULL THEN '_dp_why'
          ELSE format('coalesce(_dp_why, CASE WHEN _dp_opn <> %L THEN %s END)', 'delete', rulechk) END,  -- 6
-    (SELECT string_agg(format('k.%I', k), ', ') FROM unnest(keys) k),                -- 7
+    NULL,                                                                            -- 7 (unused)
     CASE WHEN cardinality(nonkeys) = 0 THEN '''''::text'
          ELSE format('ROW(%s)::text', (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(nonkeys) c)) END,  -- 8
     klist,                                                                           -- 9
     target,                                                                          -- 10
-    (SELECT string_agg(format('t.%1$I = k.%1$I', k), ' AND ') FROM unnest(keys) k),  -- 11
+    (SELECT string_agg(format('t.%1$I = ok.%1$I', k), ' AND ') FROM unnest(keys) k),  -- 11
     (SELECT string_agg(format('ok.%I', k), ', ') FROM unnest(keys) k),               -- 12
     p_strict,                                                                        -- 13
     CASE WHEN cardinality(nonkeys) = 0 THEN '''''::text'
          ELSE format('ROW(%s)::text', (SELECT string_agg(format('x.%I', c), ', ') FROM unnest(nonkeys) c)) END,  -- 14
-    coalesce((SELECT string_agg(format(', v.%I', c), '') FROM unnest(nonkeys) c), ''),  -- 15
-    (SELECT string_agg(CASE WHEN c = ANY (keys) THEN format('%I', c) ELSE format('v.%I', c) END, ', ') FROM unnest(cols) c),  -- 16
+    NULL,                                                                            -- 15 (unused)
+    (SELECT string_agg(format('x.%I', c), ', ') FROM unnest(cols) c),                -- 16
     (SELECT string_agg(format('t.%1$I = s.%1$I', k), ' AND ') FROM unnest(keys) k),  -- 17
     (SELECT string_agg(format('%1$I = s.%1$I', c), ', ') FROM unnest(nonkeys || '_dp_hash'::text) c),  -- 18
     (SELECT string_agg(format('%I', c), ', ') FROM unnest(cols) c),                  -- 19

@@ -95,7 +95,8 @@ BEGIN
     VALUES (v_run, ds.name, 'load', 'running', clock_timestamp(), 'ingest')
     RETURNING id INTO v_nr;
 
-    EXECUTE deltapipe._ingest_sql(ds, op_key, ign, v_strict)
+    -- the statement, in a function made once for the dataset and these options (its plan is reused)
+    EXECUTE format('SELECT %s($1, $2, $3, $4)', deltapipe._ingest_statement(ds, op_key, ign, v_strict))
        INTO res USING rows, cols || op_key, v_run, v_nr;
 
     UPDATE deltapipe.dataset d
