@@ -34,15 +34,19 @@ DECLARE
     klist   text := (SELECT string_agg(format('%I', k), ', ') FROM unnest(keys) k);
     raw     text;
     test    text;
+    fields  text := '';
     checks  text := '';
     typedx  text := '';
     rulechk text;
     sep     text := 'chr(31)';
 BEGIN
     FOR i IN 1..cardinality(cols) LOOP
-        -- the value as text (a JSON null is NULL); json and jsonb columns take the JSON value itself
-        raw := CASE WHEN types[i] IN ('jsonb', 'json') THEN format('nullif(_dp_j->%L, %L::jsonb)', cols[i], 'null')
-                    ELSE format('(_dp_j->>%L)', cols[i]) END;
+        -- the value as text (a JSON null is NULL), taken out of the object once (src) as
+        -- _dp_f<i>; json and jsonb columns take the JSON value itself
+        fields := fields || format(', %s AS _dp_f%s',
+                                   CASE WHEN types[i] IN ('jsonb', 'json') THEN format('nullif(e.j->%L, %L::jsonb)', cols[i], 'null')
+                                        ELSE format('e.j->>%L', cols[i]) END, i);
+        raw := format('_dp_f%s', i);
         IF types[i] NOT IN ('jsonb', 'json') THEN
             test := deltapipe._safe_cast_test(raw, types[i]);
             IF test <> 'true' THEN
@@ -61,10 +65,10 @@ BEGIN
       INTO rulechk FROM jsonb_array_elements(p_ds.options->'rules') r;
     RETURN format($q$
     WITH src AS MATERIALIZED (
-        SELECT e.o AS _dp_pos, e.j AS _dp_j, lower(coalesce(e.j->>%1$L, 'upsert')) AS _dp_opn
+        SELECT e.o AS _dp_pos, e.j AS _dp_j, lower(coalesce(e.j->>%1$L, 'upsert')) AS _dp_opn%7$s
           FROM jsonb_array_elements($1) WITH ORDINALITY e(j, o)
     ), chk AS MATERIALIZED (
-        SELECT _dp_pos, _dp_j, _dp_opn, coalesce(
+        SELECT *, coalesce(
                  CASE WHEN _dp_opn NOT IN ('insert', 'update', 'upsert', 'delete')
                       THEN concat_ws(chr(31), 'DP131', %1$L, format('unknown op %%s (insert, update, upsert or delete)', _dp_j->>%1$L)) END,
                  %2$s
@@ -147,13 +151,13 @@ BEGIN
     CASE WHEN p_ignore_unknown THEN '' ELSE
         'CASE WHEN _dp_j - $2 <> ''{}''::jsonb THEN concat_ws(chr(31), ''DP130'', '''', ''unknown column(s) ''
               || (SELECT string_agg(k, '', '' ORDER BY k) FROM jsonb_object_keys(_dp_j - $2) k)) END,' END,  -- 2
-    (SELECT string_agg(format('CASE WHEN (_dp_j->>%1$L) IS NULL THEN concat_ws(chr(31), %2$L, %1$L, %3$L) END,',
-                              k, 'DP102', format('NULL in key column %s', k)), ' ') FROM unnest(keys) k),  -- 3
+    (SELECT string_agg(format('CASE WHEN _dp_f%s IS NULL THEN concat_ws(chr(31), %L, %L, %L) END,',
+                              array_position(cols, k), 'DP102', k, format('NULL in key column %s', k)), ' ') FROM unnest(keys) k),  -- 3
     'NULL::text' || checks,                                                          -- 4
     typedx,                                                                          -- 5
     CASE WHEN rulechk IS NULL THEN '_dp_why'
          ELSE format('coalesce(_dp_why, CASE WHEN _dp_opn <> %L THEN %s END)', 'delete', rulechk) END,  -- 6
-    NULL,                                                                            -- 7 (unused)
+    fields,                                                                          -- 7
     CASE WHEN cardinality(nonkeys) = 0 THEN '''''::text'
          ELSE format('ROW(%s)::text', (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(nonkeys) c)) END,  -- 8
     klist,                                                                           -- 9
