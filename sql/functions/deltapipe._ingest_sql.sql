@@ -81,21 +81,27 @@ BEGIN
         SELECT t.*, %6$s AS _dp_why2 FROM typed t
     ), ok AS (
         SELECT * FROM ruled WHERE _dp_why2 IS NULL
-    ), st AS MATERIALIZED (
-        SELECT s.*, CASE WHEN s._dp_prev IS NULL THEN s._dp_ex0 ELSE s._dp_prev %% 2 = 1 END AS _dp_exb
-          FROM (SELECT ok.*, t._dp_hash IS NOT NULL AS _dp_ex0, t._dp_hash AS _dp_old_hash,
-                       CASE WHEN t._dp_hash IS NOT NULL THEN to_jsonb(t) END AS _dp_before, %8$s AS _dp_old_vals,
-                       max(ok._dp_pos * 2 + CASE WHEN ok._dp_opn = 'delete' THEN 0 ELSE 1 END) FILTER (WHERE ok._dp_opn <> 'update')
-                         OVER (PARTITION BY %12$s ORDER BY ok._dp_pos ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS _dp_prev
-                  FROM ok LEFT JOIN %10$s t ON %11$s) s
     ), acc AS MATERIALIZED (
-        SELECT st.*,
-               CASE WHEN NOT %13$L THEN NULL
-                    WHEN _dp_opn = 'insert' AND _dp_exb THEN concat_ws(chr(31), 'DP132', '', 'insert of a key that exists')
-                    WHEN _dp_opn IN ('update', 'delete') AND NOT _dp_exb
-                    THEN concat_ws(chr(31), 'DP133', '', format('%%s of a key that does not exist', _dp_opn)) END AS _dp_why3,
-               _dp_opn IN ('update', 'delete') AND NOT _dp_exb AS _dp_noop
-          FROM st
+        -- per row: whether its key exists before it (_dp_exb), why it is refused (_dp_why3) or
+        -- does nothing (_dp_noop); per key (one sort for both windows): the last row that sets
+        -- values (_dp_vpos), the last row (_dp_lpos), the last op that decides existence (_dp_fin)
+        SELECT a.*,
+               max(a._dp_pos) FILTER (WHERE a._dp_why3 IS NULL AND NOT a._dp_noop AND a._dp_opn <> 'delete') OVER w AS _dp_vpos,
+               max(a._dp_pos) OVER w AS _dp_lpos,
+               max(a._dp_pos * 2 + CASE WHEN a._dp_opn = 'delete' THEN 0 ELSE 1 END) FILTER (WHERE a._dp_opn <> 'update') OVER w AS _dp_fin
+          FROM (SELECT s.*,
+                       CASE WHEN NOT %13$L THEN NULL
+                            WHEN s._dp_opn = 'insert' AND s._dp_exb THEN concat_ws(chr(31), 'DP132', '', 'insert of a key that exists')
+                            WHEN s._dp_opn IN ('update', 'delete') AND NOT s._dp_exb
+                            THEN concat_ws(chr(31), 'DP133', '', format('%%s of a key that does not exist', s._dp_opn)) END AS _dp_why3,
+                       s._dp_opn IN ('update', 'delete') AND NOT s._dp_exb AS _dp_noop
+                  FROM (SELECT s0.*, CASE WHEN s0._dp_prev IS NULL THEN s0._dp_ex0 ELSE s0._dp_prev %% 2 = 1 END AS _dp_exb
+                          FROM (SELECT ok.*, t._dp_hash IS NOT NULL AS _dp_ex0, t._dp_hash AS _dp_old_hash,
+                                       CASE WHEN t._dp_hash IS NOT NULL THEN to_jsonb(t) END AS _dp_before, %8$s AS _dp_old_vals,
+                                       max(ok._dp_pos * 2 + CASE WHEN ok._dp_opn = 'delete' THEN 0 ELSE 1 END) FILTER (WHERE ok._dp_opn <> 'update')
+                                         OVER (PARTITION BY %12$s ORDER BY ok._dp_pos ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS _dp_prev
+                                  FROM ok LEFT JOIN %10$s t ON %11$s) s0) s) a
+        WINDOW w AS (PARTITION BY %9$s)
     ), chg AS MATERIALIZED (
         -- one row per key: its last row that sets values (else its last row), with the net op
         SELECT x.*, CASE WHEN x._dp_op1 = 'U' AND %14$s = x._dp_old_vals THEN 'N' ELSE x._dp_op1 END::"char" AS _dp_op,
@@ -103,13 +109,8 @@ BEGIN
           FROM (SELECT y.*, CASE WHEN NOT y._dp_ex0 AND y._dp_exf AND y._dp_vpos IS NOT NULL THEN 'I'
                                  WHEN y._dp_ex0 AND NOT y._dp_exf THEN 'D'
                                  WHEN y._dp_ex0 AND y._dp_exf AND y._dp_vpos IS NOT NULL THEN 'U' END AS _dp_op1
-                  FROM (SELECT z.*, CASE WHEN z._dp_fin IS NULL THEN z._dp_ex0 ELSE z._dp_fin %% 2 = 1 END AS _dp_exf
-                          FROM (SELECT acc.*,
-                                       max(_dp_pos) FILTER (WHERE _dp_why3 IS NULL AND NOT _dp_noop AND _dp_opn <> 'delete') OVER w AS _dp_vpos,
-                                       max(_dp_pos) OVER w AS _dp_lpos,
-                                       max(_dp_pos * 2 + CASE WHEN _dp_opn = 'delete' THEN 0 ELSE 1 END) FILTER (WHERE _dp_opn <> 'update') OVER w AS _dp_fin
-                                  FROM acc WINDOW w AS (PARTITION BY %9$s)) z
-                         WHERE z._dp_pos = coalesce(z._dp_vpos, z._dp_lpos)) y) x
+                  FROM (SELECT acc.*, CASE WHEN acc._dp_fin IS NULL THEN acc._dp_ex0 ELSE acc._dp_fin %% 2 = 1 END AS _dp_exf
+                          FROM acc WHERE acc._dp_pos = coalesce(acc._dp_vpos, acc._dp_lpos)) y) x
          WHERE x._dp_op1 IS NOT NULL
     ), del AS (
         DELETE FROM %10$s t USING chg s WHERE s._dp_op = 'D' AND %17$s RETURNING 1
