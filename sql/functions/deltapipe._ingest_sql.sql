@@ -76,7 +76,7 @@ BEGIN
                  %4$s) AS _dp_why
           FROM src
     ), typed AS MATERIALIZED (
-        SELECT _dp_pos, _dp_j, _dp_opn, _dp_why%5$s FROM chk
+        SELECT _dp_pos, _dp_opn, _dp_why%5$s FROM chk
     ), ruled AS MATERIALIZED (
         SELECT t.*, %6$s AS _dp_why2 FROM typed t
     ), ok AS (
@@ -96,15 +96,15 @@ BEGIN
                             THEN concat_ws(chr(31), 'DP133', '', format('%%s of a key that does not exist', s._dp_opn)) END AS _dp_why3,
                        s._dp_opn IN ('update', 'delete') AND NOT s._dp_exb AS _dp_noop
                   FROM (SELECT s0.*, CASE WHEN s0._dp_prev IS NULL THEN s0._dp_ex0 ELSE s0._dp_prev %% 2 = 1 END AS _dp_exb
-                          FROM (SELECT ok.*, t._dp_hash IS NOT NULL AS _dp_ex0, t._dp_hash AS _dp_old_hash,
-                                       CASE WHEN t._dp_hash IS NOT NULL THEN to_jsonb(t) END AS _dp_before, %8$s AS _dp_old_vals,
+                          FROM (SELECT ok.*, t._dp_hash IS NOT NULL AS _dp_ex0, t._dp_hash AS _dp_old_hash, t AS _dp_t,
                                        max(ok._dp_pos * 2 + CASE WHEN ok._dp_opn = 'delete' THEN 0 ELSE 1 END) FILTER (WHERE ok._dp_opn <> 'update')
                                          OVER (PARTITION BY %12$s ORDER BY ok._dp_pos ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS _dp_prev
                                   FROM ok LEFT JOIN %10$s t ON %11$s) s0) s) a
         WINDOW w AS (PARTITION BY %9$s)
     ), chg AS MATERIALIZED (
         -- one row per key: its last row that sets values (else its last row), with the net op
-        SELECT x.*, CASE WHEN x._dp_op1 = 'U' AND %14$s = x._dp_old_vals THEN 'N' ELSE x._dp_op1 END::"char" AS _dp_op,
+        SELECT x.*, CASE WHEN x._dp_op1 = 'U' AND %14$s = %8$s THEN 'N' ELSE x._dp_op1 END::"char" AS _dp_op,
+               CASE WHEN x._dp_ex0 THEN to_jsonb(x._dp_t) END AS _dp_before,
                CASE WHEN x._dp_op1 IN ('I', 'U') THEN hashtextextended(ROW(%16$s)::text, 0) END AS _dp_hash
           FROM (SELECT y.*, CASE WHEN NOT y._dp_ex0 AND y._dp_exf AND y._dp_vpos IS NOT NULL THEN 'I'
                                  WHEN y._dp_ex0 AND NOT y._dp_exf THEN 'D'
@@ -123,12 +123,12 @@ BEGIN
         SELECT $3, %20$L, s._dp_op, jsonb_build_object(%21$s), s._dp_before, CASE WHEN s._dp_op <> 'D' THEN %22$s END
           FROM chg s WHERE s._dp_op <> 'N'
     ), rejs AS MATERIALIZED (
-        SELECT _dp_pos, _dp_j, _dp_why2 AS why FROM ruled WHERE _dp_why2 IS NOT NULL
+        SELECT _dp_pos, _dp_why2 AS why FROM ruled WHERE _dp_why2 IS NOT NULL
         UNION ALL
-        SELECT _dp_pos, _dp_j, _dp_why3 FROM acc WHERE _dp_why3 IS NOT NULL
+        SELECT _dp_pos, _dp_why3 FROM acc WHERE _dp_why3 IS NOT NULL
     ), rj AS (
         INSERT INTO deltapipe.reject (run_id, node_run_id, dataset, line_no, raw_line, column_name, sqlstate, message)
-        SELECT $3, $4, %20$L, _dp_pos, _dp_j::text, nullif(split_part(why, chr(31), 2), ''), split_part(why, chr(31), 1),
+        SELECT $3, $4, %20$L, _dp_pos, ($1 -> (_dp_pos::int - 1))::text, nullif(split_part(why, chr(31), 2), ''), split_part(why, chr(31), 1),
                split_part(why, chr(31), 3)
           FROM rejs
     )
@@ -160,7 +160,7 @@ BEGIN
          ELSE format('coalesce(_dp_why, CASE WHEN _dp_opn <> %L THEN %s END)', 'delete', rulechk) END,  -- 6
     fields,                                                                          -- 7
     CASE WHEN cardinality(nonkeys) = 0 THEN '''''::text'
-         ELSE format('ROW(%s)::text', (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(nonkeys) c)) END,  -- 8
+         ELSE format('ROW(%s)::text', (SELECT string_agg(format('(x._dp_t).%I', c), ', ') FROM unnest(nonkeys) c)) END,  -- 8
     klist,                                                                           -- 9
     target,                                                                          -- 10
     (SELECT string_agg(format('t.%1$I = ok.%1$I', k), ' AND ') FROM unnest(keys) k),  -- 11
