@@ -10,14 +10,15 @@ AS $fn$
 -- and then reused (planning the statement costs as much as running it on a few
 -- hundred rows). The hash covers what the statement is made of: the dataset's
 -- name, columns, key, rules and table, the options, and the text of
--- deltapipe._ingest_sql (a new version of deltapipe makes a new function). The
+-- deltapipe._ingest_sql and of this routine (a new version makes a new function). The
 -- dataset's older functions are dropped when a new one is made. The caller holds
 -- the dataset's row lock. Returns the function's qualified name.
 DECLARE
     h     text := md5(concat_ws(chr(31), p_ds.name, p_ds.columns::text, p_ds.key_cols::text, p_ds.options->'rules',
                                 p_ds.target_schema, p_ds.target_table, p_op_key, p_ignore_unknown, p_strict,
-                                (SELECT md5(p.prosrc) FROM pg_proc p
-                                  WHERE p.oid = 'deltapipe._ingest_sql(deltapipe.dataset, text, boolean, boolean)'::regprocedure)));
+                                (SELECT md5(string_agg(p.prosrc, chr(31) ORDER BY p.proname)) FROM pg_proc p
+                                  WHERE p.oid IN ('deltapipe._ingest_sql(deltapipe.dataset, text, boolean, boolean)'::regprocedure,
+                                                  'deltapipe._ingest_statement(deltapipe.dataset, text, boolean, boolean)'::regprocedure))));
     fname text := format('deltapipe_stage.%I', '_dp_ingest_' || h);
     tag   text := format('deltapipe ingest statement of dataset %s', p_ds.name);
     old   record;
@@ -30,7 +31,10 @@ BEGIN
                   AND obj_description(p.oid, 'pg_proc') = tag LOOP
         EXECUTE format('DROP FUNCTION IF EXISTS %s', old.f);
     END LOOP;
-    EXECUTE format('CREATE FUNCTION %s(jsonb, text[], bigint, bigint) RETURNS jsonb LANGUAGE plpgsql AS %L',
+    -- its plan does not depend on the rows (their estimates are those of a function scan):
+    -- the generic plan, made once, saves the planning of every call
+    EXECUTE format('CREATE FUNCTION %s(jsonb, text[], bigint, bigint) RETURNS jsonb LANGUAGE plpgsql
+                    SET plan_cache_mode = force_generic_plan AS %L',
                    fname, format(E'DECLARE _dp_res jsonb;\nBEGIN\n%s\n    INTO _dp_res;\n    RETURN _dp_res;\nEND',
                                  deltapipe._ingest_sql(p_ds, p_op_key, p_ignore_unknown, p_strict)));
     EXECUTE format('COMMENT ON FUNCTION %s(jsonb, text[], bigint, bigint) IS %L', fname, tag);
