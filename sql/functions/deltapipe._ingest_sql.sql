@@ -64,7 +64,11 @@ BEGIN
            || ' END'
       INTO rulechk FROM jsonb_array_elements(p_ds.options->'rules') r;
     RETURN format($q$
-    WITH src AS MATERIALIZED (
+    WITH unk AS MATERIALIZED (
+        -- whether any row has a key that is not a column nor the op key (one pass in C over
+        -- the whole array: the rows are then looked at one by one only when one has)
+        SELECT jsonb_path_exists($1, %23$L) AS _dp_unknown
+    ), src AS MATERIALIZED (
         SELECT e.o AS _dp_pos, e.j AS _dp_j, lower(coalesce(e.j->>%1$L, 'upsert')) AS _dp_opn%7$s
           FROM jsonb_array_elements($1) WITH ORDINALITY e(j, o)
     ), chk AS MATERIALIZED (
@@ -150,7 +154,7 @@ BEGIN
     $q$,
     p_op_key,                                                                        -- 1
     CASE WHEN p_ignore_unknown THEN '' ELSE
-        'CASE WHEN _dp_j - $2 <> ''{}''::jsonb THEN concat_ws(chr(31), ''DP130'', '''', ''unknown column(s) ''
+        'CASE WHEN (SELECT _dp_unknown FROM unk) AND _dp_j - $2 <> ''{}''::jsonb THEN concat_ws(chr(31), ''DP130'', '''', ''unknown column(s) ''
               || (SELECT string_agg(k, '', '' ORDER BY k) FROM jsonb_object_keys(_dp_j - $2) k)) END,' END,  -- 2
     (SELECT string_agg(format('CASE WHEN _dp_f%s IS NULL THEN concat_ws(chr(31), %L, %L, %L) END,',
                               array_position(cols, k), 'DP102', k, format('NULL in key column %s', k)), ' ') FROM unnest(keys) k),  -- 3
@@ -178,7 +182,9 @@ BEGIN
     -- (jsonb_build_object takes at most 100 arguments: 50 columns a call)
     (SELECT string_agg(format('jsonb_build_object(%s)', q.p), ' || ')
        FROM (SELECT string_agg(format('%L, s.%I', u.c, u.c), ', ' ORDER BY u.i) AS p
-               FROM unnest(cols) WITH ORDINALITY u(c, i) GROUP BY (u.i - 1) / 50) q)  -- 22
+               FROM unnest(cols) WITH ORDINALITY u(c, i) GROUP BY (u.i - 1) / 50) q),  -- 22
+    (SELECT format('$[*].keyvalue() ? (!(%s))', string_agg(format('@.key == %s', to_json(k)::text), ' || '))
+       FROM unnest(cols || p_op_key) k)                                              -- 23
     );
 END
 $fn$;
