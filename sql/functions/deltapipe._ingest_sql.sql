@@ -7,17 +7,19 @@ AS $fn$
 -- of an ingest into dataset p_ds, set-based. Its parameters: $1 the rows (a
 -- JSON array of objects), $2 the keys a row may have (the columns and the op
 -- key p_op_key), $3 the run, $4 the node run. In order:
---   src    one row per array element, with its position and op (p_op_key, default upsert)
---   chk    why a row is refused before its values are typed: unknown op (DP131),
---          unknown keys (DP130, unless p_ignore_unknown), NULL key (DP102), a value
---          that does not cast (cheap tests of deltapipe._safe_cast_test; only the
---          values they do not vouch for are cast one by one, deltapipe._ingest_cast_error)
---   typed  the typed values; ruled: the dataset's rules (DP120; not for deletes)
---   st     the target row of each row's key (one probe of the primary key each), and
---          whether the key exists before each op, in array order: after an insert or
---          upsert it does, after a delete it does not, an update leaves it as it was
---   acc    an insert of an existing key, an update or delete of a missing one: rejected
---          (DP132, DP133) with p_strict, else the insert is an upsert and the others do nothing
+--   chk    one row per array element: its position, its op (p_op_key, default
+--          upsert), each field taken out once, and why the row is refused before
+--          its values are typed: unknown op (DP131), unknown keys (DP130, unless
+--          p_ignore_unknown), NULL key (DP102), a value that does not cast (cheap
+--          tests of deltapipe._safe_cast_test; only the values they do not vouch
+--          for are cast one by one, deltapipe._ingest_cast_error)
+--   ruled  the typed values, and the dataset's rules on them (DP120; not for deletes)
+--   acc    per row, in array order: the target row of its key (one probe of the
+--          primary key each); whether the key exists before the op (after an
+--          insert or upsert it does, after a delete it does not, an update leaves
+--          it as it was); an insert of an existing key, an update or delete of a
+--          missing one is rejected (DP132, DP133) with p_strict, else the insert is
+--          an upsert and the others do nothing
 --   chg    the net effect per key: I, U, D, or N (an update to the same values), from
 --          window functions over the key's rows (no join: the planner cannot count them)
 --   writes DELETE, UPDATE and INSERT of the target, the changeset (before- and
@@ -64,25 +66,17 @@ BEGIN
            || ' END'
       INTO rulechk FROM jsonb_array_elements(p_ds.options->'rules') r;
     RETURN format($q$
-    WITH unk AS MATERIALIZED (
-        -- whether any row has a key that is not a column nor the op key (one pass in C over
-        -- the whole array: the rows are then looked at one by one only when one has)
-        SELECT jsonb_path_exists($1, %23$L) AS _dp_unknown
-    ), src AS MATERIALIZED (
-        SELECT e.o AS _dp_pos, e.j AS _dp_j, lower(coalesce(e.j->>%1$L, 'upsert')) AS _dp_opn%7$s
-          FROM jsonb_array_elements($1) WITH ORDINALITY e(j, o)
-    ), chk AS MATERIALIZED (
-        SELECT *, coalesce(
+    WITH chk AS MATERIALIZED (
+        SELECT src.*, coalesce(
                  CASE WHEN _dp_opn NOT IN ('insert', 'update', 'upsert', 'delete')
                       THEN concat_ws(chr(31), 'DP131', %1$L, format('unknown op %%s (insert, update, upsert or delete)', _dp_j->>%1$L)) END,
                  %2$s
                  %3$s
                  %4$s) AS _dp_why
-          FROM src
-    ), typed AS MATERIALIZED (
-        SELECT _dp_pos, _dp_opn, _dp_why%5$s FROM chk
+          FROM (SELECT e.o AS _dp_pos, e.j AS _dp_j, lower(coalesce(e.j->>%1$L, 'upsert')) AS _dp_opn%7$s
+                  FROM jsonb_array_elements($1) WITH ORDINALITY e(j, o) OFFSET 0) src
     ), ruled AS MATERIALIZED (
-        SELECT t.*, %6$s AS _dp_why2 FROM typed t
+        %6$s
     ), ok AS (
         SELECT * FROM ruled WHERE _dp_why2 IS NULL
     ), acc AS MATERIALIZED (
@@ -137,7 +131,7 @@ BEGIN
           FROM rejs
     )
     SELECT jsonb_build_object(
-        'received', (SELECT count(*) FROM src),
+        'received', jsonb_array_length($1),
         'after_coalesce', (SELECT count(*) FROM chg),
         'inserted', (SELECT count(*) FROM ins),
         'updated', (SELECT count(*) FROM upd),
@@ -154,14 +148,16 @@ BEGIN
     $q$,
     p_op_key,                                                                        -- 1
     CASE WHEN p_ignore_unknown THEN '' ELSE
-        'CASE WHEN (SELECT _dp_unknown FROM unk) AND _dp_j - $2 <> ''{}''::jsonb THEN concat_ws(chr(31), ''DP130'', '''', ''unknown column(s) ''
+        'CASE WHEN _dp_j - $2 <> ''{}''::jsonb THEN concat_ws(chr(31), ''DP130'', '''', ''unknown column(s) ''
               || (SELECT string_agg(k, '', '' ORDER BY k) FROM jsonb_object_keys(_dp_j - $2) k)) END,' END,  -- 2
     (SELECT string_agg(format('CASE WHEN _dp_f%s IS NULL THEN concat_ws(chr(31), %L, %L, %L) END,',
                               array_position(cols, k), 'DP102', k, format('NULL in key column %s', k)), ' ') FROM unnest(keys) k),  -- 3
     'NULL::text' || checks,                                                          -- 4
-    typedx,                                                                          -- 5
-    CASE WHEN rulechk IS NULL THEN '_dp_why'
-         ELSE format('coalesce(_dp_why, CASE WHEN _dp_opn <> %L THEN %s END)', 'delete', rulechk) END,  -- 6
+    NULL,                                                                            -- 5 (unused)
+    -- the typed values; with rules, checked on them one level up
+    CASE WHEN rulechk IS NULL THEN format('SELECT _dp_pos, _dp_opn, _dp_why, _dp_why AS _dp_why2%s FROM chk', typedx)
+         ELSE format('SELECT t.*, coalesce(_dp_why, CASE WHEN _dp_opn <> %L THEN %s END) AS _dp_why2
+                        FROM (SELECT _dp_pos, _dp_opn, _dp_why%s FROM chk) t', 'delete', rulechk, typedx) END,  -- 6
     fields,                                                                          -- 7
     CASE WHEN cardinality(nonkeys) = 0 THEN '''''::text'
          ELSE format('ROW(%s)::text', (SELECT string_agg(format('(x._dp_t).%I', c), ', ') FROM unnest(nonkeys) c)) END,  -- 8
@@ -182,9 +178,7 @@ BEGIN
     -- (jsonb_build_object takes at most 100 arguments: 50 columns a call)
     (SELECT string_agg(format('jsonb_build_object(%s)', q.p), ' || ')
        FROM (SELECT string_agg(format('%L, s.%I', u.c, u.c), ', ' ORDER BY u.i) AS p
-               FROM unnest(cols) WITH ORDINALITY u(c, i) GROUP BY (u.i - 1) / 50) q),  -- 22
-    (SELECT format('$[*].keyvalue() ? (!(%s))', string_agg(format('@.key == %s', to_json(k)::text), ' || '))
-       FROM unnest(cols || p_op_key) k)                                              -- 23
+               FROM unnest(cols) WITH ORDINALITY u(c, i) GROUP BY (u.i - 1) / 50) q)   -- 22
     );
 END
 $fn$;
