@@ -167,6 +167,15 @@ def test_null_values_and_types(cli, conn):
     assert checksum_ok(conn, "v")
 
 
+def test_numeric_with_precision_is_checked_without_rounding_into_overflow(cli, conn):
+    cli("dataset", "create", "p", "--key", "k", "--columns", "k int, x numeric(4,2)")
+    r = ingest(conn, [{"k": 1, "x": 12.34}, {"k": 2, "x": "-9.999"}, {"k": 3, "x": 99.995}, {"k": 4, "x": 123},
+                      {"k": 5, "x": "0099.1"}, {"k": 6, "x": 1e1}], dataset="p")
+    assert {x["position"]: x["sqlstate"] for x in r["rejected"]} == {3: "22003", 4: "22003"}
+    assert conn.execute("SELECT k, x::text FROM p ORDER BY k").fetchall() == [
+        (1, "12.34"), (2, "-10.00"), (5, "99.10"), (6, "10.00")]
+
+
 def test_a_key_given_twice_keeps_the_last(conn, t):
     r = ingest(conn, [{"id": 1, "name": "x", "amount": 1}, {"id": 1, "name": "y", "amount": 2}])
     assert (r["received"], r["after_coalesce"], r["updated"]) == (2, 1, 1)

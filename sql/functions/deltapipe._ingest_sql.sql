@@ -37,6 +37,7 @@ DECLARE
     raw     text;
     test    text;
     fields  text := '';
+    m       text[];
     checks  text := '';
     typedx  text := '';
     rulechk text;
@@ -51,6 +52,16 @@ BEGIN
         raw := format('_dp_f%s', i);
         IF types[i] NOT IN ('jsonb', 'json') THEN
             test := deltapipe._safe_cast_test(raw, types[i]);
+            m := regexp_match(types[i], '^numeric\((\d+)(?:,(\d+))?\)$');
+            IF m IS NOT NULL THEN
+                -- numeric(p,s): a plain number whose integer digits fit, and whose fraction
+                -- either fits (no rounding) or leaves room for a carry; others the slow way
+                test := format('(%1$s AND (length(ltrim(split_part(ltrim(%2$s, %3$L), %4$L, 1), %5$L)) < %6$s
+                                           OR (length(ltrim(split_part(ltrim(%2$s, %3$L), %4$L, 1), %5$L)) = %6$s
+                                               AND length(split_part(%2$s, %4$L, 2)) <= %7$s)))',
+                               deltapipe._safe_cast_test(raw, 'numeric'), raw, '-', '.', '0',
+                               m[1]::int - coalesce(m[2], '0')::int, coalesce(m[2], '0')::int);
+            END IF;
             IF test <> 'true' THEN
                 checks := checks || format(', CASE WHEN %s%s IS NOT NULL AND NOT %s THEN deltapipe._ingest_cast_error(%s, %L, %L) END',
                                            CASE WHEN cols[i] = ANY (keys) THEN '' ELSE format('_dp_opn <> %L AND ', 'delete') END,
