@@ -17,7 +17,7 @@ SELECT CASE
     ELSE format('((c.seq > %1$s AND c.seq <= %2$s) OR (c.seq <= %1$s AND c.xid >= pg_snapshot_xmin(%3$L::pg_snapshot)'
                 ' AND NOT pg_visible_in_snapshot(c.xid, %3$L::pg_snapshot)))'
                 ' AND (c.xid IS NULL OR pg_visible_in_snapshot(c.xid, %4$L::pg_snapshot))',
-                p_lo, p_hi, p_prev, coalesce(p_cur, pg_current_snapshot()::text))
+                p_lo, p_hi, p_prev, coalesce(p_cur, deltapipe._own_snapshot()))
 END
 $fn$;
 

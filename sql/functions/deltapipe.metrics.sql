@@ -4,7 +4,9 @@ LANGUAGE plpgsql STABLE
 AS $fn$
 -- Prometheus text exposition (format 0.0.4) computed from the catalog: rows per dataset
 -- and outcome, node durations as a histogram, node runs by status, skipped nodes,
--- retries (node_run.phases->'retries' when recorded), lineage parse-cache hits/misses.
+-- retries (node_run.phases->'retries' when recorded), lineage parse-cache hits/misses,
+-- ingest calls and their rows (received, after coalescing, inserted/updated/deleted/
+-- unchanged/rejected).
 DECLARE
     buckets numeric[] := ARRAY[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
     out text := '';
@@ -96,10 +98,32 @@ BEGIN
                || E'# TYPE deltapipe_lineage_parse_failures_total counter\n'
                || format(E'deltapipe_lineage_parse_failures_total %s\n',
                          (SELECT coalesce(sum(failed), 0) FROM deltapipe.lineage_scan));
+
+    -- ingest calls (load node runs of mode ingest): rows received, left after coalescing, and what became of them
+    out := out || E'# HELP deltapipe_ingest_calls_total Calls of deltapipe.ingest that committed, by dataset.\n'
+               || E'# TYPE deltapipe_ingest_calls_total counter\n';
+    SELECT string_agg(format('deltapipe_ingest_calls_total{dataset="%s"} %s', deltapipe._prom_label(node), n),
+                      E'\n' ORDER BY node) || E'\n' INTO chunk
+      FROM (SELECT node, count(*) AS n FROM deltapipe.node_run
+             WHERE node_kind = 'load' AND mode = 'ingest' AND status = 'done' GROUP BY node) s;
+    out := out || coalesce(chunk, '');
+    out := out || E'# HELP deltapipe_ingest_rows_total Rows of ingest calls by dataset and outcome (received, after_coalesce: keys left with a net operation, inserted, updated, deleted, unchanged, rejected).\n'
+               || E'# TYPE deltapipe_ingest_rows_total counter\n';
+    SELECT string_agg(format('deltapipe_ingest_rows_total{dataset="%s",outcome="%s"} %s',
+                             deltapipe._prom_label(n.node), o.k, o.v), E'\n' ORDER BY n.node, o.k) || E'\n'
+      INTO chunk
+      FROM (SELECT node, sum(rows_in) AS received, sum(coalesce(after_coalesce, 0)) AS after_coalesce,
+                   sum(inserted) AS inserted, sum(updated) AS updated, sum(deleted) AS deleted,
+                   sum(unchanged) AS unchanged, sum(rejected) AS rejected
+              FROM deltapipe.node_run WHERE node_kind = 'load' AND mode = 'ingest' AND status = 'done' GROUP BY node) n
+     CROSS JOIN LATERAL (VALUES ('received', n.received), ('after_coalesce', n.after_coalesce), ('inserted', n.inserted),
+                                ('updated', n.updated), ('deleted', n.deleted), ('unchanged', n.unchanged),
+                                ('rejected', n.rejected)) o(k, v);
+    out := out || coalesce(chunk, '');
     RETURN out;
 END
 $fn$;
 
 COMMENT ON FUNCTION deltapipe.metrics() IS
   'Prometheus text exposition of the catalog: rows per dataset and outcome, node durations (histogram), '
-  'node runs by status, skipped nodes, retries, lineage parse-cache hits and misses. Serve it with `deltapipe metrics --serve PORT`.';
+  'node runs by status, skipped nodes, retries, lineage parse-cache hits and misses, ingest calls and rows. Serve it with `deltapipe metrics --serve PORT`.';

@@ -94,7 +94,7 @@ BEGIN
         snap := NULL;
         IF e.upstream_kind = 'source' THEN
             SELECT row_count, (SELECT coalesce(max(c.seq), 0) FROM deltapipe.changeset c WHERE c.node = e.upstream),
-                   pg_current_snapshot()::text
+                   deltapipe._own_snapshot()
               INTO nrows, seq, snap FROM deltapipe.dataset WHERE name = e.upstream;
         ELSE
             SELECT row_count, log_seq INTO nrows, seq FROM deltapipe.model WHERE pipeline = r.pipeline AND name = e.upstream;

@@ -37,7 +37,12 @@ COUNTERS = {
     "cache_misses": ("deltapipe_lineage_cache_misses_total", "SQL files parsed because the cache did not hold them.",
                      []),
     "parse_failures": ("deltapipe_lineage_parse_failures_total", "SQL files that did not parse, over all scans.", []),
+    "ingest_calls": ("deltapipe_ingest_calls_total", "Calls of deltapipe.ingest that committed, by dataset.", ["dataset"]),
+    "ingest_rows": ("deltapipe_ingest_rows_total",
+                    "Rows of ingest calls by dataset and outcome (received, after_coalesce: keys left with a net "
+                    "operation, inserted, updated, deleted, unchanged, rejected).", ["dataset", "outcome"]),
 }
+INGEST_OUTCOMES = ("received", "after_coalesce", "inserted", "updated", "deleted", "unchanged", "rejected")
 DURATION = ("deltapipe_node_duration_seconds", "Duration of finished node runs, by kind.", ["kind"])
 
 _DURATIONS = "extract(epoch FROM finished_at - started_at)::float8"
@@ -71,6 +76,13 @@ def read_catalog(conn: psycopg.Connection) -> dict:
     out["cache_hits"].append(([], hits))
     out["cache_misses"].append(([], misses))
     out["parse_failures"].append(([], failed))
+    for node, calls, *vals in conn.execute(
+            "SELECT node, count(*), sum(rows_in), sum(coalesce(after_coalesce, 0)), sum(inserted), sum(updated), "
+            "sum(deleted), sum(unchanged), sum(rejected) FROM deltapipe.node_run "
+            "WHERE node_kind = 'load' AND mode = 'ingest' AND status = 'done' GROUP BY node ORDER BY node"):
+        out["ingest_calls"].append(([node], calls))
+        for outcome, v in sorted(zip(INGEST_OUTCOMES, vals)):
+            out["ingest_rows"].append(([node, outcome], v))
     duration: dict[str, tuple[list, int, float]] = {}
     for kind, n, total, cum in conn.execute(
             "SELECT node_kind, max(n), max(s), array_agg(c ORDER BY o) FROM ("
