@@ -5,7 +5,7 @@
   of rows received, inserted/updated/deleted/unchanged/rejected what became of them).
 
 Revision ID: 0015
-Revises: 0011
+Revises: 0012
 """
 from alembic import op
 
