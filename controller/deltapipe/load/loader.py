@@ -25,6 +25,7 @@ from deltapipe.load.glue import glue_records
 from deltapipe.load.linecount import LineCount
 from deltapipe.load.retry import _alive, retrying
 from deltapipe.load.files import BLOCK, EXT_FORMATS, FORMATS, MODES, check_file, escape_blocks, file_sha256, guess_format  # noqa: F401
+from deltapipe.load.formats import check_options
 
 @dataclass
 class LoadOptions:
@@ -100,6 +101,7 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
     size = path.stat().st_size
     if opts.commit_every is not None and opts.commit_every < 1:
         raise DeltapipeError("--commit-every needs a positive number of lines")
+    kind = check_options(path, fmt, opts)  # compressed or Parquet: streamed whole (formats.py)
     # a resumed load does not read the part of the file already staged (not even to hash it);
     # a resumable one needs the hash before it starts
     sha = file_sha256(path) if opts.commit_every and not opts.resume else None
@@ -157,6 +159,8 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
 
         options = {"mode": mode, "format": fmt, "header": opts.header, "source_file": str(path),
                    "file_sha256": sha, "run_id": run_id, "node_run_id": nr_id}
+        if fmt == "parquet":  # streamed as CSV lines, one record per line (parquet.py)
+            options.update(format="csv", glued=True)
         for key in ("delimiter", "quote", "null", "op_column", "order_column", "strategy", "max_rejects"):
             val = getattr(opts, key)
             if val is not None:
@@ -192,7 +196,7 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
                 stg_ = c.execute("SELECT deltapipe.stage(%s)", (dataset,)).fetchone()[0]
                 t0 = time.perf_counter()
                 lines = _copy(c, stg_, path, opts.encoding, size, show and size > (16 << 20), glue_quote, dsn,
-                              dataset, second_halves)
+                              None if kind else dataset, second_halves, fmt)
                 if glue_quote:
                     options["glued"] = True
                 options["staged_lines"] = lines  # non-empty ones: the database need not count them
@@ -287,14 +291,15 @@ def _add_new_columns(conn: psycopg.Connection, dataset: str, path: Path, fmt: st
 
 def _copy(conn: psycopg.Connection, stg: str, path: Path, encoding: str, size: int, show: bool,
           glue_quote: bytes | None = None, dsn: str | None = None, dataset: str | None = None,
-          committed: list | None = None) -> int:
+          committed: list | None = None, fmt: str = "csv") -> int:
     """COPY the file's lines into staging table ``stg``; returns the number of non-empty rows staged.
 
     Multi-line records are glued on the way when ``glue_quote`` is given (see glue.py).
 
     With ``dataset`` given, a large file goes over two connections at once (see parallel_copy.py).
     """
-    from deltapipe.load.parallel_copy import MIN_SIZE, Limited, copy_in_halves
+    from deltapipe.load.files import copy_source
+    from deltapipe.load.parallel_copy import MIN_SIZE, copy_in_halves
 
     # FREEZE: the staging table was created in this transaction, so its rows can be
     # written frozen (no hint bits to set, no page dirtied again, when it is read)
@@ -313,9 +318,8 @@ def _copy(conn: psycopg.Connection, stg: str, path: Path, encoding: str, size: i
 
     def part(c: psycopg.Connection, table: str, start: int, length: int, first_line: int) -> None:
         count = LineCount()
-        with c.cursor() as cur, cur.copy(stmt % table) as cp, open(path, "rb") as f:
-            f.seek(start)
-            blocks = escape_blocks(Limited(f, length), on_bytes if bar else None, strip_bom=start == 0)
+        with c.cursor() as cur, cur.copy(stmt % table) as cp, \
+                copy_source(path, fmt, start, length, on_bytes if bar else None) as blocks:
             if glue_quote:
                 for chunk in glue_records(blocks, glue_quote, first_line, count):
                     cp.write(chunk)
