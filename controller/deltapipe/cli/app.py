@@ -6,7 +6,6 @@ import logging
 import sys
 
 import click
-import psycopg
 
 from deltapipe import __version__
 from deltapipe.errors import DeltapipeError, from_db
@@ -21,7 +20,10 @@ class Cli(click.Group):
         except DeltapipeError as e:
             click.echo("error: %s" % e.one_line(), err=True)
             sys.exit(1)
-        except psycopg.Error as e:
+        except Exception as e:
+            psycopg = sys.modules.get("psycopg")  # imported by the commands that use it, not here
+            if psycopg is None or not isinstance(e, psycopg.Error):
+                raise
             click.echo("error: %s" % from_db(e).one_line(), err=True)
             sys.exit(1)
 

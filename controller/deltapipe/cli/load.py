@@ -8,7 +8,7 @@ import click
 
 from deltapipe.cli.app import main
 from deltapipe.cli.options import dsn_option
-from deltapipe.load.loader import FORMATS, MODES, LoadOptions, load_file
+from deltapipe.load.files import FORMATS, MODES
 
 
 def print_load(r: dict) -> None:
@@ -56,6 +56,14 @@ def print_load(r: dict) -> None:
 def load(name, file, mode, fmt, delimiter, quote, null, encoding, no_header, op_column, order_column, strategy,
          force, allow_empty, max_rejects, on_schema_change, commit_every, resume, as_json, dsn):
     """Load FILE into dataset NAME, writing only what changed."""
+    if not (force or resume or as_json):
+        # a file known unchanged (same stat as when its SHA-256 was recorded) is skipped without psycopg
+        from deltapipe.load.unchanged import skip_if_unchanged
+        r = skip_if_unchanged(dsn, name, file, mode=mode, fmt=fmt)
+        if r is not None:
+            print_load(r)
+            return
+    from deltapipe.load.loader import LoadOptions, load_file
     opts = LoadOptions(mode=mode, format=fmt, delimiter=delimiter, quote=quote, null=null, encoding=encoding,
                        header=not no_header, op_column=op_column, order_column=order_column, strategy=strategy,
                        force=force, allow_empty=allow_empty, max_rejects=max_rejects,

@@ -26,6 +26,7 @@ from deltapipe.load.linecount import LineCount
 from deltapipe.load.retry import _alive, retrying
 from deltapipe.load.files import BLOCK, EXT_FORMATS, FORMATS, MODES, check_file, escape_blocks, file_sha256, guess_format  # noqa: F401
 from deltapipe.load.formats import check_options
+from deltapipe.load.unchanged import dataset_sql, file_stat
 
 @dataclass
 class LoadOptions:
@@ -110,7 +111,8 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
     conn = connect(dsn, autocommit=True)
     try:
         require_installed(conn)
-        row = conn.execute("SELECT last_file_sha256, mode FROM deltapipe.dataset WHERE name = %s", (dataset,)).fetchone()
+        stat = file_stat(path)  # before the file is read (unchanged.py)
+        row = conn.execute(dataset_sql("%s", "%s"), (stat and Jsonb(stat), dataset)).fetchone()
         if row is None:
             raise DeltapipeError("unknown dataset %s" % dataset,
                                  hint="create it with `deltapipe dataset create`; list them with `deltapipe dataset list`",
@@ -141,9 +143,10 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
                     sha_later = _in_thread(file_sha256, path)
                 elif not last and row[0] is None:
                     sha_later = _in_thread(file_sha256, path)
-                else:
-                    sha = file_sha256(path)
-            args = {"dataset": dataset, "file": str(path), "mode": mode, "format": fmt, "file_sha256": sha}
+                else:  # not read again when its stat is the one recorded with that SHA-256
+                    sha = row[0] if row[2] else file_sha256(path)
+            args = {"dataset": dataset, "file": str(path), "mode": mode, "format": fmt, "file_sha256": sha,
+                    "file_stat": stat}
             run_id = conn.execute("INSERT INTO deltapipe.run (kind, trigger, status, args) "
                                   "VALUES ('load', %s, 'running', %s) RETURNING id", (trigger, Jsonb(args))).fetchone()[0]
             nr_id = conn.execute("INSERT INTO deltapipe.node_run (run_id, node, node_kind, status, started_at, mode, "
