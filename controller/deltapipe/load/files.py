@@ -47,17 +47,64 @@ def copy_source(path: Path, fmt: str, start: int = 0, length: int | None = None,
     ``start + length`` of a plain file; the whole of a compressed or Parquet one, which cannot be cut)."""
     if fmt == "parquet":
         from deltapipe.load.parquet import copy_blocks
-        yield copy_blocks(path, on_bytes)
+        with _prefetched(copy_blocks(path, on_bytes)) as blocks:
+            yield blocks
         return
     kind = sniff(path)
     if kind in COMPRESSIONS:
-        with decompressed(path, kind, on_bytes) as f:
-            yield escape_blocks(f)
+        with decompressed(path, kind, on_bytes) as f, _prefetched(escape_blocks(f)) as blocks:
+            yield blocks
         return
     from deltapipe.load.parallel_copy import Limited
     with open(path, "rb") as f:
         f.seek(start)
         yield escape_blocks(f if length is None else Limited(f, length), on_bytes, strip_bom=start == 0)
+
+
+@contextmanager
+def _prefetched(blocks: Iterator[bytes], depth: int = 2) -> Iterator[Iterator[bytes]]:
+    """``blocks`` made by a thread of their own, ``depth`` ahead: decompressing (or rendering Parquet)
+    overlaps with sending to COPY (zlib, zstd, lzma and pyarrow release the GIL while they work)."""
+    import queue
+    import threading
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce() -> None:
+        try:
+            for b in blocks:
+                if not put(b):
+                    return
+            put(end)
+        except BaseException as e:  # handed to the consumer
+            put(e)
+
+    th = threading.Thread(target=produce, name="deltapipe-read", daemon=True)
+    th.start()
+
+    def consume() -> Iterator[bytes]:
+        while True:
+            item = q.get()
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        th.join()
 
 
 def check_file(path: Path) -> Path:

@@ -22,7 +22,6 @@ from deltapipe.errors import DeltapipeError
 COMPRESSIONS = ("gzip", "zstd", "bzip2", "xz")
 # the suffixes that name a compression; stripped to find the format of what is inside
 SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bzip2", ".xz": "xz"}
-SQLSTATE = "DP016"
 
 
 def _magic(head: bytes) -> str | None:
@@ -65,7 +64,7 @@ def data_suffix(path: Path) -> str:
 def refuse(path: Path, kind: str, what: str, hint: str) -> DeltapipeError:
     """The one-line error for an option that cannot apply to a compressed or Parquet input."""
     name = "a Parquet file" if kind == "parquet" else "a %s-compressed file" % kind
-    return DeltapipeError("%s is %s: %s" % (path, name, what), hint=hint, sqlstate=SQLSTATE)
+    return DeltapipeError("%s is %s: %s" % (path, name, what), hint=hint, sqlstate="DP016")
 
 
 def check_options(path: Path, fmt: str, opts) -> str | None:
@@ -133,7 +132,7 @@ class _Decompressed(io.RawIOBase):
         except Exception as e:  # zlib.error, EOFError, OSError, lzma.LZMAError, zstandard.ZstdError
             raise DeltapipeError("%s: corrupt or truncated %s stream: %s" % (self.path, self.kind, e or type(e).__name__),
                                  hint="check the file (e.g. `gzip -t`, `zstd -t`, `xz -t`, `bzip2 -t`)",
-                                 sqlstate=SQLSTATE) from e
+                                 sqlstate="DP016") from e
 
 
 @contextmanager
@@ -155,7 +154,7 @@ def decompressed(path: Path, kind: str, on_bytes: Callable[[int], None] | None =
             try:
                 import zstandard
             except ImportError as e:
-                raise DeltapipeError("reading %s needs the zstandard package" % path, sqlstate=SQLSTATE,
+                raise DeltapipeError("reading %s needs the zstandard package" % path, sqlstate="DP016",
                                      hint="pip install zstandard (or decompress it with `zstd -d`)") from e
             reader = zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True)
         else:

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from deltapipe.errors import DeltapipeError
-from deltapipe.load.formats import SQLSTATE
 
-BATCH_ROWS = 65536
+BATCH_ROWS = 32768  # rows per record batch: pyarrow decodes a row group batch by batch, whatever its size
 
 
 def _pa():
@@ -31,7 +30,7 @@ def _pa():
         import pyarrow.csv  # noqa: F401
         import pyarrow.parquet  # noqa: F401
     except ImportError as e:
-        raise DeltapipeError("reading Parquet needs the pyarrow package", sqlstate=SQLSTATE,
+        raise DeltapipeError("reading Parquet needs the pyarrow package", sqlstate="DP016",
                              hint="pip install 'pyarrow>=26,<27'") from e
     return pyarrow
 
@@ -80,7 +79,7 @@ def _open(path: Path):
         return pa.parquet.ParquetFile(path)
     except (pa.ArrowException, OSError) as e:
         raise DeltapipeError("%s: not a readable Parquet file: %s" % (path, str(e).splitlines()[0] if str(e) else e),
-                             sqlstate=SQLSTATE) from e
+                             sqlstate="DP016") from e
 
 
 def _check(path: Path, schema) -> list[tuple[str, str]]:
@@ -93,7 +92,7 @@ def _check(path: Path, schema) -> list[tuple[str, str]]:
     if bad:
         raise DeltapipeError("%s: column(s) of a Parquet type deltapipe does not load: %s" % (path, ", ".join(bad)),
                              hint="cast them in the file (a duration to int64, an interval to text) or leave them out",
-                             sqlstate=SQLSTATE)
+                             sqlstate="DP016")
     return cols
 
 
@@ -117,11 +116,13 @@ def _json_default(o):
 def _escape(pa, arr):
     """A string array with COPY text's special characters escaped (backslash first)."""
     pc = pa.compute
-    if not pc.any(pc.match_substring_regex(arr, r"[\\\n\r\t]")).as_py():
+    mask = pc.fill_null(pc.match_substring_regex(arr, r"[\\\n\r\t]"), False)
+    if not pc.any(mask).as_py():
         return arr
+    sub = arr.filter(mask)  # only the (few) values that hold one
     for a, b in (("\\", "\\\\"), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
-        arr = pc.replace_substring(arr, a, b)
-    return arr
+        sub = pc.replace_substring(sub, a, b)
+    return pc.replace_with_mask(arr, mask, sub)
 
 
 def _text_column(pa, arr):
@@ -173,7 +174,7 @@ def copy_blocks(path: Path, on_bytes: Callable[[int], None] | None = None) -> It
                 sent = now
     except pa.ArrowException as e:
         raise DeltapipeError("%s: cannot read the Parquet file: %s" % (path, str(e).splitlines()[0] if str(e) else e),
-                             sqlstate=SQLSTATE) from e
+                             sqlstate="DP016") from e
 
 
 __all__ = ["columns", "copy_blocks", "pg_type", "BATCH_ROWS"]
