@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 from deltapipe.errors import DeltapipeError
 
-BATCH_ROWS = 32768  # rows per record batch: pyarrow decodes a row group batch by batch, whatever its size
+BATCH_ROWS = 16384  # rows per record batch: pyarrow decodes a row group batch by batch, whatever its size
 
 
 def _pa():
@@ -76,7 +76,8 @@ def pg_type(t) -> str | None:
 def _open(path: Path):
     pa = _pa()
     try:
-        return pa.parquet.ParquetFile(path)
+        # no pre-buffering of whole row groups: column pages are read 1 MB at a time (flat memory)
+        return pa.parquet.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
     except (pa.ArrowException, OSError) as e:
         raise DeltapipeError("%s: not a readable Parquet file: %s" % (path, str(e).splitlines()[0] if str(e) else e),
                              sqlstate="DP016") from e
