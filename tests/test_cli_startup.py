@@ -78,12 +78,20 @@ def test_an_unchanged_file_is_skipped_by_its_stat_without_psycopg(dsn, conn, wri
 
 def test_a_file_changed_just_before_its_load_is_hashed_next_time(dsn, conn, write):
     conn.execute("SELECT deltapipe.create_dataset('t', ARRAY['id'], 'id bigint')")
-    path = write("fresh.csv", "id\n1\n")  # changed less than a second ago: its stat is not recorded
+    path = write("fresh.csv", "id\n1\n")
+    # changed "now" for the whole test (its mtime ahead of the clock): its stat is never recorded
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 3600 * 10 ** 9))
     out, code, _ = deltapipe(dsn, "load", "t", path)
     assert code == 0, out
     out, code, heavy = deltapipe(dsn, "load", "t", path)
     assert code == 0 and "skipped" in out and "psycopg" in heavy  # the SHA-256 decided it, the long way
-    assert [r[-1] for r in runs(conn, "t")] == [False, True]  # settled by now: recorded with the skip
+    assert [r[-1] for r in runs(conn, "t")] == [False, False]
+    # settled: the next load hashes it (its ctime moved) and records its stat; the one after trusts it
+    os.utime(path, ns=(time.time_ns(), time.time_ns() - 3600 * 10 ** 9))
+    time.sleep(1.1)
+    out, code, heavy = deltapipe(dsn, "load", "t", path)
+    assert code == 0 and "skipped" in out and "psycopg" in heavy
+    assert [r[-1] for r in runs(conn, "t")] == [False, False, True]
     out, code, heavy = deltapipe(dsn, "load", "t", path)
     assert code == 0 and "skipped" in out and heavy == []
 
@@ -99,6 +107,8 @@ def test_the_quick_path_steps_aside_for_anything_it_cannot_answer(dsn, conn, wri
     assert code == 0 and "unchanged            1" in out and "psycopg" in heavy
     out, code, heavy = deltapipe(dsn, "load", "t", path, "--json")
     assert code == 0 and json.loads(out)["status"] == "skipped"
+    out, code, heavy = deltapipe(dsn, "load", "t", path, "--max-rejects", "x")  # checked by the ordinary path
+    assert code == 1 and "invalid reject limit" in out
     # a connection it would not open as libpq does: psycopg's path
     out, code, heavy = deltapipe(dsn + ("&" if "?" in dsn else "?") + "sslmode=disable&keepalives=1", "load", "t", path)
     assert code == 0 and "skipped" in out and "psycopg" in heavy

@@ -56,10 +56,11 @@ def print_load(r: dict) -> None:
 def load(name, file, mode, fmt, delimiter, quote, null, encoding, no_header, op_column, order_column, strategy,
          force, allow_empty, max_rejects, on_schema_change, commit_every, resume, as_json, dsn):
     """Load FILE into dataset NAME, writing only what changed."""
-    if not (force or resume or as_json):
+    if not (force or resume or as_json or commit_every or max_rejects is not None):
         # a file known unchanged (same stat as when its SHA-256 was recorded) is skipped without psycopg
         from deltapipe.load.unchanged import skip_if_unchanged
-        r = skip_if_unchanged(dsn, name, file, mode=mode, fmt=fmt)
+        r = skip_if_unchanged(dsn, name, file, mode=mode, fmt=fmt,
+                              text_options=(delimiter, quote, null, no_header or None, encoding != "utf8" or None))
         if r is not None:
             print_load(r)
             return

@@ -46,8 +46,10 @@ def dataset_sql(name: str, stat: str) -> str:
 
 
 def skip_if_unchanged(dsn: str | None, dataset: str, path: str | Path, *, mode: str | None = None,
-                      fmt: str | None = None, trigger: str = "cli") -> dict | None:
-    """Record a skipped load of ``path`` into ``dataset`` if the file is known unchanged; else None."""
+                      fmt: str | None = None, trigger: str = "cli", text_options: tuple = ()) -> dict | None:
+    """Record a skipped load of ``path`` into ``dataset`` if the file is known unchanged; else None.
+
+    ``text_options``: the CSV dialect options given (None when not), which a Parquet file refuses."""
     from deltapipe import pgwire
     from deltapipe.load.files import check_file, guess_format
     try:
@@ -58,6 +60,8 @@ def skip_if_unchanged(dsn: str | None, dataset: str, path: str | Path, *, mode: 
         from deltapipe.db import resolve_dsn
         real = resolve_dsn(dsn)
         fmt = guess_format(path, fmt)
+        if fmt == "parquet" and any(o is not None for o in text_options):
+            return None  # refused by the ordinary path
     except DeltapipeError:
         return None  # the ordinary path says it
     c = pgwire.connect(real)
