@@ -11,7 +11,8 @@ LIGHT = {"load": "load", "load-json": "load"}
 
 
 def _full():
-    from deltapipe.cli.app import main
+    from deltapipe.cli.app import main, quiet_psycopg_log
+    quiet_psycopg_log()
     # each module registers its commands on `main` when imported
     from deltapipe.cli import server, dataset, load, runs, demo, lineage, observe, watch, docs  # noqa: F401
     from deltapipe.cli import pipeline

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
@@ -30,9 +29,12 @@ class Cli(click.Group):
 
 
 
-# psycopg logs "error ignored terminating Copy" at WARNING when a connection drops during
-# COPY; the loader reports (or retries) that error itself, so keep it off the terminal.
-logging.getLogger("psycopg").setLevel(logging.ERROR)
+def quiet_psycopg_log() -> None:
+    """psycopg logs "error ignored terminating Copy" at WARNING when a connection drops during
+    COPY; the loader reports (or retries) that error itself, so keep it off the terminal. Called
+    before a command that may use psycopg runs (logging is not imported for the others)."""
+    import logging
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
 
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from deltapipe.cli.app import main
+from deltapipe.cli.app import main, quiet_psycopg_log
 from deltapipe.cli.options import dsn_option
 from deltapipe.load.files import FORMATS, MODES
 
@@ -64,6 +64,7 @@ def load(name, file, mode, fmt, delimiter, quote, null, encoding, no_header, op_
         if r is not None:
             print_load(r)
             return
+    quiet_psycopg_log()
     from deltapipe.load.loader import LoadOptions, load_file
     opts = LoadOptions(mode=mode, format=fmt, delimiter=delimiter, quote=quote, null=null, encoding=encoding,
                        header=not no_header, op_column=op_column, order_column=order_column, strategy=strategy,
@@ -87,6 +88,7 @@ def load(name, file, mode, fmt, delimiter, quote, null, encoding, no_header, op_
 def load_json_cmd(file, arrays, mode, force, as_json, dsn):
     """Stream arrays of a large JSON document into datasets (never reading it whole), e.g.
     `deltapipe load-json graph.json --array nodes=nodes --array edges=edges`."""
+    quiet_psycopg_log()
     from deltapipe.load.jsonload import load_json, parse_arrays
     rs = load_json(dsn, file, parse_arrays(list(arrays)), mode=mode, force=force)
     if as_json:
