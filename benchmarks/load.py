@@ -27,6 +27,17 @@ Measured, each as wall time of deltapipe.loader.load_file(..., progress=False):
   rss       controller peak RSS of an initial load of v1, in a fresh subprocess
             each, at --rows and 3 x --rows                  target < 150 MB, flat
 
+Through the command line, end to end (the `deltapipe` console script in a subprocess: interpreter
+and CLI start-up included, as a user runs it), each against the same round's reference:
+  cli initial    `deltapipe load` of v1 into a fresh dataset        target <= 3.0 x ref
+  cli snapshot   `deltapipe load` of v2 (1% changed)                target <= 2.0 x ref
+  cli unchanged  `deltapipe load` of v2 again (skipped)             target <= 0.2 x ref
+
+Other inputs of the same rows (v1.parquet and v1.csv.zst, converted from v1.csv once and cached),
+each an initial load in a fresh subprocess (time of load_file, and the controller's peak RSS):
+  parquet   v1.parquet (row groups of 131072 rows)           ratio to ref, RSS target < 200 MB
+  zst       v1.csv.zst (zstd level 3)                         ratio to ref, RSS flat
+
 Database: --dsn, else $DELTAPIPE_DSN, else a dedicated local server in
 /var/tmp/deltapipe-bench/pg (started if needed; deltapipe is (re)installed into
 it). With an external DSN deltapipe is installed only if it is missing. The
@@ -56,7 +67,7 @@ from deltapipe.load.loader import LoadOptions, load_file  # noqa: E402
 
 REF_TABLE = "public.deltapipe_bench_ref"
 COPY_BLOCK = 1 << 20
-DS_CLEAN, DS_BAD, DS_RSS = "bench_clean", "bench_bad", "bench_rss"
+DS_CLEAN, DS_BAD, DS_RSS, DS_CLI = "bench_clean", "bench_bad", "bench_rss", "bench_cli"
 META = "meta.json"
 
 
@@ -65,6 +76,32 @@ def log(msg: str = "") -> None:
 
 
 # ---------------------------------------------------------------- data files
+
+def other_inputs(d: Path) -> tuple[Path, Path]:
+    """v1.parquet and v1.csv.zst of d/v1.csv (made once; a partial file is never reused)."""
+    pq_path, zst_path = d / "v1.parquet", d / "v1.csv.zst"
+    if not pq_path.exists():
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+        import pyarrow.parquet as pq
+        types = {"id": pa.int64(), "name": pa.string(), "city": pa.string(), "amount": pa.decimal128(12, 2),
+                 "created_at": pa.timestamp("s"), "active": pa.bool_(), "qty": pa.int32(), "note": pa.string()}
+        reader = pcsv.open_csv(d / "v1.csv", read_options=pcsv.ReadOptions(block_size=16 << 20),
+                               parse_options=pcsv.ParseOptions(newlines_in_values=True),
+                               convert_options=pcsv.ConvertOptions(column_types=types))
+        tmp = pq_path.with_suffix(".tmp")
+        with pq.ParquetWriter(tmp, reader.schema) as w:
+            for batch in reader:
+                w.write_batch(batch, row_group_size=131072)
+        tmp.rename(pq_path)
+    if not zst_path.exists():
+        import zstandard
+        tmp = zst_path.with_suffix(".tmp")
+        with open(d / "v1.csv", "rb") as fi, open(tmp, "wb") as fo:
+            zstandard.ZstdCompressor(level=3).copy_stream(fi, fo)
+        tmp.rename(zst_path)
+    return pq_path, zst_path
+
 
 def data_files(base: Path, rows: int) -> tuple[Path, dict]:
     """Directory holding v1/v2/bad.csv for ``rows`` rows (generated once, then reused)."""
@@ -171,6 +208,26 @@ print(json.dumps({"base_kb": base, "peak_kb": peak, "secs": secs, "status": r["s
 """
 
 
+DELTAPIPE = Path(sys.executable).parent / "deltapipe"
+
+
+def cli_load(dsn: str, dataset: str, path: Path) -> tuple[float, str]:
+    """`deltapipe load DATASET PATH` as a user runs it, in a subprocess; (wall seconds, its output).
+
+    PYTHONDONTWRITEBYTECODE is dropped from its environment: an installed deltapipe has its
+    bytecode compiled (pip does it), so the start-up measured is the one users see."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["DELTAPIPE_DSN"] = dsn
+    checkpoint(dsn)
+    t0 = time.perf_counter()
+    p = subprocess.run([str(DELTAPIPE), "load", dataset, str(path)], env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    secs = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError("deltapipe load failed (exit %d):\n%s" % (p.returncode, p.stdout.strip()))
+    return secs, p.stdout
+
+
 def rss_run(dsn: str, path: Path) -> dict:
     """Initial load of ``path`` into a fresh dataset, in its own fresh interpreter; its peak RSS."""
     fresh_dataset(dsn, DS_RSS)
@@ -272,12 +329,39 @@ def main() -> int:
         problems += ["bad: " + m for m in mismatch(
             r, status="done", rejected=meta["bad"], inserted=rows - meta["bad"], row_count=rows - meta["bad"])]
 
+        # 5. the same through the command line, end to end
+        fresh_dataset(dsn, DS_CLI)
+        subprocess.run([str(DELTAPIPE), "--version"], stdout=subprocess.DEVNULL,
+                       env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})  # bytecode cache
+        c_init, out = cli_load(dsn, DS_CLI, v1)
+        c_snap, out2 = cli_load(dsn, DS_CLI, v2)
+        c_same, out3 = cli_load(dsn, DS_CLI, v2)
+        log("%-10s %7.2fs  %5.2fx ref   snapshot %.2fs  %5.2fx ref   unchanged %.2fs  %5.2fx ref"
+            % ("cli", c_init, c_init / ref, c_snap, c_snap / ref, c_same, c_same / ref))
+        if "inserted    %10d" % rows not in out or "updated     %10d" % meta["updated"] not in out2 \
+                or "skipped" not in out3:
+            problems.append("cli: unexpected output:\n%s\n%s\n%s" % (out, out2, out3))
+
+        # 6. Parquet and zstd inputs of the same rows: initial loads in fresh interpreters
+        other = {}
+        for label, path in zip(("parquet", "zst"), other_inputs(d1)):
+            res = rss_run(dsn, path)
+            other[label] = res
+            log("%-10s %7.2fs  %5.2fx ref  peak RSS %.0f MB  status=%s inserted=%s"
+                % (label, res["secs"], res["secs"] / ref, res["peak_kb"] / 1024, res["status"], res["inserted"]))
+            if res["status"] != "done" or res["inserted"] != rows:
+                problems.append("%s: status=%s inserted=%s (expected done, %d)"
+                                % (label, res["status"], res["inserted"], rows))
+
         # noise check: the reference once more, after the loads
         ref_after, _ = reference_copy(dsn, v1)
         log("reference COPY again after the loads: %.2fs (%.2fx the median; shows the round's noise)"
             % (ref_after, ref_after / ref))
         log()
-        rounds.append({"ref": ref, "init": t_init, "snap": t_snap, "same": t_same, "force": t_force, "bad": t_bad})
+        rounds.append({"ref": ref, "init": t_init, "snap": t_snap, "same": t_same, "force": t_force, "bad": t_bad,
+                       "cli_init": c_init, "cli_snap": c_snap, "cli_same": c_same,
+                       "parquet": other["parquet"]["secs"], "zst": other["zst"]["secs"],
+                       "parquet_rss": other["parquet"]["peak_kb"] / 1024, "zst_rss": other["zst"]["peak_kb"] / 1024})
 
     def med(key: str, per: str | None = "ref") -> tuple[float, float]:
         """(median seconds, median ratio to ``per`` of the same round) over the rounds."""
@@ -300,7 +384,7 @@ def main() -> int:
                                 % (fmt_rows(n), res["status"], res["inserted"], n))
 
     if not args.keep:
-        for name in (DS_CLEAN, DS_BAD):
+        for name in (DS_CLEAN, DS_BAD, DS_CLI):
             drop_dataset(dsn, name)
 
     # summary table: medians over the rounds of each round's ratio
@@ -314,12 +398,23 @@ def main() -> int:
              ("v2 forced re-diff", t_force, q_force, "-", None),
              ("bad rows (vs ref)", t_bad, q_bad, "-", None),
              ("bad rows (vs initial)", t_bad, q_bad_init, "<= 1.3x initial", q_bad_init <= 1.3)]
+    (c_init, qc_init), (c_snap, qc_snap), (c_same, qc_same) = med("cli_init"), med("cli_snap"), med("cli_same")
+    (t_pq, q_pq), (t_zst, q_zst) = med("parquet"), med("zst")
+    table += [("CLI initial load v1", c_init, qc_init, "<= 3.0x ref", qc_init <= 3.0),
+              ("CLI snapshot v2 (1%)", c_snap, qc_snap, "<= 2.0x ref", qc_snap <= 2.0),
+              ("CLI unchanged v2", c_same, qc_same, "<= 0.2x ref", qc_same <= 0.2),
+              ("parquet initial load", t_pq, q_pq, "-", None),
+              ("zst initial load", t_zst, q_zst, "-", None)]
     log("medians over %d round(s); each ratio is to the reference COPY of its own round" % len(rounds))
     log()
     log("%-22s %8s %7s  %-16s %s" % ("name", "seconds", "ratio", "target", "result"))
     log("-" * 64)
     for name, secs, ratio, target, ok in table:
         log("%-22s %8.2f %7.2f  %-16s %s" % (name, secs, ratio, target, "" if ok is None else "PASS" if ok else "MISS"))
+    for label in ("parquet", "zst"):
+        mb = max(r[label + "_rss"] for r in rounds)
+        log("%-22s %8s %7s  %-16s %s" % ("peak RSS %s %s" % (label, fmt_rows(rows)), "%.0f MB" % mb, "", "< 200 MB",
+                                         "PASS" if mb < 200 else "MISS"))
     peaks = [res["peak_kb"] / 1024 for _, res in rss]
     for (n, res), mb in zip(rss, peaks):
         ok = mb < 150

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-
-import psycopg
+from typing import TYPE_CHECKING
 
 from deltapipe.errors import DeltapipeError, from_db
-from deltapipe.server import find_local_server
 
 
 def resolve_dsn(dsn: str | None) -> str:
@@ -16,6 +14,7 @@ def resolve_dsn(dsn: str | None) -> str:
     env = os.environ.get("DELTAPIPE_DSN")
     if env:
         return env
+    from deltapipe.server import find_local_server
     local = find_local_server()
     if local is not None:
         if not local.is_running():
@@ -26,7 +25,12 @@ def resolve_dsn(dsn: str | None) -> str:
                          hint="pass --dsn, set DELTAPIPE_DSN, or run `deltapipe server start` for a local server")
 
 
+if TYPE_CHECKING:
+    import psycopg
+
+
 def connect(dsn: str | None, *, autocommit: bool = False, application_name: str = "deltapipe") -> psycopg.Connection:
+    import psycopg  # here, not at the top: `deltapipe load` of an unchanged file does without it
     real = resolve_dsn(dsn)
     try:
         return psycopg.connect(real, autocommit=autocommit, application_name=application_name)

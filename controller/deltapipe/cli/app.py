@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
-import psycopg
 
 from deltapipe import __version__
 from deltapipe.errors import DeltapipeError, from_db
@@ -21,16 +19,22 @@ class Cli(click.Group):
         except DeltapipeError as e:
             click.echo("error: %s" % e.one_line(), err=True)
             sys.exit(1)
-        except psycopg.Error as e:
+        except Exception as e:
+            psycopg = sys.modules.get("psycopg")  # imported by the commands that use it, not here
+            if psycopg is None or not isinstance(e, psycopg.Error):
+                raise
             click.echo("error: %s" % from_db(e).one_line(), err=True)
             sys.exit(1)
 
 
 
 
-# psycopg logs "error ignored terminating Copy" at WARNING when a connection drops during
-# COPY; the loader reports (or retries) that error itself, so keep it off the terminal.
-logging.getLogger("psycopg").setLevel(logging.ERROR)
+def quiet_psycopg_log() -> None:
+    """psycopg logs "error ignored terminating Copy" at WARNING when a connection drops during
+    COPY; the loader reports (or retries) that error itself, so keep it off the terminal. Called
+    before a command that may use psycopg runs (logging is not imported for the others)."""
+    import logging
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
 
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})

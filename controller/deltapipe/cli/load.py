@@ -6,9 +6,9 @@ import json
 
 import click
 
-from deltapipe.cli.app import main
+from deltapipe.cli.app import main, quiet_psycopg_log
 from deltapipe.cli.options import dsn_option
-from deltapipe.load.loader import FORMATS, MODES, LoadOptions, load_file
+from deltapipe.load.files import FORMATS, MODES
 
 
 def print_load(r: dict) -> None:
@@ -56,6 +56,16 @@ def print_load(r: dict) -> None:
 def load(name, file, mode, fmt, delimiter, quote, null, encoding, no_header, op_column, order_column, strategy,
          force, allow_empty, max_rejects, on_schema_change, commit_every, resume, as_json, dsn):
     """Load FILE into dataset NAME, writing only what changed."""
+    if not (force or resume or as_json or commit_every or max_rejects is not None):
+        # a file known unchanged (same stat as when its SHA-256 was recorded) is skipped without psycopg
+        from deltapipe.load.unchanged import skip_if_unchanged
+        r = skip_if_unchanged(dsn, name, file, mode=mode, fmt=fmt,
+                              text_options=(delimiter, quote, null, no_header or None, encoding != "utf8" or None))
+        if r is not None:
+            print_load(r)
+            return
+    quiet_psycopg_log()
+    from deltapipe.load.loader import LoadOptions, load_file
     opts = LoadOptions(mode=mode, format=fmt, delimiter=delimiter, quote=quote, null=null, encoding=encoding,
                        header=not no_header, op_column=op_column, order_column=order_column, strategy=strategy,
                        force=force, allow_empty=allow_empty, max_rejects=max_rejects,
@@ -78,6 +88,7 @@ def load(name, file, mode, fmt, delimiter, quote, null, encoding, no_header, op_
 def load_json_cmd(file, arrays, mode, force, as_json, dsn):
     """Stream arrays of a large JSON document into datasets (never reading it whole), e.g.
     `deltapipe load-json graph.json --array nodes=nodes --array edges=edges`."""
+    quiet_psycopg_log()
     from deltapipe.load.jsonload import load_json, parse_arrays
     rs = load_json(dsn, file, parse_arrays(list(arrays)), mode=mode, force=force)
     if as_json:

@@ -10,6 +10,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from deltapipe.errors import DeltapipeError
+from deltapipe.load.formats import text_stream
 
 SAMPLE_ROWS = 1000
 _INT = re.compile(r"^[+-]?\d{1,18}$")
@@ -57,7 +58,8 @@ def sample(path: Path, fmt: str, delimiter: str | None = None, quote: str | None
     """Header names and up to SAMPLE_ROWS rows of the file, read without loading it whole."""
     try:
         enc = "utf-8-sig" if encoding.lower().replace("-", "").replace("_", "") == "utf8" else encoding
-        with open(path, encoding=enc, errors="strict", newline="") as f:
+        with text_stream(path) as raw:  # decompressed if need be
+            f = io.TextIOWrapper(raw, encoding=enc, errors="strict", newline="")
             if fmt == "ndjson":
                 names: list[str] = []
                 rows: list[dict] = []
@@ -100,6 +102,9 @@ def sample(path: Path, fmt: str, delimiter: str | None = None, quote: str | None
 
 
 def infer_columns(path: Path, fmt: str, **kw) -> list[tuple[str, str]]:
+    if fmt == "parquet":  # typed by the file's schema
+        from deltapipe.load.parquet import columns
+        return columns(path)
     names, rows = sample(path, fmt, **kw)
     if not names:
         raise DeltapipeError("no columns found in %s" % path)

@@ -26,6 +26,8 @@ from deltapipe.load.glue import glue_records
 from deltapipe.load.linecount import LineCount
 from deltapipe.load.retry import _alive, retrying
 from deltapipe.load.files import BLOCK, EXT_FORMATS, FORMATS, MODES, check_file, escape_blocks, file_sha256, guess_format  # noqa: F401
+from deltapipe.load.formats import check_options
+from deltapipe.load.unchanged import dataset_sql, file_stat
 
 @dataclass
 class LoadOptions:
@@ -101,6 +103,7 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
     size = path.stat().st_size
     if opts.commit_every is not None and opts.commit_every < 1:
         raise DeltapipeError("--commit-every needs a positive number of lines")
+    kind = check_options(path, fmt, opts)  # compressed or Parquet: streamed whole (formats.py)
     # a resumed load does not read the part of the file already staged (not even to hash it);
     # a resumable one needs the hash before it starts
     sha = file_sha256(path) if opts.commit_every and not opts.resume else None
@@ -109,7 +112,8 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
     conn = connect(dsn, autocommit=True)
     try:
         require_installed(conn)
-        row = conn.execute("SELECT last_file_sha256, mode FROM deltapipe.dataset WHERE name = %s", (dataset,)).fetchone()
+        stat = file_stat(path)  # before the file is read (unchanged.py)
+        row = conn.execute(dataset_sql("%s", "%s"), (stat and Jsonb(stat), dataset)).fetchone()
         if row is None:
             raise DeltapipeError("unknown dataset %s" % dataset,
                                  hint="create it with `deltapipe dataset create`; list them with `deltapipe dataset list`",
@@ -140,9 +144,10 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
                     sha_later = _in_thread(file_sha256, path)
                 elif not last and row[0] is None:
                     sha_later = _in_thread(file_sha256, path)
-                else:
-                    sha = file_sha256(path)
-            args = {"dataset": dataset, "file": str(path), "mode": mode, "format": fmt, "file_sha256": sha}
+                else:  # not read again when its stat is the one recorded with that SHA-256
+                    sha = row[0] if row[2] else file_sha256(path)
+            args = {"dataset": dataset, "file": str(path), "mode": mode, "format": fmt, "file_sha256": sha,
+                    "file_stat": stat}
             run_id = conn.execute("INSERT INTO deltapipe.run (kind, trigger, status, args) "
                                   "VALUES ('load', %s, 'running', %s) RETURNING id", (trigger, Jsonb(args))).fetchone()[0]
             nr_id = conn.execute("INSERT INTO deltapipe.node_run (run_id, node, node_kind, status, started_at, mode, "
@@ -158,6 +163,8 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
 
         options = {"mode": mode, "format": fmt, "header": opts.header, "source_file": str(path),
                    "file_sha256": sha, "run_id": run_id, "node_run_id": nr_id}
+        if fmt == "parquet":  # streamed as CSV lines, one record per line (parquet.py)
+            options.update(format="csv", glued=True)
         for key in ("delimiter", "quote", "null", "op_column", "order_column", "strategy", "max_rejects"):
             val = getattr(opts, key)
             if val is not None:
@@ -206,7 +213,7 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
                 bad = [] if bad_bytes["on"] else None
                 bad_bytes["copying"] = True
                 lines = _copy(c, stg_, path, opts.encoding, size, show and size > (16 << 20), glue_quote, dsn,
-                              dataset, second_halves, bad)
+                              dataset=None if kind else dataset, committed=second_halves, bad=bad, fmt=fmt)
                 bad_bytes["copying"] = False
                 if bad is not None:
                     options["bytes_lines"] = len(bad)
@@ -305,7 +312,7 @@ def _add_new_columns(conn: psycopg.Connection, dataset: str, path: Path, fmt: st
 
 def _copy(conn: psycopg.Connection, stg: str, path: Path, encoding: str, size: int, show: bool,
           glue_quote: bytes | None = None, dsn: str | None = None, dataset: str | None = None,
-          committed: list | None = None, bad: list | None = None) -> int:
+          committed: list | None = None, bad: list | None = None, fmt: str = "csv") -> int:
     """COPY the file's lines into staging table ``stg``; returns the number of non-empty rows staged.
 
     Multi-line records are glued on the way when ``glue_quote`` is given (see glue.py). With
@@ -314,7 +321,8 @@ def _copy(conn: psycopg.Connection, stg: str, path: Path, encoding: str, size: i
 
     With ``dataset`` given, a large file goes over two connections at once (see parallel_copy.py).
     """
-    from deltapipe.load.parallel_copy import MIN_SIZE, Limited, copy_in_halves
+    from deltapipe.load.files import copy_source
+    from deltapipe.load.parallel_copy import MIN_SIZE, copy_in_halves
 
     # FREEZE: the staging table was created in this transaction, so its rows can be
     # written frozen (no hint bits to set, no page dirtied again, when it is read)
@@ -333,9 +341,8 @@ def _copy(conn: psycopg.Connection, stg: str, path: Path, encoding: str, size: i
 
     def part(c: psycopg.Connection, table: str, start: int, length: int, first_line: int) -> None:
         count = LineCount()
-        with c.cursor() as cur, cur.copy(stmt % table) as cp, open(path, "rb") as f:
-            f.seek(start)
-            blocks = escape_blocks(Limited(f, length), on_bytes if bar else None, strip_bom=start == 0)
+        with c.cursor() as cur, cur.copy(stmt % table) as cp, \
+                copy_source(path, fmt, start, length, on_bytes if bar else None) as blocks:
             if bad is not None:
                 stream = glue_records(blocks, glue_quote, first_line) if glue_quote else blocks
                 for chunk in set_aside(stream, first_line, encoding, bad):
