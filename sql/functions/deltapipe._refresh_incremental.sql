@@ -124,7 +124,7 @@ BEGIN
     -- range holds exactly the changes an upstream refresh of this session wrote
     -- (pg_temp._dp_cache), its delta is read from there, not from its log.
     cached := to_regclass('pg_temp._dp_cache') IS NOT NULL;
-    FOR i IN 1 .. cardinality(m.delta_inputs) LOOP
+    FOR i IN 1 .. coalesce(cardinality(m.delta_inputs), 0) LOOP
         u := m.delta_inputs[i];
         SELECT upstream_kind INTO kind FROM deltapipe.model_edge WHERE pipeline = p_pipeline AND node = p_model AND upstream = u;
         wm := m.watermark->u;
@@ -193,7 +193,7 @@ BEGIN
                                                       raw, round(thr * 100, 1), total_in));
     END IF;
     total_in := 0;
-    FOR i IN 1 .. cardinality(m.delta_inputs) LOOP
+    FOR i IN 1 .. coalesce(cardinality(m.delta_inputs), 0) LOOP
         u := m.delta_inputs[i];
         wm := m.watermark->u;
         cinfo := inputs->u->'cache';

@@ -169,7 +169,8 @@ def _compile_topn(q, names, ctx) -> Compiled | None:
     ops = ["ORDER BY %s LIMIT %s: the first %s rows of %s%s, compared with the table's"
            % (_short(order), n.sql("postgres"), n.sql("postgres"), r[0],
               " (by an index on %s)" % first.name if indexes else "")]
-    return Compiled(True, shape="topn", delta_sql=delta, delta_inputs=list(ctx.inputs), columns=names,
+    # (no input's change is read: the first n rows are read from the input as it is now)
+    return Compiled(True, shape="topn", delta_sql=delta, delta_inputs=[], columns=names,
                     program={"indexes": indexes, "operators": ops, "input": r[0]})
 
 
