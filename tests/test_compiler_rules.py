@@ -50,8 +50,9 @@ CASES = [
      "full: window function row_number without PARTITION BY", ["id"]),
     ("select o.id from orders o where o.customer not in (select name from customers)", None,
      "full: NOT IN (SELECT ... FROM customers): a NULL on its inner side changes every row", ["id"]),
-    ("select o.id from orders o where o.amount > (select avg(amount) from orders)", None,
-     "full: subquery reading orders is not correlated", ["id"]),
+    ("select o.id from orders o where o.amount > (select avg(amount) from orders)", None, "linear", ["id"]),
+    ("select o.id from orders o where o.amount > (select avg(amount) from orders) + (select min(amount) from orders)",
+     None, "linear", ["id"]),
     # an inner alias that shadows the outer one: not a correlation (TPC-H Q11's HAVING)
     ("select o.id from orders o where exists (select 1 from orders o, customers c where c.name = o.customer)", None,
      "full: subquery reading orders is not correlated", ["id"]),
@@ -71,6 +72,16 @@ CASES = [
     # an expression reading a column outside its aggregates and the GROUP BY: no state rule; affected keys
     ("select customer, amount * count(*) as x from orders group by customer, amount", None, "keys", None),
     ("select count(distinct customer) as n from orders", None, "full: count(DISTINCT ...)", None),
+    # an uncorrelated scalar subquery that aggregates: a constant while its value does not change
+    ("select id, amount from orders where amount > (select avg(amount) from orders)", None, "linear", ["id"]),
+    ("select o.customer, count(*) as n from orders o where o.amount > (select avg(p.amount) from payments p) "
+     "group by o.customer", None, "aggregate", None),
+    ("select id, amount - (select max(p.amount) from payments p) as gap from orders", None, "linear", ["id"]),
+    # correlated, or not one aggregate row: no such rule
+    ("select o.id from orders o where o.amount > (select avg(p.amount) from payments p where p.order_id = o.id) "
+     "and o.amount > 0 limit 5", None, "full: LIMIT", ["id"]),
+    ("select id from orders where amount > (select p.amount from payments p limit 1)", None,
+     "full: subquery reading payments is not correlated", ["id"]),
     # an aggregate only in a WHERE subquery is not "an aggregate without GROUP BY"
     ("select o.id from orders o where o.amount > (select max(p.amount) from payments p where p.order_id = o.id)", None,
      "keys", ["id"]),

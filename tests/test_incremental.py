@@ -255,3 +255,23 @@ def test_a_top_n_model_is_split_into_its_maintained_input_and_its_first_rows(cli
     assert conn.execute("SELECT to_regclass('public.top2__input')").fetchone()[0] is None
     assert conn.execute("SELECT count(*) FROM deltapipe.model WHERE name = 'top2__input'").fetchone()[0] == 0
     assert mismatches(conn) == []
+
+
+def test_a_scalar_subquery_is_a_constant_while_its_value_does_not_change(cli, conn, tmp_path):
+    """amount > (SELECT avg(amount) ...): a change that keeps the average refreshes incrementally; one that
+    moves it refreshes in full, and says why."""
+    models = {"above": "SELECT id, customer, amount FROM orders WHERE amount > (SELECT avg(amount) FROM orders)"}
+    d = setup(tmp_path, cli, [("insert", i, "c%d" % (i % 4), i, "2024-01-01") for i in range(1, 10)],
+              [("insert", "c0", "north")], models=models)
+    r = cli("plan", d)
+    assert "scalar subquery at line 1: a constant while its value does not change" in r.output, r.output
+    # 4 -> 6 and 6 -> 4: the average stays 5, order 4 enters and order 6 leaves
+    change(cli, d, [("update", 4, "c0", 6, "2024-01-01"), ("update", 6, "c2", 4, "2024-01-01")])
+    assert node_strategies(conn)["above"][1] == "incremental"
+    assert conn.execute("SELECT array_agg(id ORDER BY id) FROM public.above").fetchone()[0] == [4, 7, 8, 9]
+    assert mismatches(conn) == []
+    # a new order moves the average: a full refresh
+    change(cli, d, [("insert", 10, "c1", 100, "2024-01-01")])
+    st = node_strategies(conn)["above"]
+    assert st[1] != "incremental" and st[2] == "the value of the scalar subquery at line 1 changed", st
+    assert mismatches(conn) == []

@@ -48,6 +48,10 @@ MODELS = {
                      "  SELECT c.name, count(o.id) AS n, sum(o.amount) AS total\n"
                      "  FROM customers c LEFT JOIN orders o ON o.customer = c.name GROUP BY c.name) per_customer\n"
                      "GROUP BY n"),
+    # uncorrelated scalar subqueries: constants while their value does not change
+    "after_first": "SELECT o.id, o.customer FROM orders o WHERE o.customer > (SELECT min(c.name) FROM customers c)",
+    "north_count": ("SELECT o.id, (SELECT count(*) FROM customers c WHERE c.region = 'north') AS norths,\n"
+                    "o.amount - (SELECT avg(amount) FROM orders) AS vs_mean FROM orders o WHERE o.amount > 2"),
     # ... except in a self-join, whose delta repeats keys: netted after all
     "kself": ("-- key: id, id2\nSELECT a.id, b.id AS id2, a.amount, b.amount AS amount2\n"
               "FROM orders a JOIN orders b ON b.customer = a.customer"),

@@ -230,6 +230,14 @@ BEGIN
         RETURN jsonb_build_object('fallback', format('change of %s rows is more than %s%% of the %s input rows',
                                                       total_d, round(thr * 100, 1), total_in));
     END IF;
+    -- scalar subqueries the delta statement takes as constants: a refresh in full when the
+    -- change of their inputs may have changed their value
+    FOR a IN SELECT x FROM jsonb_array_elements(coalesce(m.program->'guards', '[]')) x LOOP
+        EXECUTE a->>'sql' INTO probe;
+        IF probe THEN
+            RETURN jsonb_build_object('fallback', format('the value of the scalar subquery at line %s changed', a->>'line'));
+        END IF;
+    END LOOP;
     phases := jsonb_build_object('inputs', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
     t0 := clock_timestamp();
     -- planner settings for small deltas against big tables (as the load path does),

@@ -65,7 +65,7 @@ def _pg_name(e: exp.Expression) -> str | None:
     return None
 
 
-COMPILER_VERSION = "7"   # part of every compile key: a new compiler recompiles every model once
+COMPILER_VERSION = "8"   # part of every compile key: a new compiler recompiles every model once
 
 
 def compile_model(sql: str, tables: dict[tuple[str, str], tuple[str, str, str]],
@@ -109,6 +109,10 @@ def compile_model(sql: str, tables: dict[tuple[str, str], tuple[str, str, str]],
                 # key: the group state cannot be kept by key; the affected-key rule below can
                 raise NotIncremental("key (%s) is not the GROUP BY columns (%s)" % (", ".join(key), ", ".join(gcols)))
         c.key, c.key_inferred = key or None, inferred
+        if ctx.guards:
+            c.program = {**(c.program or {}), "guards": ctx.guards, "operators": [
+                "scalar subquery at line %s: a constant while its value does not change (checked from its "
+                "input's change); a change of its value refreshes in full" % g["line"] for g in ctx.guards]}
         return c
     except NotIncremental as e:
         why = str(e)
@@ -130,6 +134,14 @@ def compile_model(sql: str, tables: dict[tuple[str, str], tuple[str, str, str]],
             pass
         why = "%s (no key: a `-- key:` header allows an affected-key refresh)" % why
     return Compiled(False, why, columns=names, key=key or None, key_inferred=inferred)
+
+
+def _within(node: exp.Expression | None, root: exp.Expression) -> bool:
+    while node is not None:
+        if node is root:
+            return True
+        node = node.parent
+    return False
 
 
 def _compile_topn(q, names, ctx) -> Compiled | None:
@@ -308,6 +320,7 @@ class _Ctx:
             self.by_table[(sch, tbl)] = (up, qual)
         self.inputs = inputs
         self.ctes = ctes
+        self.guards: list[dict] = []   # scalar subqueries whose value must not change (see scalar_guard)
 
     def resolve(self, t: exp.Table):
         db = t.args.get("db").name if t.args.get("db") else ""
@@ -397,6 +410,63 @@ class _Ctx:
                % (cl, post, cl, delta))
         return exp.Subquery(this=sqlglot.parse_one(sql, read="postgres"), alias=alias)
 
+    def scalar_guard(self, sub: exp.Expression) -> bool:
+        """An uncorrelated scalar subquery that aggregates without GROUP BY (exactly one row, e.g.
+        `amount > (SELECT avg(amount) FROM t)`) is a constant for the delta rules as long as its value does not
+        change: the delta statement evaluates it on the inputs as they are now, and a guard (a statement over
+        the change of the subquery's input) says whether its value may have changed, in which case the
+        refresh is a full one. Registers the guard; False when sub is not such a subquery."""
+        if not isinstance(sub, exp.Subquery) or isinstance(sub.parent, (exp.In, exp.Any, exp.All)):
+            return False
+        q = sub.this
+        if not isinstance(q, exp.Select) or len(q.selects) != 1:
+            return False
+        for k in ("group", "having", "limit", "offset", "distinct", "order"):
+            if q.args.get(k):
+                return False
+        if q.args.get("with_") or q.args.get("with"):
+            return False
+        own = [a for a in q.find_all(*AGGS) if _own(q, a)]
+        if not own or any(isinstance(x, exp.Window) for x in q.walk()):
+            return False
+        # uncorrelated: every column names a source of the subquery itself (the query is qualified)
+        names = {t.alias_or_name for t in q.find_all(exp.Table)} | {x.alias_or_name for x in q.find_all(exp.Subquery)}
+        if any(c.table and c.table not in names for c in q.find_all(exp.Column)):
+            return False
+        if any(isinstance(x, exp.Subquery) for x in q.walk() if x is not q):
+            return False
+        conds, args = [], []
+        for a in own:
+            fn = AGGS[type(a)]
+            arg = a.this
+            if isinstance(arg, exp.Distinct) or a.args.get("filter") is not None or isinstance(a.parent, exp.Filter):
+                return False
+            if fn == "count" and (arg is None or isinstance(arg, exp.Star)):
+                conds.append('coalesce(sum("_dp_w"), 0) <> 0')
+                continue
+            j = len(args)
+            args.append(exp.alias_(arg.copy(), "_dp_a%d" % j, quoted=True))
+            a_ = '"_dp_a%d"' % j
+            if fn in ("min", "max"):
+                # (not invertible: any change of a value may move it)
+                conds.append('coalesce(bool_or("_dp_w" <> 0 AND %s IS NOT NULL), false)' % a_)
+            else:
+                conds.append('coalesce(sum("_dp_w") FILTER (WHERE %s IS NOT NULL), 0) <> 0' % a_)
+                if fn != "count":
+                    conds.append('coalesce(sum("_dp_w" * %s), 0) <> 0' % a_)
+        inp = q.copy()
+        inp.set("expressions", [x.copy() for x in args] or [exp.alias_(exp.Literal.number(1), "_dp_one", quoted=True)])
+        try:
+            delta = self.delta(inp)
+        except NotIncremental:
+            return False
+        g = {"sql": 'SELECT %s FROM (%s) AS "_dp_q"' % (" OR ".join(conds), delta.sql("postgres")), "line": _line(sub)}
+        if g not in self.guards:
+            self.guards.append(g)
+        # the delta statement evaluates it on the tables as they are now
+        sub.set("this", self.resolve_all(q))
+        return True
+
     def _delta_select(self, s: exp.Select) -> exp.Expression:
         for key, what in (("group", "GROUP BY"), ("having", "HAVING"), ("limit", "LIMIT"), ("offset", "OFFSET"),
                           ("distinct", "DISTINCT")):
@@ -404,12 +474,15 @@ class _Ctx:
                 raise NotIncremental("%s in a branch of UNION ALL" % what if isinstance(s.parent, exp.Union)
                                      else "%s inside a subquery or CTE" % what, s.args[key])
         for p in s.selects:
-            a = p.find(*AGGS)
+            a = next((x for x in p.find_all(*AGGS) if _own(s, x)), None)
             if a is not None:
                 raise NotIncremental("aggregate %s inside a subquery, CTE or expression" % a.key, a)
         for where in filter(None, [s.args.get("where"), *s.selects]):
             for sub in where.find_all(exp.Subquery, exp.Exists):
-                if list(sub.find_all(exp.Table)):
+                if sub.find_ancestor(exp.Subquery, exp.Exists) not in (None,) and \
+                        _within(sub.find_ancestor(exp.Subquery, exp.Exists), where):
+                    continue   # inside a subquery handled as a whole
+                if list(sub.find_all(exp.Table)) and not self.scalar_guard(sub):
                     raise NotIncremental("subquery reading a table in WHERE or SELECT", sub)
         frm = s.args.get("from_")
         if frm is None:

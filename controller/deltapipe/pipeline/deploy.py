@@ -174,7 +174,7 @@ def compile_pipeline(conn: psycopg.Connection, p: Pipeline, force: bool = False)
             prog = dict(d[9] or {})
             c = Compiled(bool(d[1]), d[2], d[3], d[4], list(d[5] or []), d[6], list(d[7] or []), d[8],
                          columns=prog.get("columns"), key=prog.get("key"), key_inferred=bool(prog.get("key_inferred")),
-                         program=prog if d[3] in ("keys", "topn") else None)
+                         program=prog if d[3] in ("keys", "topn") or prog.get("guards") else None)
         else:
             c = compile_model(m.sql, tables, columns, keys=keys, declared_key=m.key or None, types=types)
             if c.incremental and any(k == "external" for k in m.upstreams.values()):

@@ -92,6 +92,12 @@ def operators(c) -> list[str]:
     """How each operator of a compiled model is maintained (plan lines)."""
     if not c.incremental:
         return []
+    if c.shape in ("linear", "aggregate", "distinct") and (c.program or {}).get("guards"):
+        return _operators(c) + list(c.program.get("operators", []))
+    return _operators(c)
+
+
+def _operators(c) -> list[str]:
     if c.shape == "keys":
         lines = [x for x in c.program.get("operators", []) if not (x.startswith("FROM ") and ": restricted by " in x)]
         return lines + ["changes traced to %s; the rows of the affected %s are recomputed and diffed"
