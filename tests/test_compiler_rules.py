@@ -34,11 +34,18 @@ CASES = [
     ("select c.name, x.n from customers c left join (select customer, count(*) as n from orders group by customer) x "
      "on x.customer = c.name", None, "keys", ["name"]),
     ("select o.id, c.region from customers c right join orders o on o.customer = c.name", None, "keys", ["id"]),
-    ("select o.id from orders o where exists (select 1 from payments p where p.order_id = o.id)", None, "keys", ["id"]),
-    ("select o.id from orders o where not exists (select 1 from payments p where p.order_id = o.id)", None, "keys",
+    # semi- and anti-joins correlated by an equality: a delta term per subquery, over the rows its change touches
+    ("select o.id from orders o where exists (select 1 from payments p where p.order_id = o.id)", None, "linear",
      ["id"]),
-    ("select o.id from orders o where o.customer in (select name from customers where region = 'n')", None, "keys",
+    ("select o.id from orders o where not exists (select 1 from payments p where p.order_id = o.id)", None, "linear",
      ["id"]),
+    ("select o.id from orders o where o.customer in (select name from customers where region = 'n')", None, "linear",
+     ["id"]),
+    ("select o.customer, count(*) as n from orders o where exists (select 1 from payments p where p.order_id = o.id "
+     "and p.amount <> o.amount) group by o.customer", None, "aggregate", None),
+    # correlated by no equality: affected keys, or no rule
+    ("select o.id from orders o where exists (select 1 from payments p where p.amount > o.amount)", None,
+     "full: subquery reading payments is not correlated", ["id"]),
     ("select o.id, (select count(*) from payments p where p.order_id = o.id) as n from orders o", None, "keys", ["id"]),
     ("select order_id, pid from (select order_id, pid, row_number() over (partition by order_id order by amount desc) "
      "as rn from payments where order_id is not null) x where rn = 1", ["order_id"], "keys", ["order_id"]),

@@ -52,6 +52,15 @@ MODELS = {
     "after_first": "SELECT o.id, o.customer FROM orders o WHERE o.customer > (SELECT min(c.name) FROM customers c)",
     "north_count": ("SELECT o.id, (SELECT count(*) FROM customers c WHERE c.region = 'north') AS norths,\n"
                     "o.amount - (SELECT avg(amount) FROM orders) AS vs_mean FROM orders o WHERE o.amount > 2"),
+    # semi- and anti-joins (both sides changing, NULL keys), two in one WHERE, a self-semi-join with <> (Q21)
+    "with_north": ("SELECT o.id, o.amount FROM orders o\n"
+                   "WHERE EXISTS (SELECT 1 FROM customers c WHERE c.name = o.customer AND c.region = 'north')"),
+    "orphans": "SELECT o.id, o.customer FROM orders o WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.name = o.customer)",
+    "in_south": "SELECT o.id FROM orders o WHERE o.customer IN (SELECT c.name FROM customers c WHERE c.region = 'south')",
+    "both_semis": ("SELECT o.customer, count(*) AS n, sum(o.amount) AS s FROM orders o\n"
+                   "WHERE EXISTS (SELECT 1 FROM orders o2 WHERE o2.customer = o.customer AND o2.id <> o.id)\n"
+                   "AND NOT EXISTS (SELECT 1 FROM customers c WHERE c.name = o.customer AND c.region IS NULL)\n"
+                   "GROUP BY o.customer"),
     # ... except in a self-join, whose delta repeats keys: netted after all
     "kself": ("-- key: id, id2\nSELECT a.id, b.id AS id2, a.amount, b.amount AS amount2\n"
               "FROM orders a JOIN orders b ON b.customer = a.customer"),
@@ -97,7 +106,7 @@ def test_models_equal_full_recompute_after_random_batches(cli, conn, tmp_path):
     # the property ran through the incremental path (not only full refreshes)
     assert {"big", "enriched", "by_region", "regions", "names", "cte", "kbig", "kenriched", "kself",
             "headline", "ratio", "north_share", "top_customers", "top_joined", "top_orders",
-            "distribution"} <= seen, seen
+            "distribution", "with_north", "orphans", "in_south", "both_semis"} <= seen, seen
 
 
 def test_changes_read_back_from_the_changeset_equal_the_session_path(cli, conn, tmp_path):

@@ -136,6 +136,15 @@ def compile_model(sql: str, tables: dict[tuple[str, str], tuple[str, str, str]],
     return Compiled(False, why, columns=names, key=key or None, key_inferred=inferred)
 
 
+def _conjuncts(e: exp.Expression) -> list[exp.Expression]:
+    """The AND-ed conditions of e (parentheses looked through), in order."""
+    while isinstance(e, exp.Paren):
+        e = e.this
+    if isinstance(e, exp.And):
+        return _conjuncts(e.this) + _conjuncts(e.expression)
+    return [e]
+
+
 def _within(node: exp.Expression | None, root: exp.Expression) -> bool:
     while node is not None:
         if node is root:
@@ -467,6 +476,81 @@ class _Ctx:
         sub.set("this", self.resolve_all(q))
         return True
 
+    def semi_join(self, c: exp.Expression) -> dict | None:
+        """A WHERE conjunct `[NOT] EXISTS (SELECT ... FROM t WHERE ...)` or `x IN (SELECT y FROM t WHERE ...)` over
+        one upstream table, correlated by at least one equality between a column expression of t and one of the
+        outer query (other conditions may read both): its parts, or None."""
+        neg = False
+        node = c
+        if isinstance(c, exp.Not) and isinstance(c.this, exp.Exists):
+            neg, ex = True, c.this
+        elif isinstance(c, exp.Exists):
+            ex = c
+        elif isinstance(c, exp.In) and isinstance(c.args.get("query"), exp.Subquery):
+            ex = None
+        else:
+            return None
+        sub_holder = ex if ex is not None else c.args["query"]
+        q = sub_holder.this
+        if isinstance(q, exp.Subquery):
+            q = q.this
+        if not isinstance(q, exp.Select) or q.args.get("joins") or q.args.get("with_") or q.args.get("with"):
+            return None
+        for k in ("group", "having", "limit", "offset", "distinct"):
+            if q.args.get(k):
+                return None
+        frm = q.args.get("from_")
+        if frm is None or not isinstance(frm.this, exp.Table) or frm.this.name in self.ctes:
+            return None
+        if any(isinstance(x, (exp.AggFunc, exp.Window, exp.Subquery, exp.Exists)) for x in q.walk() if x is not q):
+            return None
+        r = self.resolve(frm.this)
+        if r is None:
+            return None
+        alias = frm.this.alias_or_name
+        pred = q.args["where"].this.copy() if q.args.get("where") else None
+        if ex is None:   # x IN (SELECT y ...): EXISTS (SELECT ... WHERE ... AND y = x)
+            if len(q.selects) != 1:
+                return None
+            eq = exp.EQ(this=q.selects[0].unalias().copy(), expression=c.this.copy())
+            pred = eq if pred is None else exp.and_(pred, eq)
+        if pred is None:
+            return None
+
+        def inner_only(e):
+            cols = list(e.find_all(exp.Column))
+            return bool(cols) and all(x.table == alias for x in cols)
+
+        def outer_only(e):
+            cols = list(e.find_all(exp.Column))
+            return bool(cols) and all(x.table and x.table != alias for x in cols)
+        eqs = []
+        for x in _conjuncts(pred):
+            if isinstance(x, exp.EQ):
+                if inner_only(x.this) and outer_only(x.expression):
+                    eqs.append((x.this, x.expression))
+                elif inner_only(x.expression) and outer_only(x.this):
+                    eqs.append((x.expression, x.this))
+        if not eqs:
+            return None
+        if ex is None:   # rewrite the IN as the EXISTS it is (for the old-state condition below)
+            new = exp.Exists(this=exp.select("1").from_(frm.this.copy()).where(pred.copy()))
+            c.replace(new)
+            node, ex, q = new, new, new.this
+        return {"node": node, "neg": neg, "sub": ex, "alias": alias, "pred": pred, "eq": eqs,
+                "table": r[1], "index": self.inputs.index(r[0]) + 1}
+
+    def semi_old(self, sj: dict) -> exp.Expression:
+        """A semi-join's condition before the change: the matches now less the change's matches, above zero."""
+        a = exp.to_identifier(sj["alias"], quoted=True).sql("postgres")
+        pred = sj["pred"]
+        now = exp.to_table(sj["table"], dialect="postgres").sql("postgres")
+        sql = ("((SELECT count(*) FROM %s AS %s WHERE %s) - (SELECT coalesce(sum(%s.\"_dp_w\"), 0) FROM "
+               "pg_temp.\"_dp_d_%d\" AS %s WHERE %s) > 0)" % (now, a, pred.sql("postgres"), a, sj["index"], a,
+                                                           pred.sql("postgres")))
+        e = sqlglot.parse_one(sql, read="postgres")
+        return exp.Not(this=exp.Paren(this=e)) if sj["neg"] else e
+
     def _delta_select(self, s: exp.Select) -> exp.Expression:
         for key, what in (("group", "GROUP BY"), ("having", "HAVING"), ("limit", "LIMIT"), ("offset", "OFFSET"),
                           ("distinct", "DISTINCT")):
@@ -477,13 +561,26 @@ class _Ctx:
             a = next((x for x in p.find_all(*AGGS) if _own(s, x)), None)
             if a is not None:
                 raise NotIncremental("aggregate %s inside a subquery, CTE or expression" % a.key, a)
+        # [NOT] EXISTS / IN (SELECT ...) conjuncts of WHERE correlated by equalities: semi- and anti-joins
+        semis = []
+        where_node = s.args.get("where")
+        conj = _conjuncts(where_node.this) if where_node is not None else []
+        for k, c in enumerate(conj):
+            sj = self.semi_join(c)
+            if sj is not None:
+                sj["pos"] = k
+                semis.append(sj)
         for where in filter(None, [s.args.get("where"), *s.selects]):
             for sub in where.find_all(exp.Subquery, exp.Exists):
                 if sub.find_ancestor(exp.Subquery, exp.Exists) not in (None,) and \
                         _within(sub.find_ancestor(exp.Subquery, exp.Exists), where):
                     continue   # inside a subquery handled as a whole
+                if any(_within(sub, sj["node"]) for sj in semis):
+                    continue
                 if list(sub.find_all(exp.Table)) and not self.scalar_guard(sub):
                     raise NotIncremental("subquery reading a table in WHERE or SELECT", sub)
+        for sj in semis:   # evaluated on the tables as they are now
+            sj["sub"].set("this", self.resolve_all(sj["sub"].this))
         frm = s.args.get("from_")
         if frm is None:
             raise NotIncremental("SELECT without FROM", s)
@@ -514,6 +611,41 @@ class _Ctx:
                 col = exp.column("_dp_w", table=exp.to_identifier(items[j].alias_or_name, quoted=True))
                 w = col if w is None else exp.Mul(this=w, expression=col)
             t.select(exp.alias_(w, "_dp_w", quoted=True), copy=False)
+            terms.append(t)
+        # a semi-join's condition c changes for the rows whose correlation key a change of its table touches:
+        # Δ(X·c1·...·cm) = ΔX·c1'·...·cm' + Σj X_old·c1_old·...·c(j-1)_old·(cj' - cj_old)·c(j+1)'·...·cm',
+        # term j restricted to the rows whose key is one of the change's (cj_old: the count of matches now
+        # less the change's matches, above zero)
+        for j, sj in enumerate(semis):
+            t = s.copy()
+            t.set("order", None)
+            new_items = [self.old_item(x) for x in items]
+            t.args["from_"].set("this", new_items[0])
+            for ji, jn in enumerate(t.args.get("joins") or []):
+                jn.set("this", new_items[ji + 1])
+            tc = _conjuncts(t.args["where"].this)
+            for i, sk in enumerate(semis):
+                if i < j:
+                    tc[sk["pos"]].replace(self.semi_old(sk))
+                elif i == j:
+                    tc[sk["pos"]].replace(exp.true())
+            dk = "pg_temp.%s" % exp.to_identifier("_dp_d_%d" % sj["index"], quoted=True).sql("postgres")
+            outer = [o.copy() for _s, o in sj["eq"]]
+            inner = [x.copy() for x, _o in sj["eq"]]
+            keyset = "(%s) IN (SELECT %s FROM %s AS %s)" % (
+                ", ".join(o.sql("postgres") for o in outer), ", ".join(x.sql("postgres") for x in inner), dk,
+                exp.to_identifier(sj["alias"], quoted=True).sql("postgres"))
+            newc = sj["node"].copy().sql("postgres")
+            oldc = self.semi_old(sj).sql("postgres")
+            factor = "(CASE WHEN %s THEN 1 ELSE 0 END - CASE WHEN %s THEN 1 ELSE 0 END)" % (newc, oldc)
+            t.set("where", exp.Where(this=exp.and_(t.args["where"].this, sqlglot.parse_one(keyset, read="postgres"),
+                                                   sqlglot.parse_one("(%s) <> (%s)" % (newc, oldc), read="postgres"))))
+            w = None
+            for x in items:
+                col = exp.column("_dp_w", table=exp.to_identifier(x.alias_or_name, quoted=True))
+                w = col if w is None else exp.Mul(this=w, expression=col)
+            t.select(exp.alias_(exp.Mul(this=w, expression=sqlglot.parse_one(factor, read="postgres")), "_dp_w",
+                                quoted=True), copy=False)
             terms.append(t)
         out = terms[0]
         for t in terms[1:]:
