@@ -10,7 +10,7 @@ from typing import Callable
 from deltapipe.errors import DeltapipeError
 
 BLOCK = 4 << 20
-MODES = ("snapshot", "upsert", "append", "changes")
+MODES = ("snapshot", "upsert", "append", "changes", "history")
 FORMATS = ("csv", "tsv", "ndjson")
 EXT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".ndjson": "ndjson", ".jsonl": "ndjson",
                ".json": "ndjson"}
