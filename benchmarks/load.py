@@ -24,14 +24,17 @@ Measured, each as wall time of deltapipe.loader.load_file(..., progress=False):
   forced    v2 again with force=True (a full re-diff)       no target, for information
   bad       initial load of bad.csv into a second dataset   target <= 1.3 x initial,
             and it must report rejected == 1000
+  history   snapshot load of v2 into a history-mode dataset  ratio to the plain snapshot of the
+            (v1 loaded first, not timed): the same change,    same round, target <= 1.3 x snapshot
+            also written as versions (closed + opened)
   rss       controller peak RSS of an initial load of v1, in a fresh subprocess
             each, at --rows and 3 x --rows                  target < 150 MB, flat
 
 Database: --dsn, else $DELTAPIPE_DSN, else a dedicated local server in
 /var/tmp/deltapipe-bench/pg (started if needed; deltapipe is (re)installed into
 it). With an external DSN deltapipe is installed only if it is missing. The
-benchmark creates and drops the datasets bench_clean, bench_bad and bench_rss
-and the table public.deltapipe_bench_ref.
+benchmark creates and drops the datasets bench_clean, bench_bad, bench_hist and
+bench_rss and the table public.deltapipe_bench_ref.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from deltapipe.load.loader import LoadOptions, load_file  # noqa: E402
 
 REF_TABLE = "public.deltapipe_bench_ref"
 COPY_BLOCK = 1 << 20
-DS_CLEAN, DS_BAD, DS_RSS = "bench_clean", "bench_bad", "bench_rss"
+DS_CLEAN, DS_BAD, DS_RSS, DS_HIST = "bench_clean", "bench_bad", "bench_rss", "bench_hist"
 META = "meta.json"
 
 
@@ -113,11 +116,11 @@ def checkpoint(dsn: str) -> None:
         pass  # not superuser: measure without it
 
 
-def fresh_dataset(dsn: str, name: str) -> None:
+def fresh_dataset(dsn: str, name: str, mode: str = "snapshot") -> None:
     with psycopg.connect(dsn, autocommit=True) as c:
         if c.execute("SELECT 1 FROM deltapipe.dataset WHERE name = %s", (name,)).fetchone():
             c.execute("SELECT deltapipe.drop_dataset(%s, true)", (name,))
-        c.execute("SELECT deltapipe.create_dataset(%s, ARRAY['id'], %s)", (name, gendata.COLUMNS))
+        c.execute("SELECT deltapipe.create_dataset(%s, ARRAY['id'], %s, NULL, %s)", (name, gendata.COLUMNS, mode))
 
 
 def drop_dataset(dsn: str, name: str) -> None:
@@ -272,12 +275,30 @@ def main() -> int:
         problems += ["bad: " + m for m in mismatch(
             r, status="done", rejected=meta["bad"], inserted=rows - meta["bad"], row_count=rows - meta["bad"])]
 
+        # 5. history mode: the same 1% change, also written as versions
+        fresh_dataset(dsn, DS_HIST, "history")
+        timed_load(dsn, DS_HIST, v1)
+        t_hist, r = timed_load(dsn, DS_HIST, v2)
+        describe("history", t_hist, ref, r)
+        log("%-10s %.2fx the plain snapshot" % ("", t_hist / t_snap))
+        problems += ["history: " + m for m in mismatch(
+            r, status="done", inserted=meta["new"], updated=meta["updated"], deleted=meta["deleted"],
+            unchanged=rows - meta["updated"] - meta["deleted"], rejected=0, row_count=n_v2)]
+        with psycopg.connect(dsn) as c:
+            nv, ncur = c.execute("SELECT count(*), count(*) FILTER (WHERE valid_to IS NULL) FROM %s_history"
+                                 % DS_HIST).fetchone()
+        if (nv, ncur) != (rows + meta["new"] + meta["updated"], n_v2):
+            problems.append("history: %d versions, %d current (expected %d, %d)"
+                            % (nv, ncur, rows + meta["new"] + meta["updated"], n_v2))
+        drop_dataset(dsn, DS_HIST)
+
         # noise check: the reference once more, after the loads
         ref_after, _ = reference_copy(dsn, v1)
         log("reference COPY again after the loads: %.2fs (%.2fx the median; shows the round's noise)"
             % (ref_after, ref_after / ref))
         log()
-        rounds.append({"ref": ref, "init": t_init, "snap": t_snap, "same": t_same, "force": t_force, "bad": t_bad})
+        rounds.append({"ref": ref, "init": t_init, "snap": t_snap, "same": t_same, "force": t_force, "bad": t_bad,
+                       "hist": t_hist})
 
     def med(key: str, per: str | None = "ref") -> tuple[float, float]:
         """(median seconds, median ratio to ``per`` of the same round) over the rounds."""
@@ -314,6 +335,8 @@ def main() -> int:
              ("v2 forced re-diff", t_force, q_force, "-", None),
              ("bad rows (vs ref)", t_bad, q_bad, "-", None),
              ("bad rows (vs initial)", t_bad, q_bad_init, "<= 1.3x initial", q_bad_init <= 1.3)]
+    (t_hist, q_hist) = med("hist", "snap")
+    table.append(("history v2 (vs snap)", t_hist, q_hist, "<= 1.3x snapshot", q_hist <= 1.3))
     log("medians over %d round(s); each ratio is to the reference COPY of its own round" % len(rounds))
     log()
     log("%-22s %8s %7s  %-16s %s" % ("name", "seconds", "ratio", "target", "result"))
