@@ -251,10 +251,11 @@ def test_concurrent_loads_never_leave_two_current_versions(cli, conn, dsn, write
 
 
 MODEL_SOURCES = ('[[sources]]\ndataset = "people"\nfile = "data/people.csv"\nkey = "id"\nmode = "history"\n'
-                 'columns = "id bigint, city text, score int"\n')
+                 'columns = "id bigint, city text, score int"\nhistory_table = "people_versions"\n'
+                 'valid_from_column = "since"\n')
 MODELS = {
     "by_city": "SELECT city, count(*) AS n, sum(score) AS total FROM people GROUP BY city",
-    "versions": "-- key: id, valid_from\nSELECT id, city, valid_from, valid_to FROM people_history",
+    "versions": "-- key: id, since\nSELECT id, city, since, valid_to FROM people_versions",
 }
 
 
@@ -273,7 +274,7 @@ def test_a_model_over_a_history_dataset_sees_the_current_rows_incrementally(cli,
         assert conn.execute("SELECT model, side, row FROM deltapipe.verify('p')").fetchall() == []
         assert conn.execute("SELECT count(*) FROM by_city").fetchone()[0] == len({c for _i, c, _s in rows})
         assert conn.execute("SELECT count(*) FROM versions").fetchone()[0] == conn.execute(
-            "SELECT count(*) FROM people_history").fetchone()[0]
+            "SELECT count(*) FROM people_versions").fetchone()[0]
     check()
     steps = [
         lambda rs: [(i, "c9" if i == 3 else c, s + 1 if i % 50 == 0 else s) for i, c, s in rs],  # updates
