@@ -66,10 +66,15 @@ BEGIN
                        vf, vt, left(h->>'table', 50) || '_valid', vt, vf);
         EXECUTE format('INSERT INTO %s (%s, %I) SELECT %s, %L FROM %s', hist, collist, vf, collist, ts, target);
         GET DIAGNOSTICS n_open = ROW_COUNT;
-        EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I PRIMARY KEY (%s, %I)', hist, left(h->>'table', 55) || '_pkey', klist, vf);
-        -- at most one current version per key, whatever writes the table
+        -- at most one current version per key, whatever writes the table. No other index on the
+        -- key: a version closed by a later load then enters no index on its key (a random page
+        -- each), only the one on valid_to, whose new entries all go to its right end, as do those
+        -- of valid_from for the versions opened; rollback finds a load's versions by these two
         EXECUTE format('CREATE UNIQUE INDEX %I ON %I.%I (%s) WHERE %I IS NULL',
                        left(h->>'table', 52) || '_current', h->>'schema', h->>'table', klist, vt);
+        EXECUTE format('CREATE INDEX %I ON %I.%I (%I)', left(h->>'table', 50) || '_from', h->>'schema', h->>'table', vf);
+        EXECUTE format('CREATE INDEX %I ON %I.%I (%I) WHERE %I IS NOT NULL',
+                       left(h->>'table', 52) || '_to', h->>'schema', h->>'table', vt, vt);
         EXECUTE format('COMMENT ON TABLE %s IS %L', hist, format('deltapipe dataset %s: every version of its rows', p_ds.name));
         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'deltapipe_reader') THEN
             EXECUTE format('GRANT SELECT ON %s TO deltapipe_reader', hist);
