@@ -68,11 +68,11 @@ BEGIN
         GET DIAGNOSTICS n_open = ROW_COUNT;
         -- at most one current version per key, whatever writes the table. No other index on the
         -- key: a version closed by a later load then enters no index on its key (a random page
-        -- each), only the one on valid_to, whose new entries all go to its right end, as do those
-        -- of valid_from for the versions opened; rollback finds a load's versions by these two
+        -- each), only the one on valid_to, whose new entries all go to its right end. Rollback
+        -- finds the versions a load closed by that index, and those it opened by the first (a
+        -- load can only be rolled back while they are current)
         EXECUTE format('CREATE UNIQUE INDEX %I ON %I.%I (%s) WHERE %I IS NULL',
                        left(h->>'table', 52) || '_current', h->>'schema', h->>'table', klist, vt);
-        EXECUTE format('CREATE INDEX %I ON %I.%I (%I)', left(h->>'table', 50) || '_from', h->>'schema', h->>'table', vf);
         EXECUTE format('CREATE INDEX %I ON %I.%I (%I) WHERE %I IS NOT NULL',
                        left(h->>'table', 52) || '_to', h->>'schema', h->>'table', vt, vt);
         EXECUTE format('COMMENT ON TABLE %s IS %L', hist, format('deltapipe dataset %s: every version of its rows', p_ds.name));
