@@ -138,6 +138,12 @@ def test_history_begins_on_an_existing_dataset_and_survives_other_modes(cli, con
     assert r.exit_code == 0, r.output
     assert history(conn)[2:] == [(3, "c", 3, 1, 2), (3, "C", 3, 2, None)]
     assert current(conn) == current_versions(conn)
+    # a delete of changes mode closes the version; an upsert does not close the keys it does not name
+    r = cli("load", "t", write("3b.csv", "op,id,name,amount\ndelete,3,,\nupsert,1,A,1\n"), "--mode", "changes")
+    assert r.exit_code == 0, r.output
+    assert history(conn) == [(1, "a", 1, 1, 3), (1, "A", 1, 3, None), (2, "b", 3, 1, None),
+                             (3, "c", 3, 1, 2), (3, "C", 3, 2, 3)]
+    assert current(conn) == current_versions(conn)
     # rolling back the load that began the history removes it
     r = cli("rollback", hist_run, "--cascade")
     assert r.exit_code == 0, r.output
