@@ -301,3 +301,32 @@ def test_a_model_over_a_history_dataset_sees_the_current_rows_incrementally(cli,
     # the model reading the versions on purpose has every version, closed ones too
     assert conn.execute("SELECT count(*) FROM versions WHERE id = 40").fetchone()[0] == 2
     assert conn.execute("SELECT count(*) FROM versions WHERE valid_to IS NULL").fetchone()[0] == len(rows)
+
+
+def test_a_table_of_that_name_not_made_for_the_dataset_is_left_alone(cli, conn, write):
+    conn.execute("CREATE TABLE t_history (x int)")
+    cli("dataset", "create", "t", "--key", "id", "--columns", "id bigint, name text, amount numeric")
+    r = cli("load", "t", write("1.csv", HEAD + "1,a,1\n"))
+    assert r.exit_code == 0 and "versions" not in r.output, r.output
+    line = one_error_line(cli("load", "t", write("2.csv", HEAD + "1,b,1\n"), "--mode", "history"))
+    assert "t_history exists and is not the history table of dataset t" in line, line
+    cli("dataset", "drop", "t", "--drop-table")
+    assert conn.execute("SELECT to_regclass('public.t_history')").fetchone()[0] is not None
+
+
+def test_a_writer_keeps_history_and_a_reader_reads_it(conn, dsn, write):
+    from click.testing import CliRunner
+
+    from deltapipe.cli import main
+    from test_roles import as_user, login
+    login(conn, "dp_hist_reader", "deltapipe_reader")
+    login(conn, "dp_hist_writer", "deltapipe_writer")
+    conn.execute("SELECT deltapipe.create_dataset('t', ARRAY['id'], 'id bigint, name text, amount numeric')")
+    writer, reader = as_user(dsn, "dp_hist_writer"), as_user(dsn, "dp_hist_reader")
+    for i, body in enumerate(["1,a,1\n2,b,2\n", "1,a,1\n2,c,2\n"]):
+        run = CliRunner().invoke(main, ["load", "t", str(write("%d.csv" % i, HEAD + body)), "--mode", "history",
+                                        "--dsn", writer])
+        assert run.exit_code == 0, run.output
+    with psycopg.connect(reader, autocommit=True) as r:
+        assert r.execute("SELECT id, name FROM t_history ORDER BY id, valid_from").fetchall() == [
+            (1, "a"), (2, "b"), (2, "c")]

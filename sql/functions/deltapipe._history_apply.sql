@@ -50,6 +50,11 @@ BEGIN
         IF p_mode <> 'history' THEN
             RETURN NULL;  -- the history table is gone (rollback of the load that made it): none is kept
         END IF;
+        IF to_regclass(hist) IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'DP026',
+                MESSAGE = format('table %s exists and is not the history table of dataset %s', hist, p_ds.name),
+                HINT = format('name the history table otherwise: deltapipe dataset set %s --history-table NAME', p_ds.name);
+        END IF;
         IF vf = ANY (cols) OR vt = ANY (cols) OR vf = vt THEN
             RAISE EXCEPTION USING ERRCODE = 'DP026',
                 MESSAGE = format('dataset %s has a column named %s or %s: they cannot be the validity columns of its history',
@@ -75,12 +80,12 @@ BEGIN
                        left(h->>'table', 52) || '_current', h->>'schema', h->>'table', klist, vt);
         EXECUTE format('CREATE INDEX %I ON %I.%I (%I) WHERE %I IS NOT NULL',
                        left(h->>'table', 52) || '_to', h->>'schema', h->>'table', vt, vt);
-        EXECUTE format('COMMENT ON TABLE %s IS %L', hist, format('deltapipe dataset %s: every version of its rows', p_ds.name));
+        -- the mark that this is the dataset's history table (deltapipe._history), and the run that began it
+        EXECUTE format('COMMENT ON TABLE %s IS %L', hist,
+                       format('deltapipe dataset %s: every version of its rows, since run %s', p_ds.name, p_options->>'run_id'));
         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'deltapipe_reader') THEN
             EXECUTE format('GRANT SELECT ON %s TO deltapipe_reader', hist);
         END IF;
-        UPDATE deltapipe.dataset SET options = options || jsonb_build_object('history', p_options->'run_id')
-         WHERE name = p_ds.name;
         created := true;
     ELSIF p_delta IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'DP027',

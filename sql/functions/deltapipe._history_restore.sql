@@ -18,9 +18,8 @@ BEGIN
     IF h IS NULL OR NOT (h->>'exists')::boolean THEN
         RETURN 0;
     END IF;
-    IF ds.options->>'history' = p_run::text THEN
+    IF (h->>'since_run')::bigint = p_run THEN
         EXECUTE format('DROP TABLE %s', h->>'name');
-        UPDATE deltapipe.dataset SET options = options - 'history' WHERE name = ds.name;
         RETURN 0;
     END IF;
     IF p_valid_at IS NULL THEN

@@ -20,7 +20,7 @@ BEGIN
     IF p_option = 'max_rejects' THEN
         PERFORM deltapipe._reject_limit(p_value, 1);
     ELSE
-        IF ds.options ? 'history' THEN
+        IF (deltapipe._history(ds)->>'exists')::boolean THEN
             RAISE EXCEPTION USING ERRCODE = 'DP026',
                 MESSAGE = format('dataset %s already keeps its history in %s: %s cannot change', ds.name,
                                  deltapipe._history(ds)->>'name', p_option),
