@@ -24,6 +24,10 @@ Measured, each as wall time of deltapipe.loader.load_file(..., progress=False):
   forced    v2 again with force=True (a full re-diff)       no target, for information
   bad       initial load of bad.csv into a second dataset   target <= 1.3 x initial,
             and it must report rejected == 1000
+  history   snapshot load of v2 into a history-mode dataset  ratio to the plain snapshot of the
+            (after its initial load of v1): the same change,  same round, no target
+            also written as versions (closed + opened);
+            and that initial load (the rows written twice)    ratio to the plain initial load, no target
   rss       controller peak RSS of an initial load of v1, in a fresh subprocess
             each, at --rows and 3 x --rows                  target < 150 MB, flat
 
@@ -41,8 +45,8 @@ each an initial load in a fresh subprocess (time of load_file, and the controlle
 Database: --dsn, else $DELTAPIPE_DSN, else a dedicated local server in
 /var/tmp/deltapipe-bench/pg (started if needed; deltapipe is (re)installed into
 it). With an external DSN deltapipe is installed only if it is missing. The
-benchmark creates and drops the datasets bench_clean, bench_bad and bench_rss
-and the table public.deltapipe_bench_ref.
+benchmark creates and drops the datasets bench_clean, bench_bad, bench_hist and
+bench_rss and the table public.deltapipe_bench_ref.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ from deltapipe.load.loader import LoadOptions, load_file  # noqa: E402
 
 REF_TABLE = "public.deltapipe_bench_ref"
 COPY_BLOCK = 1 << 20
-DS_CLEAN, DS_BAD, DS_RSS, DS_CLI = "bench_clean", "bench_bad", "bench_rss", "bench_cli"
+DS_CLEAN, DS_BAD, DS_RSS, DS_CLI, DS_HIST = "bench_clean", "bench_bad", "bench_rss", "bench_cli", "bench_hist"
 META = "meta.json"
 
 
@@ -150,11 +154,11 @@ def checkpoint(dsn: str) -> None:
         pass  # not superuser: measure without it
 
 
-def fresh_dataset(dsn: str, name: str) -> None:
+def fresh_dataset(dsn: str, name: str, mode: str = "snapshot") -> None:
     with psycopg.connect(dsn, autocommit=True) as c:
         if c.execute("SELECT 1 FROM deltapipe.dataset WHERE name = %s", (name,)).fetchone():
             c.execute("SELECT deltapipe.drop_dataset(%s, true)", (name,))
-        c.execute("SELECT deltapipe.create_dataset(%s, ARRAY['id'], %s)", (name, gendata.COLUMNS))
+        c.execute("SELECT deltapipe.create_dataset(%s, ARRAY['id'], %s, NULL, %s)", (name, gendata.COLUMNS, mode))
 
 
 def drop_dataset(dsn: str, name: str) -> None:
@@ -353,6 +357,25 @@ def main() -> int:
                 problems.append("%s: status=%s inserted=%s (expected done, %d)"
                                 % (label, res["status"], res["inserted"], rows))
 
+        # 7. history mode: the same 1% change, also written as versions
+        fresh_dataset(dsn, DS_HIST, "history")
+        t_hist_init, r = timed_load(dsn, DS_HIST, v1)
+        describe("hist init", t_hist_init, ref, r)
+        log("%-10s %.2fx the plain initial load" % ("", t_hist_init / t_init))
+        t_hist, r = timed_load(dsn, DS_HIST, v2)
+        describe("history", t_hist, ref, r)
+        log("%-10s %.2fx the plain snapshot" % ("", t_hist / t_snap))
+        problems += ["history: " + m for m in mismatch(
+            r, status="done", inserted=meta["new"], updated=meta["updated"], deleted=meta["deleted"],
+            unchanged=rows - meta["updated"] - meta["deleted"], rejected=0, row_count=n_v2)]
+        with psycopg.connect(dsn) as c:
+            nv, ncur = c.execute("SELECT count(*), count(*) FILTER (WHERE valid_to IS NULL) FROM %s_history"
+                                 % DS_HIST).fetchone()
+        if (nv, ncur) != (rows + meta["new"] + meta["updated"], n_v2):
+            problems.append("history: %d versions, %d current (expected %d, %d)"
+                            % (nv, ncur, rows + meta["new"] + meta["updated"], n_v2))
+        drop_dataset(dsn, DS_HIST)
+
         # noise check: the reference once more, after the loads
         ref_after, _ = reference_copy(dsn, v1)
         log("reference COPY again after the loads: %.2fs (%.2fx the median; shows the round's noise)"
@@ -361,7 +384,8 @@ def main() -> int:
         rounds.append({"ref": ref, "init": t_init, "snap": t_snap, "same": t_same, "force": t_force, "bad": t_bad,
                        "cli_init": c_init, "cli_snap": c_snap, "cli_same": c_same,
                        "parquet": other["parquet"]["secs"], "zst": other["zst"]["secs"],
-                       "parquet_rss": other["parquet"]["peak_kb"] / 1024, "zst_rss": other["zst"]["peak_kb"] / 1024})
+                       "parquet_rss": other["parquet"]["peak_kb"] / 1024, "zst_rss": other["zst"]["peak_kb"] / 1024,
+                       "hist": t_hist, "hist_init": t_hist_init})
 
     def med(key: str, per: str | None = "ref") -> tuple[float, float]:
         """(median seconds, median ratio to ``per`` of the same round) over the rounds."""
@@ -405,6 +429,10 @@ def main() -> int:
               ("CLI unchanged v2", c_same, qc_same, "<= 0.2x ref", qc_same <= 0.2),
               ("parquet initial load", t_pq, q_pq, "-", None),
               ("zst initial load", t_zst, q_zst, "-", None)]
+    (t_hist, q_hist) = med("hist", "snap")
+    table.append(("history v2 (vs snap)", t_hist, q_hist, "-", None))
+    (t_hist_init, q_hist_init) = med("hist_init", "init")
+    table.append(("history v1 (vs init)", t_hist_init, q_hist_init, "-", None))
     log("medians over %d round(s); each ratio is to the reference COPY of its own round" % len(rounds))
     log()
     log("%-22s %8s %7s  %-16s %s" % ("name", "seconds", "ratio", "target", "result"))

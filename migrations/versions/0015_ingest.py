@@ -5,12 +5,12 @@
   of rows received, inserted/updated/deleted/unchanged/rejected what became of them).
 
 Revision ID: 0015
-Revises: 0012
+Revises: 0014
 """
 from alembic import op
 
 revision = "0015"
-down_revision = "0012"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

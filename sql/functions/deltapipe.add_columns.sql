@@ -13,6 +13,7 @@ DECLARE
     old    jsonb;
     added  jsonb := '[]';
     target text := format('%I.%I', ds.target_schema, ds.target_table);
+    h      jsonb := deltapipe._history(ds);
 BEGIN
     PERFORM 1 FROM deltapipe.dataset WHERE name = ds.name FOR UPDATE;
     FOR c IN SELECT * FROM jsonb_array_elements(new) LOOP
@@ -29,6 +30,15 @@ BEGIN
         added := added || jsonb_build_array(c);
         IF to_regclass(target) IS NOT NULL THEN
             EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', target, c->>'name', c->>'type');
+        END IF;
+        IF h IS NOT NULL AND (h->>'exists')::boolean THEN
+            -- every version (history mode): NULL in the versions before
+            IF c->>'name' IN (h->>'from', h->>'to') THEN
+                RAISE EXCEPTION USING ERRCODE = 'DP026',
+                    MESSAGE = format('column %s is a column of the history table %s of dataset %s', c->>'name', h->>'name', ds.name),
+                    HINT = 'choose another column name';
+            END IF;
+            EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s', h->>'name', c->>'name', c->>'type');
         END IF;
     END LOOP;
     IF jsonb_array_length(added) > 0 THEN

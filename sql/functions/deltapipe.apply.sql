@@ -16,6 +16,7 @@ AS $fn$
 --   changeset   the before- and after-images of the change
 --   swap        a large snapshot change: a new table swapped in by rename
 --   merge       otherwise: MERGE of the change
+--   history     a dataset keeping history: the change written as versions
 DECLARE
     ds        deltapipe.dataset := deltapipe._dataset(p_dataset);
     stg       text := deltapipe._staging(p_staging);
@@ -33,6 +34,7 @@ DECLARE
     dcount    bigint;
     dependents int;
     dups      bigint := 0;
+    hist      jsonb;
 BEGIN
     IF to_regclass(target) IS NULL THEN
         strategy := 'create';
@@ -49,10 +51,10 @@ BEGIN
         SELECT count(*) INTO dependents FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
          WHERE d.refobjid = target::regclass AND d.classid = 'pg_rewrite'::regclass AND r.ev_class <> target::regclass;
         IF strategy = 'auto' THEN
-            strategy := CASE WHEN mode = 'snapshot' AND dependents = 0 AND n_delta > threshold * greatest(ds.row_count, 1)
+            strategy := CASE WHEN mode IN ('snapshot', 'history') AND dependents = 0 AND n_delta > threshold * greatest(ds.row_count, 1)
                              THEN 'swap' ELSE 'merge' END;
         END IF;
-        IF strategy = 'swap' AND (mode <> 'snapshot' OR dependents > 0) THEN
+        IF strategy = 'swap' AND (mode NOT IN ('snapshot', 'history') OR dependents > 0) THEN
             strategy := 'merge';
         END IF;
         IF n_delta = 0 THEN
@@ -65,11 +67,17 @@ BEGIN
         csum := ds.checksum + dcsum;
         n_rows := ds.row_count + dcount;
     END IF;
+    -- the same change as versions, in the same transaction
+    hist := deltapipe._history(ds, mode);
+    IF hist IS NOT NULL AND (strategy <> 'none' OR NOT (hist->>'exists')::boolean) THEN
+        hist := deltapipe._history_apply(ds, mode, CASE WHEN strategy <> 'create' THEN delta END, p_options);
+    END IF;
     UPDATE deltapipe.dataset
        SET checksum = csum, row_count = n_rows, last_loaded_at = now(),
            last_file_sha256 = coalesce(p_options->>'file_sha256', last_file_sha256)
      WHERE name = ds.name;
-    RETURN jsonb_build_object('strategy', strategy, 'checksum', csum, 'row_count', n_rows, 'duplicates', dups);
+    RETURN jsonb_build_object('strategy', strategy, 'checksum', csum, 'row_count', n_rows, 'duplicates', dups,
+                              'history', hist);
 END
 $fn$;
 

@@ -18,9 +18,9 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'DP002', MESSAGE = format('dataset %s already exists', p_name),
             HINT = 'drop it first with `deltapipe dataset drop` or choose another name';
     END IF;
-    IF p_mode NOT IN ('snapshot', 'upsert', 'append', 'changes') THEN
+    IF p_mode NOT IN ('snapshot', 'upsert', 'append', 'changes', 'history') THEN
         RAISE EXCEPTION USING ERRCODE = 'DP006', MESSAGE = format('unknown load mode %s', p_mode),
-            HINT = 'use snapshot, upsert, append or changes';
+            HINT = 'use snapshot, upsert, append, changes or history';
     END IF;
     cols := deltapipe._parse_columns(p_columns);
     names := ARRAY(SELECT c->>'name' FROM jsonb_array_elements(cols) c);
@@ -70,4 +70,4 @@ END
 $fn$;
 
 COMMENT ON FUNCTION deltapipe.create_dataset(text, text[], text, text, text) IS
-  'Declare a dataset: name, key columns, typed columns ("id bigint, name text"), target table (default public.NAME) and default load mode.';
+  'Declare a dataset: name, key columns, typed columns ("id bigint, name text"), target table (default public.NAME) and default load mode (history: every version kept).';

@@ -7,7 +7,8 @@ AS $fn$
 -- validate() already found unchanged by hash are in <staging>_s; the others were
 -- parsed into <staging>_t and are compared by key and value. The net change
 -- lands in <staging>_d with op I (insert), U (update), D (delete; snapshot and
--- changes modes) or H (same values, new row hash: only the hash is rewritten).
+-- changes modes; history mode is diffed as snapshot) or H (same values, new row
+-- hash: only the hash is rewritten).
 --
 -- The steps, each a private routine deltapipe._diff_* (after deltapipe._dedup
 -- of the parsed rows):
@@ -39,10 +40,16 @@ DECLARE
     has_same boolean := to_regclass(same) IS NOT NULL;
     keep     text := 'max(_dp_line)';
     ud       record;  -- deltapipe._diff_unchanged_dups: n_same, dups
+    shown    text;    -- the mode as given (history is diffed as snapshot)
 BEGIN
-    IF mode NOT IN ('snapshot', 'upsert', 'append', 'changes') THEN
+    IF mode NOT IN ('snapshot', 'upsert', 'append', 'changes', 'history') THEN
         RAISE EXCEPTION USING ERRCODE = 'DP006', MESSAGE = format('unknown load mode %s', mode),
-            HINT = 'use snapshot, upsert, append or changes';
+            HINT = 'use snapshot, upsert, append, changes or history';
+    END IF;
+    -- history mode diffs as a snapshot; apply() also writes the change as versions
+    shown := mode;
+    IF mode = 'history' THEN
+        mode := 'snapshot';
     END IF;
     IF ord_col IS NOT NULL THEN
         IF NOT ord_col = ANY (cols) THEN
@@ -78,7 +85,7 @@ BEGIN
         IF mode = 'changes' THEN
             EXECUTE format('SELECT count(*) FILTER (WHERE _dp_op <> %L) FROM %s', 'D', typed) INTO n_i;
         END IF;
-        RETURN jsonb_build_object('mode', mode, 'duplicates', dups, 'inserted', n_i, 'updated', 0, 'deleted', 0,
+        RETURN jsonb_build_object('mode', shown, 'duplicates', dups, 'inserted', n_i, 'updated', 0, 'deleted', 0,
                                   'unchanged', n_typed - n_i, 'refused', 0, 'first_load', true);
     END IF;
     IF mode = 'snapshot' AND n_typed + n_same = 0 AND ds.row_count > 0
@@ -102,7 +109,7 @@ BEGIN
                            count(*) FILTER (WHERE _dp_op = %L), count(*) FILTER (WHERE _dp_op = %L) FROM %s',
                    'I', 'U', 'D', 'H', delta)
         INTO n_i, n_u, n_d, n_h;
-    RETURN jsonb_build_object('mode', mode, 'duplicates', dups, 'inserted', n_i, 'updated', n_u, 'deleted', n_d,
+    RETURN jsonb_build_object('mode', shown, 'duplicates', dups, 'inserted', n_i, 'updated', n_u, 'deleted', n_d,
                               'rehashed', n_h,
                               'unchanged', n_same + n_typed - n_i - n_u - CASE WHEN mode = 'changes' THEN n_d ELSE 0 END,
                               'refused', refused, 'first_load', false);

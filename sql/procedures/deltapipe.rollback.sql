@@ -4,7 +4,7 @@ LANGUAGE plpgsql
 AS $fn$
 -- Restore every table run p_run changed to its state before the run, from the
 -- recorded before-images, with the checksums and row counts of datasets and
--- models. The changes the run recorded stay, under a run marked rolled_back:
+-- models (and the versions of a dataset's history table). The changes the run recorded stay, under a run marked rolled_back:
 -- incremental refreshes skip them. If a later run changed
 -- one of those tables, refuse and name it, or (p_cascade) roll that run back
 -- first. All in one transaction.
@@ -87,6 +87,8 @@ BEGIN
         END IF;
         n := deltapipe._restore_node(p_run, nd.node, nd.node_kind, nd.strategy, tbl, keys);
         IF nd.node_kind = 'load' THEN
+            -- history mode: the versions the load opened and closed
+            PERFORM deltapipe._history_restore(p_run, nd.node, nd.valid_at);
             IF nd.strategy = 'create' THEN
                 UPDATE deltapipe.dataset SET checksum = 0, row_count = 0, last_file_sha256 = NULL WHERE name = nd.node;
             ELSE

@@ -28,12 +28,19 @@ def dataset():
 @click.option("--delimiter", help="Field delimiter of --from.")
 @click.option("--encoding", default="utf8", show_default=True)
 @click.option("--no-header", is_flag=True, help="--from has no header line (columns are named c1, c2, ...).")
+@click.option("--history-table", help="history mode: table of every version, TABLE or SCHEMA.TABLE "
+              "(default: the target's name + _history).")
+@click.option("--valid-from-column", help="history mode: column where a version starts (default valid_from).")
+@click.option("--valid-to-column", help="history mode: column where a version ends, NULL while current (default valid_to).")
 @dsn_option
-def dataset_create(name, key, columns, sample_file, table, mode, fmt, delimiter, encoding, no_header, dsn):
+def dataset_create(name, key, columns, sample_file, table, mode, fmt, delimiter, encoding, no_header,
+                   history_table, valid_from_column, valid_to_column, dsn):
     """Declare dataset NAME with its key and typed columns."""
     keys = [k.strip() for k in key.split(",") if k.strip()]
     ds = datasets.create(dsn, name, keys, columns, sample_file=sample_file, table=table, mode=mode, fmt=fmt,
-                         delimiter=delimiter, encoding=encoding, header=not no_header)
+                         delimiter=delimiter, encoding=encoding, header=not no_header,
+                         options={"history_table": history_table, "valid_from_column": valid_from_column,
+                                  "valid_to_column": valid_to_column})
     click.echo("dataset %s -> %s.%s (key %s, mode %s)" % (ds["name"], ds["target_schema"], ds["target_table"],
                                                         ", ".join(ds["key_cols"]), ds["mode"]))
     if ds["inferred"]:
@@ -67,6 +74,9 @@ def dataset_show(name, dsn):
     click.echo("table     %s.%s" % (d["target_schema"], d["target_table"]))
     click.echo("key       %s" % ", ".join(d["key_cols"]))
     click.echo("mode      %s" % d["mode"])
+    if d.get("history"):
+        h = d["history"]
+        click.echo("history   %s (%s, %s)%s" % (h["name"], h["from"], h["to"], "" if h["exists"] else ", from the next load"))
     click.echo("rows      %d" % d["row_count"])
     click.echo("checksum  %s" % d["checksum"])
     click.echo("columns")
@@ -133,13 +143,21 @@ def dataset_rule_drop(name, rule, dsn):
 @dataset.command("set")
 @click.argument("name")
 @click.option("--max-rejects", help="Default reject limit for loads: N rows or P% of the rows read ('' removes it).")
+@click.option("--history-table", help="history mode, before its first load: table of every version ('' = default).")
+@click.option("--valid-from-column", help="history mode, before its first load: column where a version starts.")
+@click.option("--valid-to-column", help="history mode, before its first load: column where a version ends.")
 @dsn_option
-def dataset_set(name, max_rejects, dsn):
+def dataset_set(name, max_rejects, history_table, valid_from_column, valid_to_column, dsn):
     """Set per-dataset defaults."""
-    if max_rejects is None:
-        raise DeltapipeError("nothing to set", hint="give --max-rejects")
-    opts = datasets.set_option(dsn, name, "max_rejects", max_rejects or None)
-    click.echo("%s: max_rejects %s" % (name, opts.get("max_rejects", "none")))
+    given = {k: v for k, v in (("max_rejects", max_rejects), ("history_table", history_table),
+                               ("valid_from_column", valid_from_column), ("valid_to_column", valid_to_column))
+             if v is not None}
+    if not given:
+        raise DeltapipeError("nothing to set",
+                             hint="give --max-rejects, --history-table, --valid-from-column or --valid-to-column")
+    for k, v in given.items():
+        opts = datasets.set_option(dsn, name, k, v or None)
+        click.echo("%s: %s %s" % (name, k, opts.get(k, "none" if k == "max_rejects" else "default")))
 
 
 @dataset.command("add-columns")

@@ -20,6 +20,9 @@ def print_load(r: dict) -> None:
     for k in ("inserted", "updated", "deleted", "unchanged", "rejected", "duplicates"):
         click.echo("  %-11s %10d" % (k, r[k]))
     click.echo("  table rows  %10d" % (r.get("row_count") or 0))
+    if r.get("valid_at"):
+        click.echo("  versions    opened %d, closed %d, at %s" % (r["inserted"] + r["updated"], r["updated"] + r["deleted"],
+                                                                 r["valid_at"]))
     ph = r.get("phases") or {}
     total = sum(float(v) for v in ph.values())
     click.echo("  time        " + "  ".join("%s %.2fs" % (k, float(ph[k]) / 1000) for k in
@@ -33,7 +36,8 @@ def print_load(r: dict) -> None:
 @click.argument("name")
 @click.argument("file", type=click.Path())
 @click.option("--mode", type=click.Choice(MODES), help="snapshot: the file is the whole truth (missing rows are "
-              "deleted); upsert: insert or update; append: insert new keys only; changes: rows carry an op column.")
+              "deleted); upsert: insert or update; append: insert new keys only; changes: rows carry an op column; "
+              "history: a snapshot that keeps every version of each row (valid_from/valid_to).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="Default: by file extension, else csv.")
 @click.option("--delimiter", help="Field delimiter (default , for csv, tab for tsv).")
 @click.option("--quote", help='Quote character (default " for csv, none for tsv).')
@@ -81,7 +85,7 @@ def load(name, file, mode, fmt, delimiter, quote, null, encoding, no_header, op_
 @click.argument("file", type=click.Path())
 @click.option("--array", "arrays", multiple=True, required=True, metavar="PATH=DATASET",
               help="Load the array at JSON PATH (e.g. nodes, graph.edges) into DATASET. Repeatable.")
-@click.option("--mode", type=click.Choice(["snapshot", "upsert", "append", "changes"]), help="Default: the dataset's.")
+@click.option("--mode", type=click.Choice(MODES), help="Default: the dataset's.")
 @click.option("--force", is_flag=True, help="Load even if the document is the one loaded last time.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @dsn_option

@@ -19,7 +19,9 @@ def _rows(cur) -> list[dict]:
 
 def create(dsn: str | None, name: str, key: list[str], columns: str | None = None, *, sample_file: str | None = None,
            table: str | None = None, mode: str = "snapshot", fmt: str | None = None, delimiter: str | None = None,
-           encoding: str = "utf8", header: bool = True) -> dict:
+           encoding: str = "utf8", header: bool = True, options: dict | None = None) -> dict:
+    """Declare a dataset (columns given, or inferred from ``sample_file``); ``options`` are dataset options
+    set in the same transaction (deltapipe.set_dataset_option: max_rejects, the history mode's names)."""
     inferred = None
     if columns is None:
         if sample_file is None:
@@ -32,9 +34,13 @@ def create(dsn: str | None, name: str, key: list[str], columns: str | None = Non
         try:
             cur = conn.execute("SELECT * FROM deltapipe.create_dataset(%s, %s, %s, %s, %s)",
                                (name, key, columns, table, mode))
+            out = _rows(cur)[0]
+            for opt, value in (options or {}).items():
+                if value is not None:
+                    out["options"] = conn.execute("SELECT deltapipe.set_dataset_option(%s, %s, %s)",
+                                                  (name, opt, value)).fetchone()[0]
         except psycopg.Error as e:
             raise from_db(e) from e
-        out = _rows(cur)[0]
     out["inferred"] = inferred is not None
     return out
 
@@ -53,6 +59,8 @@ def show(dsn: str | None, name: str) -> dict:
             raise DeltapipeError("unknown dataset %s" % name, sqlstate="DP001",
                                  hint="list them with `deltapipe dataset list`")
         ds = rows[0]
+        ds["history"] = conn.execute("SELECT deltapipe._history(d) FROM deltapipe.dataset d WHERE name = %s",
+                                     (name,)).fetchone()[0]
         ds["loads"] = _rows(conn.execute(
             "SELECT n.run_id, n.status, n.started_at, n.finished_at, n.rows_in, n.inserted, n.updated, n.deleted, "
             "n.unchanged, n.rejected, n.source_file FROM deltapipe.node_run n WHERE n.node = %s AND n.node_kind = 'load' "

@@ -13,7 +13,7 @@ from deltapipe.errors import DeltapipeError
 from deltapipe.load.formats import COMPRESSIONS, data_suffix, decompressed, sniff
 
 BLOCK = 4 << 20
-MODES = ("snapshot", "upsert", "append", "changes")
+MODES = ("snapshot", "upsert", "append", "changes", "history")
 FORMATS = ("csv", "tsv", "ndjson", "parquet")
 EXT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".ndjson": "ndjson", ".jsonl": "ndjson",
                ".json": "ndjson", ".parquet": "parquet", ".pq": "parquet"}

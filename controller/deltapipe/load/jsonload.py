@@ -74,7 +74,7 @@ def load_json(dsn: str | None, file: str | Path, arrays: list[tuple[str, str]], 
     _ijson()
     path = check_file(Path(file))
     if mode and mode not in MODES:
-        raise DeltapipeError("unknown load mode %s" % mode, hint="use snapshot, upsert, append or changes")
+        raise DeltapipeError("unknown load mode %s" % mode, hint="use " + ", ".join(MODES))
     sha = file_sha256(path)
     size = path.stat().st_size
     results = []

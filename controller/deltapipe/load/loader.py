@@ -99,7 +99,7 @@ def load_file(dsn: str | None, dataset: str, path: str | Path, opts: LoadOptions
     if opts.on_schema_change not in ("fail", "add-columns"):
         raise DeltapipeError("unknown --on-schema-change %s" % opts.on_schema_change, hint="use fail or add-columns")
     if opts.mode and opts.mode not in MODES:
-        raise DeltapipeError("unknown load mode %s" % opts.mode, hint="use snapshot, upsert, append or changes")
+        raise DeltapipeError("unknown load mode %s" % opts.mode, hint="use " + ", ".join(MODES))
     size = path.stat().st_size
     if opts.commit_every is not None and opts.commit_every < 1:
         raise DeltapipeError("--commit-every needs a positive number of lines")

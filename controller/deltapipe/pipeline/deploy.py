@@ -36,6 +36,8 @@ def deploy(conn: psycopg.Connection, p: Pipeline) -> dict:
                                                       encoding=s.options.get("encoding", "utf8")))
                 conn.execute("SELECT deltapipe.create_dataset(%s, %s, %s, %s, %s)",
                              (s.dataset, s.key, cols, "%s.%s" % (_q(s.schema), _q(s.table)), s.mode))
+                for opt, value in s.history.items():
+                    conn.execute("SELECT deltapipe.set_dataset_option(%s, %s, %s)", (s.dataset, opt, value))
                 created.append(s.dataset)
             conn.execute("""INSERT INTO deltapipe.pipeline (name, root, schema_name, config) VALUES (%s, %s, %s, %s)
                             ON CONFLICT (name) DO UPDATE SET root = excluded.root, schema_name = excluded.schema_name,

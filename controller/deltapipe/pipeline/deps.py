@@ -27,6 +27,13 @@ def resolve(p: Pipeline, conn: psycopg.Connection | None) -> list[str]:
                 kind = "source"
                 name = by_table.get((schema or "public", table)) or by_table[(p.schema, table)]
                 qual = "%s.%s" % (_q(p.sources[name].schema), _q(p.sources[name].table))
+            elif (hist := _history_table(p, conn, schema, table)) is not None:
+                # the versions of a history-mode dataset, read on purpose: no change log of their own
+                # (a full refresh), loaded by their dataset's node, so the model runs after it
+                kind, name, qual = "external", hist[1], hist[1]
+                m.upstreams[hist[0]] = "source"
+                if hist[0] not in p.sources:
+                    p.datasets[hist[0]] = hist[2]  # type: ignore[attr-defined]
             elif conn is not None and (found_ds := _dataset(conn, schema, table, p.schema)) is not None:
                 # a dataset of the catalog (loaded by `deltapipe load`, CALL deltapipe.load, another
                 # pipeline...): its loads write a change log, so it is a source like those declared
@@ -70,6 +77,28 @@ def resolve(p: Pipeline, conn: psycopg.Connection | None) -> list[str]:
 
 def _q(name: str) -> str:
     return name if re.match(r"^[a-z_][a-z0-9_]*$", name) else '"%s"' % name.replace('"', '""')
+
+
+def _history_table(p: Pipeline, conn, schema: str, table: str) -> tuple[str, str, tuple[str, str]] | None:
+    """(dataset, qualified history table, (dataset schema, table)) when schema.table is the history table of a
+    history-mode source of the pipeline or of a catalog dataset keeping history (it may not exist yet)."""
+    cands = [(schema, table)] if schema else [(p.schema, table), ("public", table)]
+    for s in p.sources.values():
+        if s.mode != "history":
+            continue
+        name = s.history.get("history_table") or (s.table[:55] + "_history")
+        hs, ht = (name.split(".", 1) if "." in name else (s.schema, name))
+        hs, ht = hs.strip('"'), ht.strip('"')
+        if (hs, ht) in cands:
+            return s.dataset, "%s.%s" % (_q(hs), _q(ht)), (s.schema, s.table)
+    if conn is not None:
+        for s, t in cands:
+            row = conn.execute("SELECT d.name, d.target_schema, d.target_table FROM deltapipe.dataset d "
+                               "WHERE deltapipe._history(d)->>'schema' = %s AND deltapipe._history(d)->>'table' = %s",
+                               (s, t)).fetchone()
+            if row:
+                return row[0], "%s.%s" % (_q(s), _q(t)), (row[1], row[2])
+    return None
 
 
 def _dataset(conn, schema: str, table: str, default_schema: str) -> tuple[str, str, str] | None:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from deltapipe.errors import DeltapipeError
 
-MODES = ("snapshot", "upsert", "append", "changes")
+MODES = ("snapshot", "upsert", "append", "changes", "history")
+HISTORY_OPTIONS = ("history_table", "valid_from_column", "valid_to_column")  # dataset options of history mode
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
 _DATASET = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,47}$")
 
@@ -29,6 +30,7 @@ class Source:
     schema: str = "public"
     table: str = ""
     options: dict = field(default_factory=dict)
+    history: dict = field(default_factory=dict)   # history mode: history_table, valid_from_column, valid_to_column
 
     def paths(self, root: Path) -> list[Path]:
         pattern = str(root / self.files)
@@ -67,7 +69,8 @@ class Pipeline:
 
     def config(self) -> dict:
         return {"sources": [{"dataset": s.dataset, "file": s.files, "key": s.key, "mode": s.mode,
-                             "columns": s.columns, "schema": s.schema, "table": s.table, "options": s.options}
+                             "columns": s.columns, "schema": s.schema, "table": s.table, "options": s.options,
+                             **({"history": s.history} if s.history else {})}
                             for s in self.sources.values()]}
 
 

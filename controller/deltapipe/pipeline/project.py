@@ -11,7 +11,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from deltapipe.pipeline.model import MODES, Model, Pipeline, Source, _DATASET, _IDENT, _err
+from deltapipe.pipeline.model import HISTORY_OPTIONS, MODES, Model, Pipeline, Source, _DATASET, _IDENT, _err
 from deltapipe.pipeline.audits import AUDITS_SUFFIX, parse_audits
 from deltapipe.pipeline.parse import _first_code_line, _parse_error, tables_read
 
@@ -58,7 +58,8 @@ def read_pipeline(directory: str | Path) -> Pipeline:
             raise _err("%s: dataset %s is declared twice" % (toml_path, ds), "DP214")
         sources[ds] = Source(ds, files, key, mode, s.get("columns"), sch, table,
                              {k: v for k, v in s.items() if k in ("format", "delimiter", "quote", "null", "encoding",
-                                                                  "op_column", "order_column")})
+                                                                  "op_column", "order_column")},
+                             {k: str(v) for k, v in s.items() if k in HISTORY_OPTIONS})
     mdir = root / "models"
     models: dict[str, Model] = {}
     targets: dict[str, str] = {}
