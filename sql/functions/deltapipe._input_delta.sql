@@ -42,6 +42,15 @@ BEGIN
     IF p_kind = 'source' THEN
         SELECT format('%I.%I', target_schema, target_table), key_cols INTO tbl, keys
           FROM deltapipe.dataset WHERE name = p_upstream;
+        IF tbl IS NULL THEN  -- a tracked table
+            SELECT format('%I.%I', target_schema, target_table), key_cols INTO tbl, keys
+              FROM deltapipe.tracked WHERE name = p_upstream;
+        END IF;
+        -- a capture run (deltapipe.track, or writes to a dataset's table outside its
+        -- loads) logs one row per statement and key: coalesced like several runs
+        IF one AND EXISTS (SELECT 1 FROM deltapipe.run x WHERE x.id = ANY (p_runs) AND x.kind = 'capture') THEN
+            one := false;
+        END IF;
     ELSE
         SELECT format('%I.%I', target_schema, target_table), key_cols INTO tbl, keys
           FROM deltapipe.model WHERE pipeline = p_pipeline AND name = p_upstream;

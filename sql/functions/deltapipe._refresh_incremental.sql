@@ -137,6 +137,15 @@ BEGIN
         END IF;
         src := kind = 'source';
         cinfo := NULL;
+        -- a captured table that was truncated or changed its columns (its epoch moved),
+        -- or a source that is no longer a dataset or tracked: its change log does not
+        -- say the whole change
+        IF src AND (wm->>'ep') IS DISTINCT FROM (p_hi->u->>'ep') THEN
+            RETURN jsonb_build_object('fallback', format('%s was truncated or its columns changed', u));
+        ELSIF src AND NOT EXISTS (SELECT 1 FROM deltapipe.dataset x WHERE x.name = u)
+              AND NOT EXISTS (SELECT 1 FROM deltapipe.tracked x WHERE x.name = u) THEN
+            RETURN jsonb_build_object('fallback', format('%s is no longer a dataset or a tracked table', u));
+        END IF;
         -- the range is exactly the position an upstream refresh of this session
         -- logged its change at (from the position before it): that refresh's run
         -- and counts, without reading the log
@@ -172,7 +181,7 @@ BEGIN
                        coalesce(array_agg(x.run_id ORDER BY x.run_id), '{}'), coalesce(array_agg(x.n ORDER BY x.run_id), '{}')
                   FROM (SELECT c.run_id, count(*) AS n, sum(CASE WHEN c.op = 'U' THEN 2 ELSE 1 END) AS raw,
                                EXISTS (SELECT 1 FROM deltapipe.run r WHERE r.id = c.run_id AND r.status <> 'rolled_back'
-                                          AND CASE WHEN $4 THEN r.kind = 'load'
+                                          AND CASE WHEN $4 THEN r.kind IN ('load', 'capture')
                                                    ELSE r.kind = 'pipeline' AND r.pipeline = $5 END) AS ok
                           FROM %s c
                          GROUP BY c.run_id) x$q$, csrc)

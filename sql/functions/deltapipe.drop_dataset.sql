@@ -6,6 +6,7 @@ DECLARE
     ds deltapipe.dataset := deltapipe._dataset(p_name);
 BEGIN
     PERFORM 1 FROM deltapipe.dataset WHERE name = p_name FOR UPDATE;
+    PERFORM deltapipe._capture_drop(p_name);
     IF p_drop_table THEN
         EXECUTE format('DROP TABLE IF EXISTS %I.%I', ds.target_schema, ds.target_table);
     END IF;

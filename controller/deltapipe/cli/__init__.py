@@ -4,6 +4,7 @@ from deltapipe.cli.app import main
 # each module registers its commands on `main` when imported
 from deltapipe.cli import server, dataset, load, runs, demo, lineage, observe, watch, docs  # noqa: F401,E402
 from deltapipe.cli import pipeline  # noqa: E402
+from deltapipe.cli import capture  # noqa: E402,F401
 
 pipeline.register(main)
 
