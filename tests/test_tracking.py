@@ -30,8 +30,8 @@ def _app(conn, n=200):
     conn.execute("INSERT INTO app.customers SELECT 'c' || i, 'r' || (i % 3) FROM generate_series(0, 6) i")
 
 
-def _tracked_pipeline(cli, conn, tmp_path, models=MODELS):
-    _app(conn)
+def _tracked_pipeline(cli, conn, tmp_path, models=MODELS, n=200):
+    _app(conn, n)
     r = cli("track", "app.orders")
     assert r.exit_code == 0, r.output
     r = cli("track", "app.customers", "--key", "name")
@@ -127,3 +127,144 @@ def test_untrack_leaves_nothing_behind(cli, conn, tmp_path):
     conn.execute("UPDATE app.orders SET amount = 2 WHERE id = 1")  # no trigger left to fail
     r = cli("untrack", "app.orders")
     assert r.exit_code == 1 and "not tracked" in r.output
+
+
+def test_concurrent_writers_while_runs_go_on(cli, conn, dsn, tmp_path):
+    """Several connections write the tracked tables (single- and multi-row transactions, key updates,
+    rollbacks) while runs refresh the models: afterwards every model equals its recompute and every
+    refresh after the first build was incremental."""
+    d = _tracked_pipeline(cli, conn, tmp_path, n=5000)
+    stop = threading.Event()
+    errors: list = []
+
+    def writer(seed):
+        rnd = random.Random(seed)
+        try:
+            with psycopg.connect(dsn, autocommit=True) as c:
+                while not stop.is_set():
+                    k = rnd.randint(1, 5000)
+                    try:
+                        with c.transaction():
+                            op = rnd.random()
+                            if op < 0.4:
+                                c.execute("UPDATE app.orders SET amount = %s WHERE id = %s", (rnd.randint(0, 60), k))
+                            elif op < 0.55:
+                                c.execute("INSERT INTO app.orders VALUES (%s, %s, %s) ON CONFLICT (id) DO NOTHING",
+                                          (k, "c%d" % rnd.randint(0, 8), rnd.randint(0, 60)))
+                            elif op < 0.65:
+                                c.execute("DELETE FROM app.orders WHERE id = %s", (k,))
+                            elif op < 0.75:  # a key update
+                                c.execute("UPDATE app.orders SET id = %s WHERE id = %s AND NOT EXISTS "
+                                          "(SELECT 1 FROM app.orders WHERE id = %s)", (k + 1000, k, k + 1000))
+                            elif op < 0.85:  # a multi-row transaction
+                                c.execute("UPDATE app.orders SET amount = amount + 1 WHERE id BETWEEN %s AND %s",
+                                          (k, k + 5))
+                                c.execute("DELETE FROM app.orders WHERE id = %s", (k + 7,))
+                                c.execute("UPDATE app.customers SET region = %s WHERE name = %s",
+                                          ("r%d" % rnd.randint(0, 3), "c%d" % rnd.randint(0, 6)))
+                            else:  # rolled back
+                                c.execute("UPDATE app.orders SET amount = -1000 WHERE id BETWEEN %s AND %s", (k, k + 20))
+                                raise RuntimeError("rollback")
+                    except RuntimeError:
+                        pass
+                    except psycopg.errors.DeadlockDetected:
+                        pass
+                    time.sleep(rnd.random() * 0.002)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(6):
+            _run(cli, d)
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    _run(cli, d)
+    assert mismatches(conn) == []
+    full = conn.execute("""SELECT n.node, n.full_because FROM deltapipe.node_run n JOIN deltapipe.run r ON r.id = n.run_id
+                            WHERE r.kind = 'pipeline' AND n.status = 'done' AND n.full_because IS NOT NULL
+                              AND r.id > (SELECT min(id) FROM deltapipe.run WHERE kind = 'pipeline')""").fetchall()
+    assert full == []
+    assert conn.execute("SELECT count(*) FROM deltapipe.node_run n JOIN deltapipe.run r ON r.id = n.run_id "
+                        "WHERE r.kind = 'pipeline' AND n.strategy = 'incremental'").fetchone()[0] > 0
+    assert conn.execute("SELECT count(*) FROM deltapipe.changeset WHERE node = 'app.orders'").fetchone()[0] > 100
+
+
+DS_MODELS = {
+    "big_orders": "SELECT id, customer, amount FROM orders WHERE amount > 2",
+    "per_customer": "SELECT customer, count(*) AS n, sum(amount) AS total FROM orders GROUP BY customer",
+}
+
+
+def test_hand_written_writes_to_a_dataset_reach_its_models(cli, conn, tmp_path):
+    (tmp_path / "orders.csv").write_text("id,customer,amount\n" + "".join(
+        "%d,c%d,%d\n" % (i, i % 5, i % 7) for i in range(1, 101)))
+    assert cli("dataset", "create", "orders", "--key", "id", "--columns",
+               "id bigint, customer text, amount numeric").exit_code == 0
+    assert cli("load", "orders", tmp_path / "orders.csv").exit_code == 0
+    d = make_pipeline(tmp_path / "p", DS_MODELS, sources="")
+    _run(cli, d)
+    # a second load: its changes are logged once, by the load (not by the triggers)
+    (tmp_path / "orders.csv").write_text("id,customer,amount\n" + "".join(
+        "%d,c%d,%d\n" % (i, i % 5, (i % 7) + (i == 3)) for i in range(1, 101)))
+    assert cli("load", "orders", tmp_path / "orders.csv").exit_code == 0
+    assert conn.execute("SELECT count(*) FROM deltapipe.changeset c JOIN deltapipe.run r ON r.id = c.run_id "
+                        "WHERE c.node = 'orders' AND r.kind = 'capture'").fetchone()[0] == 0
+    _run(cli, d)
+    # a DBA's fix, by hand: UPDATE, DELETE, INSERT
+    conn.execute("UPDATE orders SET amount = 100 WHERE id <= 10")
+    conn.execute("DELETE FROM orders WHERE id = 20")
+    conn.execute("INSERT INTO orders (id, customer, amount, _dp_hash) VALUES (500, 'c9', 50, 0)")
+    _run(cli, d)
+    st = node_strategies(conn)
+    assert st["big_orders"][:2] == ("done", "incremental") and st["per_customer"][:2] == ("done", "incremental"), st
+    assert mismatches(conn) == []
+    assert conn.execute("SELECT total FROM per_customer WHERE customer = 'c9'").fetchone()[0] == 50
+
+
+def test_a_models_table_refuses_writes_by_hand(cli, conn, tmp_path):
+    d = _tracked_pipeline(cli, conn, tmp_path)
+    for stmt in ("UPDATE big SET amount = 0", "DELETE FROM per_customer", "INSERT INTO regions VALUES ('x', 1)",
+                 "TRUNCATE named"):
+        with pytest.raises(psycopg.Error) as e:
+            conn.execute(stmt)
+        assert e.value.diag.sqlstate == "DP704", stmt
+        assert "written by its refresh only" in e.value.diag.message_primary
+    conn.execute("UPDATE app.orders SET amount = 45 WHERE id = 1")
+    _run(cli, d, "--full-refresh")  # a swap puts the guard on the new table
+    with pytest.raises(psycopg.Error) as e:
+        conn.execute("UPDATE big SET amount = 0")
+    assert e.value.diag.sqlstate == "DP704"
+    assert mismatches(conn) == []
+
+
+def test_run_continuously_catches_up_every_interval(cli, conn, dsn, tmp_path):
+    d = _tracked_pipeline(cli, conn, tmp_path)
+    runs0 = conn.execute("SELECT count(*) FROM deltapipe.run WHERE kind = 'pipeline'").fetchone()[0]
+
+    def later():
+        time.sleep(0.8)
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute("UPDATE app.orders SET amount = 49 WHERE id = 2")
+
+    t = threading.Thread(target=later)
+    t.start()
+    r = cli("serve", "p", "--every", "200ms", "--for", "2s")
+    t.join()
+    assert r.exit_code == 0, r.output
+    assert conn.execute("SELECT amount FROM big WHERE id = 2").fetchone()[0] == 49
+    assert mismatches(conn) == []
+    # rounds without a change create no run: the first round, and the one after the write
+    runs = conn.execute("SELECT count(*) FROM deltapipe.run WHERE kind = 'pipeline'").fetchone()[0] - runs0
+    assert 1 <= runs <= 3, runs
+    stats = conn.execute("SELECT models_refreshed, change_rows FROM deltapipe.run_stat "
+                         "ORDER BY run_id DESC LIMIT 1").fetchone()
+    assert stats[0] >= 1 and stats[1] >= 1, stats
+    r = cli("metrics")
+    assert "deltapipe_refresh_models_total" in r.output

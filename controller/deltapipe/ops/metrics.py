@@ -37,6 +37,13 @@ COUNTERS = {
     "cache_misses": ("deltapipe_lineage_cache_misses_total", "SQL files parsed because the cache did not hold them.",
                      []),
     "parse_failures": ("deltapipe_lineage_parse_failures_total", "SQL files that did not parse, over all scans.", []),
+    "tables_touched": ("deltapipe_refresh_tables_touched_total",
+                       "Tables a pipeline run wrote a change to, summed over runs, by pipeline.", ["pipeline"]),
+    "models_refreshed": ("deltapipe_refresh_models_total",
+                         "Models refreshed by pipeline runs, by pipeline and how (incremental or full).",
+                         ["pipeline", "how"]),
+    "change_rows": ("deltapipe_refresh_change_rows_total",
+                    "Rows of change the refreshed models read, by pipeline.", ["pipeline"]),
 }
 DURATION = ("deltapipe_node_duration_seconds", "Duration of finished node runs, by kind.", ["kind"])
 
@@ -71,6 +78,12 @@ def read_catalog(conn: psycopg.Connection) -> dict:
     out["cache_hits"].append(([], hits))
     out["cache_misses"].append(([], misses))
     out["parse_failures"].append(([], failed))
+    for pipeline, touched, inc, full, rows in conn.execute(
+            "SELECT coalesce(pipeline, ''), sum(tables_touched), sum(models_refreshed - models_full), sum(models_full), "
+            "sum(change_rows) FROM deltapipe.run_stat GROUP BY 1 ORDER BY 1"):
+        out["tables_touched"].append(([pipeline], touched))
+        out["models_refreshed"] += [([pipeline, "full"], full), ([pipeline, "incremental"], inc)]
+        out["change_rows"].append(([pipeline], rows))
     duration: dict[str, tuple[list, int, float]] = {}
     for kind, n, total, cum in conn.execute(
             "SELECT node_kind, max(n), max(s), array_agg(c ORDER BY o) FROM ("

@@ -35,6 +35,7 @@ def serve(dsn: str | None, pipeline: str, every: float, duration: float | None =
     stopped = False
     with connect(dsn) as conn:
         require_installed(conn)
+        conn.commit()
         conn.autocommit = True
         if on_notice:
             conn.add_notice_handler(lambda d: on_notice(d.message_primary))
