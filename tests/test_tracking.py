@@ -268,3 +268,23 @@ def test_run_continuously_catches_up_every_interval(cli, conn, dsn, tmp_path):
     assert stats[0] >= 1 and stats[1] >= 1, stats
     r = cli("metrics")
     assert "deltapipe_refresh_models_total" in r.output
+
+
+def test_per_model_cadence(cli, conn, tmp_path):
+    d = _tracked_pipeline(cli, conn, tmp_path)
+    with open(d / "pipeline.toml", "a") as f:
+        f.write('\n[models.per_customer]\nrefresh = "on run"\n[models.named]\nrefresh = "1h"\n')
+    assert cli("deploy", d).exit_code == 0
+    before = conn.execute("SELECT total FROM per_customer WHERE customer = 'c1'").fetchone()[0]
+    conn.execute("UPDATE app.orders SET amount = amount + 40 WHERE id = 1")
+    r = cli("serve", "p", "--every", "200ms", "--for", "1s")
+    assert r.exit_code == 0, r.output
+    assert conn.execute("SELECT amount FROM big WHERE id = 1").fetchone()[0] == 41
+    # "on run" waits for an explicit run; "1h" ran in the first round (never ran under serve before)
+    assert conn.execute("SELECT total FROM per_customer WHERE customer = 'c1'").fetchone()[0] == before
+    assert conn.execute("SELECT amount FROM named WHERE id = 1").fetchone()[0] == 41
+    _run(cli, d)
+    assert mismatches(conn) == []
+    (d / "pipeline.toml").write_text((d / "pipeline.toml").read_text().replace('"1h"', '"often"'))
+    r = cli("deploy", d)
+    assert r.exit_code == 1 and "invalid refresh" in r.output

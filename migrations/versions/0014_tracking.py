@@ -30,7 +30,7 @@ def upgrade() -> None:
         target_table  text NOT NULL,
         key_cols      text[] NOT NULL,
         dataset       text,
-        run_id        bigint NOT NULL,
+        run_id        bigint,
         epoch         int NOT NULL DEFAULT 0,
         columns       text NOT NULL,
         writes        bigint NOT NULL DEFAULT 0,
@@ -40,7 +40,7 @@ def upgrade() -> None:
     COMMENT ON TABLE deltapipe.tracked IS
       'Tables whose writes are captured into deltapipe.changeset by statement triggers: tracked application tables '
       '(name schema.table) and datasets'' tables (dataset set: writes outside deltapipe''s loads).';
-    COMMENT ON COLUMN deltapipe.tracked.run_id IS 'The capture run its changes are logged under.';
+    COMMENT ON COLUMN deltapipe.tracked.run_id IS 'The capture run its changes are logged under (a dataset''s: created by its first write outside a load).';
     COMMENT ON COLUMN deltapipe.tracked.epoch IS 'TRUNCATEs and column changes seen: readers refresh in full once when it moves.';
     COMMENT ON COLUMN deltapipe.tracked.columns IS 'Column signature (name type, ...) last seen.';
     COMMENT ON COLUMN deltapipe.tracked.writes IS 'Statements captured on a dataset''s table (out-of-band writes).';

@@ -10,7 +10,6 @@ AS $fn$
 DECLARE
     ds  deltapipe.dataset;
     tbl text;
-    rid bigint;
 BEGIN
     SELECT * INTO ds FROM deltapipe.dataset WHERE name = p_dataset;
     tbl := format('%I.%I', ds.target_schema, ds.target_table);
@@ -18,16 +17,19 @@ BEGIN
         RETURN;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM deltapipe.tracked WHERE name = p_dataset) THEN
-        INSERT INTO deltapipe.run (kind, trigger, status, args, finished_at, backend_pid)
-        VALUES ('capture', 'sql', 'done', jsonb_build_object('dataset', p_dataset), clock_timestamp(), NULL)
-        RETURNING id INTO rid;
-        INSERT INTO deltapipe.tracked (name, target_schema, target_table, key_cols, dataset, run_id, columns)
-        VALUES (p_dataset, ds.target_schema, ds.target_table, ds.key_cols, p_dataset, rid,
+        -- (its capture run is created by the first write outside a load: deltapipe._capture_any)
+        INSERT INTO deltapipe.tracked (name, target_schema, target_table, key_cols, dataset, columns)
+        VALUES (p_dataset, ds.target_schema, ds.target_table, ds.key_cols, p_dataset,
                 deltapipe._capture_columns(tbl::regclass));
     ELSIF EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = tbl::regclass AND g.tgname = '_dp_capture_u') THEN
         RETURN;
     END IF;
-    PERFORM deltapipe._capture_install(p_dataset);
+    BEGIN
+        PERFORM deltapipe._capture_install(p_dataset);
+    EXCEPTION WHEN insufficient_privilege THEN
+        -- a loading role that does not own the table cannot put triggers on it
+        RAISE NOTICE 'writes to %s outside its loads are not captured: %', tbl, SQLERRM;
+    END;
 END
 $fn$;
 

@@ -6,7 +6,7 @@ AS $fn$
 -- table still exists), its trigger function, its capture run (and with it the
 -- changes logged under it) and its catalog row.
 DECLARE
-    t   deltapipe.tracked;
+    t   record;
     tbl text;
     trg text;
 BEGIN

@@ -31,7 +31,9 @@ DECLARE
     audit_fail boolean := false;
     t_lock timestamptz;
     locks  numeric;
-    tr     deltapipe.tracked;
+    tr_name text;
+    tr_dataset text;
+    tr_tbl text;
     ep     int;
     prev_writer text := current_setting('deltapipe.writer', true);
 BEGIN
@@ -75,12 +77,14 @@ BEGIN
     t_lock := clock_timestamp();
     FOR e IN SELECT upstream, upstream_kind FROM deltapipe.model_edge
               WHERE pipeline = r.pipeline AND node = nr.node AND upstream_kind <> 'external' ORDER BY upstream LOOP
-        tr := NULL;
+        tr_name := NULL;
+        tr_dataset := NULL;
         IF e.upstream_kind = 'source' THEN
             SELECT format('%I.%I', target_schema, target_table) INTO tbl FROM deltapipe.dataset WHERE name = e.upstream;
-            SELECT * INTO tr FROM deltapipe.tracked WHERE name = e.upstream;
-            IF tbl IS NULL AND tr.name IS NOT NULL THEN
-                tbl := format('%I.%I', tr.target_schema, tr.target_table);
+            SELECT x.name, x.dataset, format('%I.%I', x.target_schema, x.target_table) INTO tr_name, tr_dataset, tr_tbl
+              FROM deltapipe.tracked x WHERE x.name = e.upstream;
+            IF tbl IS NULL AND tr_name IS NOT NULL THEN
+                tbl := tr_tbl;
             END IF;
         ELSE
             SELECT format('%I.%I', target_schema, target_table) INTO tbl FROM deltapipe.model
@@ -104,14 +108,14 @@ BEGIN
         -- read in one statement: deltapipe._changes_range reads from there exactly once)
         snap := NULL;
         ep := NULL;
-        IF e.upstream_kind = 'source' AND tr.name IS NOT NULL AND tr.dataset IS NULL THEN
+        IF e.upstream_kind = 'source' AND tr_name IS NOT NULL AND tr_dataset IS NULL THEN
             -- a tracked table: a column change (ALTER TABLE) since it was last seen moves
             -- its epoch, as a TRUNCATE does: its readers refresh in full once
             IF to_regclass(tbl) IS NOT NULL THEN
                 UPDATE deltapipe.tracked SET epoch = epoch + 1, columns = deltapipe._capture_columns(tbl::regclass)
-                 WHERE name = tr.name AND columns IS DISTINCT FROM deltapipe._capture_columns(tbl::regclass);
+                 WHERE name = tr_name AND columns IS DISTINCT FROM deltapipe._capture_columns(tbl::regclass);
             END IF;
-            SELECT x.epoch INTO ep FROM deltapipe.tracked x WHERE x.name = tr.name;
+            SELECT x.epoch INTO ep FROM deltapipe.tracked x WHERE x.name = tr_name;
             -- its row count: the planner's estimate when large, else counted
             nrows := (SELECT c.reltuples::bigint FROM pg_class c WHERE c.oid = to_regclass(tbl));
             IF coalesce(nrows, -1) < 100000 AND to_regclass(tbl) IS NOT NULL THEN
@@ -124,8 +128,8 @@ BEGIN
             SELECT row_count, (SELECT coalesce(max(c.seq), 0) FROM deltapipe.changeset c WHERE c.node = e.upstream),
                    pg_current_snapshot()::text
               INTO nrows, seq, snap FROM deltapipe.dataset WHERE name = e.upstream;
-            IF tr.name IS NOT NULL THEN
-                SELECT x.epoch INTO ep FROM deltapipe.tracked x WHERE x.name = tr.name;
+            IF tr_name IS NOT NULL THEN
+                SELECT x.epoch INTO ep FROM deltapipe.tracked x WHERE x.name = tr_name;
             END IF;
         ELSE
             SELECT row_count, log_seq INTO nrows, seq FROM deltapipe.model WHERE pipeline = r.pipeline AND name = e.upstream;

@@ -20,7 +20,7 @@ DECLARE
     nm    text;
     keys  text[] := key;
     bad   text;
-    t     deltapipe.tracked;
+    t     record;
     rid   bigint;
     nnull bigint;
     ndup  bigint;

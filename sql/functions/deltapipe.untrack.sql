@@ -7,7 +7,7 @@ AS $fn$
 -- on (deploy their pipeline again: it is an external table to them now).
 --   SELECT deltapipe.untrack('public.orders');
 DECLARE
-    t   deltapipe.tracked;
+    t   record;
     rel regclass := to_regclass(p_table);
 BEGIN
     SELECT * INTO t FROM deltapipe.tracked x
