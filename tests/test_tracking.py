@@ -288,3 +288,18 @@ def test_per_model_cadence(cli, conn, tmp_path):
     (d / "pipeline.toml").write_text((d / "pipeline.toml").read_text().replace('"1h"', '"often"'))
     r = cli("deploy", d)
     assert r.exit_code == 1 and "invalid refresh" in r.output
+
+
+def test_maintain_prunes_captured_changes_once_read(cli, conn, tmp_path):
+    d = _tracked_pipeline(cli, conn, tmp_path)
+    conn.execute("UPDATE app.orders SET amount = 33 WHERE id = 1")
+    _run(cli, d)
+    conn.execute("UPDATE app.orders SET amount = 34 WHERE id = 2")  # not read yet
+    r = conn.execute("CALL deltapipe.maintain()").fetchone()[0]
+    assert r["captured_changes_pruned"] >= 1
+    assert conn.execute("SELECT count(*) FROM deltapipe.changeset WHERE node = 'app.orders'").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM deltapipe.run WHERE kind = 'capture'").fetchone()[0] == 2
+    _run(cli, d)
+    st = node_strategies(conn)
+    assert st["big"][:2] == ("done", "incremental"), st
+    assert mismatches(conn) == []
