@@ -20,6 +20,7 @@ DECLARE
     t_end   timestamptz := clock_timestamp() + coalesce(p_duration, '0');
     t_round timestamptz;
     sigs    jsonb;
+    post    jsonb;
     ran     jsonb := '{}';
     last_at jsonb := '{}';
     cad     jsonb;
@@ -39,27 +40,32 @@ BEGIN
         SELECT coalesce(p.config->'refresh', '{}') INTO cad FROM deltapipe.pipeline p WHERE p.name = p_pipeline;
         -- per model, the positions of its inputs: a source's last change (and its checksum,
         -- TRUNCATEs and column changes), a model's last logged change
-        SELECT coalesce(jsonb_object_agg(x.name, x.sig), '{}') INTO sigs
-          FROM (SELECT mm.name,
-                       (SELECT string_agg(CASE e.upstream_kind
-                                   WHEN 'source' THEN concat_ws(':',
-                                       (SELECT max(c.seq) FROM deltapipe.changeset c WHERE c.node = e.upstream),
-                                       (SELECT d.row_count || '/' || d.checksum FROM deltapipe.dataset d WHERE d.name = e.upstream),
-                                       (SELECT t.epoch || '/' || t.writes || '/' || t.columns FROM deltapipe.tracked t WHERE t.name = e.upstream))
-                                   WHEN 'model' THEN (SELECT u.log_seq || ':' || coalesce(u.checksum::text, '') || ':' || coalesce(u.last_refreshed_at::text, '')
-                                                        FROM deltapipe.model u WHERE u.pipeline = mm.pipeline AND u.name = e.upstream)
-                                   ELSE clock_timestamp()::text END, ',' ORDER BY e.upstream)
-                          FROM deltapipe.model_edge e WHERE e.pipeline = mm.pipeline AND e.node = mm.name) AS sig
-                  FROM deltapipe.model mm WHERE mm.pipeline = p_pipeline) x;
+        sigs := deltapipe._input_positions(p_pipeline);
         due := ARRAY(
             SELECT mm.name FROM deltapipe.model mm
              WHERE mm.pipeline = p_pipeline
                AND coalesce(cad->>mm.name, '') <> 'on run'
-               AND (ran->>mm.name IS DISTINCT FROM sigs->>mm.name
+               AND (ran->mm.name IS DISTINCT FROM sigs->mm.name
                     OR to_regclass(format('%I.%I', mm.target_schema, mm.target_table)) IS NULL)
                AND (cad->>mm.name IS NULL OR last_at->>mm.name IS NULL
                     OR (last_at->>mm.name)::timestamptz + (cad->>mm.name)::interval <= t_round)
              ORDER BY mm.name);
+        -- and the models downstream of them, in the same run (their inputs change in it),
+        -- when their cadence lets them
+        IF cardinality(due) > 0 THEN
+            due := ARRAY(
+                WITH RECURSIVE down(name) AS (
+                    SELECT unnest(due)
+                    UNION
+                    SELECT e.node FROM deltapipe.model_edge e JOIN down d ON e.upstream = d.name
+                     WHERE e.pipeline = p_pipeline AND e.upstream_kind = 'model')
+                SELECT d.name FROM down d
+                 WHERE d.name = ANY (due)
+                    OR (coalesce(cad->>d.name, '') <> 'on run'
+                        AND (cad->>d.name IS NULL OR last_at->>d.name IS NULL
+                             OR (last_at->>d.name)::timestamptz + (cad->>d.name)::interval <= t_round))
+                 ORDER BY 1);
+        END IF;
         IF cardinality(due) > 0 THEN
             rid := NULL;
             BEGIN
@@ -71,8 +77,14 @@ BEGIN
             END;
             IF rid IS NOT NULL THEN
                 runs := runs + 1;
+                -- what each model read: its sources as they were before the run (a change
+                -- committed during it is the next round's), its upstream models of this run
+                -- as they are after it
+                post := deltapipe._input_positions(p_pipeline);
                 FOREACH m IN ARRAY due LOOP
-                    ran := ran || jsonb_build_object(m, sigs->m);
+                    ran := ran || jsonb_build_object(m, (
+                        SELECT coalesce(jsonb_object_agg(k, CASE WHEN k = ANY (due) THEN post->m->k ELSE v END), '{}')
+                          FROM jsonb_each(sigs->m) x(k, v)));
                     last_at := last_at || jsonb_build_object(m, t_round);
                 END LOOP;
             END IF;
