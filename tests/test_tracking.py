@@ -303,3 +303,18 @@ def test_maintain_prunes_captured_changes_once_read(cli, conn, tmp_path):
     st = node_strategies(conn)
     assert st["big"][:2] == ("done", "incremental"), st
     assert mismatches(conn) == []
+
+
+def test_tracked_again_after_untracked_writes(cli, conn, tmp_path):
+    d = _tracked_pipeline(cli, conn, tmp_path)
+    assert cli("untrack", "app.orders").exit_code == 0
+    conn.execute("UPDATE app.orders SET amount = 49 WHERE id <= 5")  # not captured
+    assert cli("track", "app.orders").exit_code == 0
+    _run(cli, d)
+    st = node_strategies(conn)
+    assert st["big"][0] == "done" and st["big"][2], st  # refreshed in full: its position was in the old log
+    assert mismatches(conn) == []
+    conn.execute("UPDATE app.orders SET amount = 48 WHERE id = 6")
+    _run(cli, d)
+    assert node_strategies(conn)["big"][1] == "incremental"
+    assert mismatches(conn) == []

@@ -138,7 +138,9 @@ BEGIN
             -- several runs: the oldest change of each key (compared as typed values:
             -- writers may give a number as a jsonb number or as its text form)
             CASE WHEN one THEN '' ELSE format('DISTINCT ON (%s)', kexpr) END,
-            CASE WHEN one THEN '' ELSE format('ORDER BY %s, c.seq', kexpr) END,
+            -- (one statement's capture may name a key twice: as an old row, with its
+            -- before-image, and as a new one: the before-image counts)
+            CASE WHEN one THEN '' ELSE format('ORDER BY %s, c.seq, c.before IS NULL', kexpr) END,
             CASE WHEN one THEN format('SELECT %s, _dp_w::bigint AS _dp_w FROM z', clist)
                  ELSE format('SELECT %1$s, sum(_dp_w)::bigint AS _dp_w FROM z GROUP BY %1$s HAVING sum(_dp_w) <> 0', clist)
             END,

@@ -18,7 +18,7 @@ BEGIN
             SELECT format('%s:%s', d.row_count, d.checksum) INTO v FROM deltapipe.dataset d WHERE d.name = e.upstream;
             -- a captured table (tracked, or a dataset's written outside its loads): its
             -- TRUNCATEs and column changes, and its last captured change
-            SELECT concat_ws(':', v, 'c' || t.epoch, t.writes,
+            SELECT concat_ws(':', v, 'c' || t.run_id || '/' || t.epoch, t.writes,
                              CASE WHEN t.dataset IS NULL THEN
                                  (SELECT max(c.seq) FROM deltapipe.changeset c WHERE c.node = e.upstream)::text || ':'
                                  || md5(coalesce(deltapipe._capture_columns(to_regclass(format('%I.%I', t.target_schema, t.target_table))), '')) END)

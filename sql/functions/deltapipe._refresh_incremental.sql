@@ -161,7 +161,7 @@ BEGIN
         ELSIF src THEN
             -- (a capture trigger's row holds a statement's changes as an array: w of them)
             csrc := format('(SELECT c.run_id, c.op, CASE WHEN jsonb_typeof(c.key) = ''array'' '
-                           'THEN jsonb_array_length(c.key) ELSE 1 END AS w '
+                           'THEN jsonb_array_length(coalesce(c.before, c.key)) ELSE 1 END AS w '
                            'FROM deltapipe.changeset c WHERE c.node = $1 AND %s)',
                            deltapipe._changes_range((wm->>'seq')::bigint, (p_hi->u->>'seq')::bigint, wm->>'snap', p_hi->u->>'snap'));
         ELSE

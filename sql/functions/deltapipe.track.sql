@@ -97,6 +97,9 @@ BEGIN
         INSERT INTO deltapipe.tracked (name, target_schema, target_table, key_cols, run_id, columns)
         VALUES (nm, sch, tname, keys, rid, deltapipe._capture_columns(rel))
         RETURNING * INTO t;
+        -- a model that read it before (tracked earlier, then untracked) has a position in a
+        -- change log that is gone: its next refresh is a full one
+        UPDATE deltapipe.model SET watermark = watermark - nm WHERE watermark ? nm;
     END IF;
     PERFORM deltapipe._capture_install(nm);
     RETURN jsonb_build_object('name', nm, 'table', format('%I.%I', sch, tname), 'key', to_jsonb(keys), 'run_id', t.run_id);
