@@ -35,6 +35,7 @@ DECLARE
     tr_dataset text;
     tr_tbl text;
     ep     int;
+    est    boolean;
     prev_writer text := current_setting('deltapipe.writer', true);
 BEGIN
     SELECT * INTO nr FROM deltapipe.node_run WHERE id = p_node_run_id;
@@ -108,6 +109,7 @@ BEGIN
         -- read in one statement: deltapipe._changes_range reads from there exactly once)
         snap := NULL;
         ep := NULL;
+        est := NULL;
         IF e.upstream_kind = 'source' AND tr_name IS NOT NULL AND tr_dataset IS NULL THEN
             -- a tracked table: a column change (ALTER TABLE) since it was last seen moves
             -- its epoch, as a TRUNCATE does: its readers refresh in full once
@@ -118,8 +120,10 @@ BEGIN
             SELECT x.epoch INTO ep FROM deltapipe.tracked x WHERE x.name = tr_name;
             -- its row count: the planner's estimate when large, else counted
             nrows := (SELECT c.reltuples::bigint FROM pg_class c WHERE c.oid = to_regclass(tbl));
+            est := true;
             IF coalesce(nrows, -1) < 100000 AND to_regclass(tbl) IS NOT NULL THEN
                 EXECUTE format('SELECT count(*) FROM %s', tbl) INTO nrows;
+                est := NULL;
             END IF;
             SELECT (SELECT coalesce(max(c.seq), 0) FROM deltapipe.changeset c WHERE c.node = e.upstream),
                    pg_current_snapshot()::text
@@ -135,7 +139,7 @@ BEGIN
             SELECT row_count, log_seq INTO nrows, seq FROM deltapipe.model WHERE pipeline = r.pipeline AND name = e.upstream;
         END IF;
         hi := hi || jsonb_build_object(e.upstream, jsonb_strip_nulls(jsonb_build_object('seq', coalesce(seq, 0), 'rows', nrows,
-                                                                                        'snap', snap, 'ep', ep)));
+                                                                                        'snap', snap, 'ep', ep, 'est', est)));
     END LOOP;
     SELECT coalesce(max(id), 0) INTO maxnr FROM deltapipe.node_run;
     locks := round(extract(epoch FROM clock_timestamp() - t_lock)::numeric * 1000, 1);
