@@ -318,3 +318,24 @@ def test_tracked_again_after_untracked_writes(cli, conn, tmp_path):
     _run(cli, d)
     assert node_strategies(conn)["big"][1] == "incremental"
     assert mismatches(conn) == []
+
+
+def test_a_key_of_two_columns(cli, conn, tmp_path):
+    conn.execute("CREATE SCHEMA app")
+    conn.execute("CREATE TABLE app.stock (shop text, sku int, qty int, seen timestamptz)")
+    conn.execute("INSERT INTO app.stock SELECT 's' || (i % 3), i, i % 9, '2024-01-01'::timestamptz + i * interval '1 hour' "
+                 "FROM generate_series(1, 60) i")
+    r = cli("track", "app.stock", "--key", "shop,sku")
+    assert r.exit_code == 0, r.output
+    d = make_pipeline(tmp_path / "p", {
+        "per_shop": "SELECT shop, sum(qty) AS qty, count(*) AS n, max(seen) AS last FROM app.stock GROUP BY shop",
+        "low": "SELECT shop, sku, qty FROM app.stock WHERE qty < 3"}, sources="")
+    _run(cli, d)
+    conn.execute("UPDATE app.stock SET qty = qty + 1, seen = seen + interval '1 day' WHERE sku < 10")
+    conn.execute("UPDATE app.stock SET shop = 'moved' WHERE sku = 20")  # a key update
+    conn.execute("DELETE FROM app.stock WHERE sku BETWEEN 30 AND 33")
+    conn.execute("INSERT INTO app.stock VALUES ('s9', 1, 1, now())")
+    _run(cli, d)
+    st = node_strategies(conn)
+    assert all(v[:2] == ("done", "incremental") for v in st.values()), st
+    assert mismatches(conn) == []

@@ -15,15 +15,22 @@ DECLARE
     jn text;
 BEGIN
     SELECT * INTO t FROM deltapipe.tracked WHERE name = p_name;
-    jn := (SELECT string_agg(format('%L, n.%I', k, k), ', ') FROM unnest(t.key_cols) k);
-    ko := (SELECT string_agg(format('%L, o.%I', k, k), ', ') FROM unnest(t.key_cols) k);
+    -- the keys as one jsonb array: of values when the key is one column (an array_agg
+    -- turned into jsonb once costs a third of building an object per row), else of objects
+    IF cardinality(t.key_cols) = 1 THEN
+        jn := format('to_jsonb(array_agg(n.%I))', t.key_cols[1]);
+        ko := format('to_jsonb(array_agg(o.%I))', t.key_cols[1]);
+    ELSE
+        jn := format('jsonb_agg(jsonb_build_object(%s))', (SELECT string_agg(format('%L, n.%I', k, k), ', ') FROM unnest(t.key_cols) k));
+        ko := format('jsonb_agg(jsonb_build_object(%s))', (SELECT string_agg(format('%L, o.%I', k, k), ', ') FROM unnest(t.key_cols) k));
+    END IF;
     IF p_op = 'INSERT' THEN
         RETURN format('INSERT INTO deltapipe.changeset (run_id, node, op, key) '
-                      'SELECT %s, %L, ''I'', jsonb_agg(jsonb_build_object(%s)) FROM dp_new n HAVING count(*) > 0',
+                      'SELECT %s, %L, ''I'', %s FROM dp_new n HAVING count(*) > 0',
                       p_run, p_name, jn);
     ELSIF p_op = 'DELETE' THEN
         RETURN format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before) '
-                      'SELECT %s, %L, ''D'', jsonb_agg(jsonb_build_object(%s)), jsonb_agg(to_jsonb(o)) FROM dp_old o '
+                      'SELECT %s, %L, ''D'', %s, to_jsonb(array_agg(o)) FROM dp_old o '
                       'HAVING count(*) > 0', p_run, p_name, ko);
     END IF;
     -- an UPDATE: the old rows' keys with their before-images, then the new rows' keys
@@ -31,8 +38,8 @@ BEGIN
     -- new rows was inserted by a key update); no join of old and new rows
     RETURN format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before) '
                   'SELECT %s, %L, ''U'', o.k || coalesce(n.k, ''[]''), o.b '
-                  'FROM (SELECT jsonb_agg(jsonb_build_object(%s)) AS k, jsonb_agg(to_jsonb(o)) AS b FROM dp_old o) o, '
-                  '(SELECT jsonb_agg(jsonb_build_object(%s)) AS k FROM dp_new n) n WHERE o.k IS NOT NULL',
+                  'FROM (SELECT %s AS k, to_jsonb(array_agg(o)) AS b FROM dp_old o) o, '
+                  '(SELECT %s AS k FROM dp_new n) n WHERE o.k IS NOT NULL',
                   p_run, p_name, ko, jn);
 END
 $fn$;

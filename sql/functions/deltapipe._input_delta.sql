@@ -160,12 +160,14 @@ BEGIN
             -- a capture trigger logs one row per statement and op, its keys and
             -- before-images as two arrays side by side: one change per element
             CASE WHEN batched THEN
-                '(SELECT c0.seq, c0.run_id, c0.op, x.key, x.before, c0.after, c0.xid, c0.node
+                format('(SELECT c0.seq, c0.run_id, c0.op,
+                        CASE WHEN jsonb_typeof(x.key) = ''object'' THEN x.key ELSE jsonb_build_object(%L, x.key) END AS key,
+                        x.before, c0.after, c0.xid, c0.node
                     FROM deltapipe.changeset c0
                    CROSS JOIN LATERAL ROWS FROM (
                          jsonb_array_elements(CASE WHEN jsonb_typeof(c0.key) = ''array'' THEN c0.key ELSE jsonb_build_array(c0.key) END),
                          jsonb_array_elements(CASE WHEN jsonb_typeof(c0.key) = ''array'' THEN c0.before ELSE jsonb_build_array(c0.before) END)
-                       ) x(key, before)) c'
+                       ) x(key, before)) c', keys[1])
                  ELSE 'deltapipe.changeset c' END);
     ELSE
         EXECUTE format($q$

@@ -33,7 +33,9 @@ def tracked(dsn: str | None, datasets: bool = False) -> list[dict]:
         cur = conn.execute(
             """SELECT t.name, format('%%I.%%I', t.target_schema, t.target_table) AS "table", t.key_cols AS key,
                       t.dataset, t.epoch, t.run_id,
-                      (SELECT count(*) FROM deltapipe.changeset c WHERE c.node = t.name AND c.run_id = t.run_id) AS changes,
+                      (SELECT coalesce(sum(CASE WHEN jsonb_typeof(c.key) = 'array'
+                                                 THEN jsonb_array_length(coalesce(c.before, c.key)) ELSE 1 END), 0)
+                         FROM deltapipe.changeset c WHERE c.node = t.name AND c.run_id = t.run_id) AS changes,
                       t.tracked_at
                  FROM deltapipe.tracked t WHERE %s OR t.dataset IS NULL ORDER BY t.name""", (datasets,))
         names = [c.name for c in cur.description]
