@@ -6,13 +6,11 @@ AS $fn$
 -- its own (static SQL, planned once per session; a dataset's table shares
 -- deltapipe._capture_any) and statement-level AFTER
 -- INSERT / UPDATE / DELETE triggers with transition tables, each appending the
--- statement's changes to deltapipe.changeset in ONE set-based INSERT: one row
--- per statement and op, its keys and before-images as two arrays (under the
--- table's capture run; the writer's transaction id is the changeset's xid; no
--- after-image: a refresh reads the new row from the table, as it does for the
--- changes of several runs), plus an AFTER TRUNCATE trigger
--- (deltapipe._capture_truncate). An UPDATE pairs old and new rows by key (a key
--- update is a delete and an insert). deltapipe's own writes (the loader's MERGE
+-- statement's changes to deltapipe.changeset in ONE set-based INSERT
+-- (deltapipe._capture_sql: one row per statement, its keys and before-images
+-- as two arrays, under the table's capture run; the writer's transaction id is
+-- the changeset's xid), plus an AFTER TRUNCATE trigger
+-- (deltapipe._capture_truncate). deltapipe's own writes (the loader's MERGE
 -- or swap, a rollback: deltapipe.writer set) are not logged twice.
 DECLARE
     t     record;
