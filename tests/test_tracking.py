@@ -339,3 +339,32 @@ def test_a_key_of_two_columns(cli, conn, tmp_path):
     st = node_strategies(conn)
     assert all(v[:2] == ("done", "incremental") for v in st.values()), st
     assert mismatches(conn) == []
+
+
+def test_serve_stops_cleanly_on_ctrl_c(cli, conn, dsn, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    d = _tracked_pipeline(cli, conn, tmp_path)
+    env = dict(os.environ, DELTAPIPE_DSN=dsn, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "deltapipe", "serve", "p", "--every", "200ms"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2.5)
+        conn.execute("UPDATE app.orders SET amount = 47 WHERE id = 3")
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if conn.execute("SELECT amount FROM big WHERE id = 3").fetchone() == (47,):
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped after" in err and "Traceback" not in err, err
+    assert conn.execute("SELECT amount FROM big WHERE id = 3").fetchone() == (47,)
+    assert conn.execute("SELECT count(*) FROM deltapipe.run WHERE status = 'running'").fetchone()[0] == 0
+    assert mismatches(conn) == []
