@@ -1,13 +1,14 @@
 CREATE OR REPLACE FUNCTION deltapipe._input_positions(p_pipeline text)
 RETURNS jsonb
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 AS $fn$
 -- {model: {upstream: position}} for a pipeline's models: a source's last change
 -- (with its checksum, and a captured table's epoch, writes and columns), a model's
 -- last logged change (with its checksum), an external table's now (always moved).
 -- deltapipe.run_continuously runs a model when its positions moved.
-SELECT coalesce(jsonb_object_agg(x.name, x.pos), '{}')
+BEGIN
+RETURN (SELECT coalesce(jsonb_object_agg(x.name, x.pos), '{}')
   FROM (SELECT mm.name,
                (SELECT coalesce(jsonb_object_agg(e.upstream, CASE e.upstream_kind
                            WHEN 'source' THEN concat_ws(':',
@@ -18,7 +19,8 @@ SELECT coalesce(jsonb_object_agg(x.name, x.pos), '{}')
                                                 FROM deltapipe.model u WHERE u.pipeline = mm.pipeline AND u.name = e.upstream)
                            ELSE clock_timestamp()::text END), '{}')
                   FROM deltapipe.model_edge e WHERE e.pipeline = mm.pipeline AND e.node = mm.name) AS pos
-          FROM deltapipe.model mm WHERE mm.pipeline = p_pipeline) x
+          FROM deltapipe.model mm WHERE mm.pipeline = p_pipeline) x);
+END
 $fn$;
 
 COMMENT ON FUNCTION deltapipe._input_positions(text) IS
