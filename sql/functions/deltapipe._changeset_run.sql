@@ -34,7 +34,11 @@ $fn$;
 COMMENT ON FUNCTION deltapipe._changeset_run() IS
   'Private: trigger keeping changeset.run_id pointing at runs (checked per statement; deleting runs deletes their changesets).';
 
+-- (not for the capture triggers of tracked tables: their run exists, and a check per
+-- application statement would cost as much as the capture; they set deltapipe.capturing)
 CREATE OR REPLACE TRIGGER changeset_run_check AFTER INSERT ON deltapipe.changeset
-    REFERENCING NEW TABLE AS dp_new FOR EACH STATEMENT EXECUTE FUNCTION deltapipe._changeset_run();
+    REFERENCING NEW TABLE AS dp_new FOR EACH STATEMENT
+    WHEN (current_setting('deltapipe.capturing', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION deltapipe._changeset_run();
 CREATE OR REPLACE TRIGGER run_changeset_delete AFTER DELETE ON deltapipe.run
     REFERENCING OLD TABLE AS dp_old FOR EACH STATEMENT EXECUTE FUNCTION deltapipe._changeset_run();

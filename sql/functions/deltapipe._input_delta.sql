@@ -38,10 +38,21 @@ DECLARE
     plain boolean;
     img   text;
     recs  text[] := '{}';
+    batched boolean := false;
 BEGIN
     IF p_kind = 'source' THEN
         SELECT format('%I.%I', target_schema, target_table), key_cols INTO tbl, keys
           FROM deltapipe.dataset WHERE name = p_upstream;
+        IF tbl IS NULL THEN  -- a tracked table
+            SELECT format('%I.%I', target_schema, target_table), key_cols INTO tbl, keys
+              FROM deltapipe.tracked WHERE name = p_upstream;
+        END IF;
+        -- a capture run (deltapipe.track, or writes to a dataset's table outside its
+        -- loads) logs one row per statement and key: coalesced like several runs
+        batched := EXISTS (SELECT 1 FROM deltapipe.run x WHERE x.id = ANY (p_runs) AND x.kind = 'capture');
+        IF batched THEN
+            one := false;
+        END IF;
     ELSE
         SELECT format('%I.%I', target_schema, target_table), key_cols INTO tbl, keys
           FROM deltapipe.model WHERE pipeline = p_pipeline AND name = p_upstream;
@@ -105,7 +116,7 @@ BEGIN
         EXECUTE format($q$
             CREATE TEMP TABLE %1$I AS
             WITH cs AS (SELECT %11$s c.key, c.op, c.before, %15$s AS after
-                          FROM deltapipe.changeset c
+                          FROM %18$s
                          WHERE c.node = %2$L AND %3$s AND %5$s
                          %12$s),
                  z AS (SELECT %6$s, -1 AS _dp_w FROM cs, %16$s o
@@ -127,7 +138,9 @@ BEGIN
             -- several runs: the oldest change of each key (compared as typed values:
             -- writers may give a number as a jsonb number or as its text form)
             CASE WHEN one THEN '' ELSE format('DISTINCT ON (%s)', kexpr) END,
-            CASE WHEN one THEN '' ELSE format('ORDER BY %s, c.seq', kexpr) END,
+            -- (one statement's capture may name a key twice: as an old row, with its
+            -- before-image, and as a new one: the before-image counts)
+            CASE WHEN one THEN '' ELSE format('ORDER BY %s, c.seq, c.before IS NULL', kexpr) END,
             CASE WHEN one THEN format('SELECT %s, _dp_w::bigint AS _dp_w FROM z', clist)
                  ELSE format('SELECT %1$s, sum(_dp_w)::bigint AS _dp_w FROM z GROUP BY %1$s HAVING sum(_dp_w) <> 0', clist)
             END,
@@ -143,7 +156,19 @@ BEGIN
             CASE WHEN one AND plain THEN 'c.after' ELSE 'NULL::jsonb' END,
             -- an image's values: plain columns cast from their text (a third less time
             -- than jsonb_populate_record), others as jsonb_populate_record reads them
-            recs[1], recs[2]);
+            recs[1], recs[2],
+            -- a capture trigger logs one row per statement and op, its keys and
+            -- before-images as two arrays side by side: one change per element
+            CASE WHEN batched THEN
+                format('(SELECT c0.seq, c0.run_id, c0.op,
+                        CASE WHEN jsonb_typeof(x.key) = ''object'' THEN x.key ELSE jsonb_build_object(%L, x.key) END AS key,
+                        x.before, c0.after, c0.xid, c0.node
+                    FROM deltapipe.changeset c0
+                   CROSS JOIN LATERAL ROWS FROM (
+                         jsonb_array_elements(CASE WHEN jsonb_typeof(c0.key) = ''array'' THEN c0.key ELSE jsonb_build_array(c0.key) END),
+                         jsonb_array_elements(CASE WHEN jsonb_typeof(c0.key) = ''array'' THEN c0.before ELSE jsonb_build_array(c0.before) END)
+                       ) x(key, before)) c', keys[1])
+                 ELSE 'deltapipe.changeset c' END);
     ELSE
         EXECUTE format($q$
             CREATE TEMP TABLE %1$I AS

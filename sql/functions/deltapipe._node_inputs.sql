@@ -3,7 +3,8 @@ RETURNS jsonb
 LANGUAGE plpgsql
 AS $fn$
 -- The input checksums of a model: for each upstream, its current checksum.
--- Sources and models keep a checksum (sum of row hashes) in the catalog; an
+-- Sources and models keep a checksum (a captured table: its epoch, writes and last
+-- captured change) (sum of row hashes) in the catalog; an
 -- external table is hashed here (row count and sum of row hashes).
 DECLARE
     e   record;
@@ -15,6 +16,13 @@ BEGIN
               WHERE pipeline = p_pipeline AND node = p_model ORDER BY upstream LOOP
         IF e.upstream_kind = 'source' THEN
             SELECT format('%s:%s', d.row_count, d.checksum) INTO v FROM deltapipe.dataset d WHERE d.name = e.upstream;
+            -- a captured table (tracked, or a dataset's written outside its loads): its
+            -- TRUNCATEs and column changes, and its last captured change
+            SELECT concat_ws(':', v, 'c' || t.run_id || '/' || t.epoch, t.writes,
+                             CASE WHEN t.dataset IS NULL THEN
+                                 (SELECT max(c.seq) FROM deltapipe.changeset c WHERE c.node = e.upstream)::text || ':'
+                                 || md5(coalesce(deltapipe._capture_columns(to_regclass(format('%I.%I', t.target_schema, t.target_table))), '')) END)
+              INTO v FROM deltapipe.tracked t WHERE t.name = e.upstream;
         ELSIF e.upstream_kind = 'model' THEN
             SELECT format('%s:%s', m.row_count, m.checksum) INTO v FROM deltapipe.model m
              WHERE m.pipeline = p_pipeline AND m.name = e.upstream;

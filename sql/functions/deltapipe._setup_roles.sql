@@ -11,7 +11,7 @@ AS $fn$
 -- privileges decide what a role can do.
 DECLARE
     admin_only text[] := ARRAY['create_dataset', 'drop_dataset', 'add_rule', 'drop_rule', 'set_dataset_option',
-                               'add_columns', 'rollback', 'maintain', '_setup_roles', '_restore_node'];
+                               'add_columns', 'rollback', 'maintain', '_setup_roles', '_restore_node', 'track', 'untrack'];
     r   record;
     sch text;
 BEGIN
@@ -45,6 +45,12 @@ BEGIN
     -- pipeline runs: model state (checksums, watermarks), audit results, lineage cache
     IF to_regclass('deltapipe.model') IS NOT NULL THEN
         GRANT UPDATE ON deltapipe.model TO deltapipe_writer;
+    END IF;
+    -- change capture: a load registers its dataset's table, a refresh notes a tracked table's
+    -- column change, a run records its statistics
+    IF to_regclass('deltapipe.tracked') IS NOT NULL THEN
+        GRANT INSERT, UPDATE ON deltapipe.tracked TO deltapipe_writer;
+        GRANT INSERT, UPDATE ON deltapipe.run_stat TO deltapipe_writer;
     END IF;
     IF to_regclass('deltapipe.audit_result') IS NOT NULL THEN
         GRANT INSERT, UPDATE ON deltapipe.audit_result TO deltapipe_writer;

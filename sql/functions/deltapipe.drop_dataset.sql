@@ -8,6 +8,7 @@ DECLARE
     h  jsonb := deltapipe._history(ds);
 BEGIN
     PERFORM 1 FROM deltapipe.dataset WHERE name = p_name FOR UPDATE;
+    PERFORM deltapipe._capture_drop(p_name);
     IF p_drop_table THEN
         EXECUTE format('DROP TABLE IF EXISTS %I.%I', ds.target_schema, ds.target_table);
         IF h IS NOT NULL THEN

@@ -120,10 +120,32 @@ BEGIN
                                 ('updated', n.updated), ('deleted', n.deleted), ('unchanged', n.unchanged),
                                 ('rejected', n.rejected)) o(k, v);
     out := out || coalesce(chunk, '');
+    -- batch statistics of pipeline runs (deltapipe.run_stat)
+    out := out || E'# HELP deltapipe_refresh_tables_touched_total Tables a pipeline run wrote a change to, summed over runs, by pipeline.\n'
+               || E'# TYPE deltapipe_refresh_tables_touched_total counter\n';
+    SELECT string_agg(format('deltapipe_refresh_tables_touched_total{pipeline="%s"} %s', deltapipe._prom_label(p), v),
+                      E'\n' ORDER BY p) || E'\n' INTO chunk
+      FROM (SELECT coalesce(pipeline, '') AS p, sum(tables_touched) AS v FROM deltapipe.run_stat GROUP BY 1) s;
+    out := out || coalesce(chunk, '');
+    out := out || E'# HELP deltapipe_refresh_models_total Models refreshed by pipeline runs, by pipeline and how (incremental or full).\n'
+               || E'# TYPE deltapipe_refresh_models_total counter\n';
+    SELECT string_agg(format('deltapipe_refresh_models_total{pipeline="%s",how="%s"} %s', deltapipe._prom_label(p), h, v),
+                      E'\n' ORDER BY p, h) || E'\n' INTO chunk
+      FROM (SELECT coalesce(pipeline, '') AS p, x.h, sum(x.v) AS v
+              FROM deltapipe.run_stat
+             CROSS JOIN LATERAL (VALUES ('full', models_full), ('incremental', models_refreshed - models_full)) x(h, v)
+             GROUP BY 1, 2) s;
+    out := out || coalesce(chunk, '');
+    out := out || E'# HELP deltapipe_refresh_change_rows_total Rows of change the refreshed models read, by pipeline.\n'
+               || E'# TYPE deltapipe_refresh_change_rows_total counter\n';
+    SELECT string_agg(format('deltapipe_refresh_change_rows_total{pipeline="%s"} %s', deltapipe._prom_label(p), v),
+                      E'\n' ORDER BY p) || E'\n' INTO chunk
+      FROM (SELECT coalesce(pipeline, '') AS p, sum(change_rows) AS v FROM deltapipe.run_stat GROUP BY 1) s;
+    out := out || coalesce(chunk, '');
     RETURN out;
 END
 $fn$;
 
 COMMENT ON FUNCTION deltapipe.metrics() IS
   'Prometheus text exposition of the catalog: rows per dataset and outcome, node durations (histogram), '
-  'node runs by status, skipped nodes, retries, lineage parse-cache hits and misses, ingest calls and rows. Serve it with `deltapipe metrics --serve PORT`.';
+  'node runs by status, skipped nodes, retries, lineage parse-cache hits and misses, ingest calls and rows, refresh batch statistics. Serve it with `deltapipe metrics --serve PORT`.';

@@ -31,6 +31,12 @@ DECLARE
     audit_fail boolean := false;
     t_lock timestamptz;
     locks  numeric;
+    tr_name text;
+    tr_dataset text;
+    tr_tbl text;
+    ep     int;
+    est    boolean;
+    prev_writer text := current_setting('deltapipe.writer', true);
 BEGIN
     SELECT * INTO nr FROM deltapipe.node_run WHERE id = p_node_run_id;
     IF NOT FOUND THEN
@@ -46,6 +52,8 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'DP203', MESSAGE = format('unknown model %s in pipeline %s', nr.node, r.pipeline),
             HINT = 'deploy the pipeline with `deltapipe deploy DIR`';
     END IF;
+    -- this refresh writes the model's table (deltapipe._model_guard lets it)
+    PERFORM set_config('deltapipe.writer', 'refresh', true);
     v_inputs := deltapipe._node_inputs(r.pipeline, nr.node);
     full_ref := coalesce((r.args->>'full_refresh')::boolean, false);
     IF NOT full_ref AND to_regclass(format('%I.%I', m.target_schema, m.target_table)) IS NOT NULL THEN
@@ -60,6 +68,7 @@ BEGIN
                    output_checksum = m.checksum,
                    skip_reason = format('unchanged: same SQL and same inputs as in run %s', last.run_id)
              WHERE id = nr.id;
+            PERFORM set_config('deltapipe.writer', coalesce(prev_writer, ''), true);
             RETURN (SELECT to_jsonb(n) FROM deltapipe.node_run n WHERE n.id = nr.id);
         END IF;
     END IF;
@@ -69,8 +78,15 @@ BEGIN
     t_lock := clock_timestamp();
     FOR e IN SELECT upstream, upstream_kind FROM deltapipe.model_edge
               WHERE pipeline = r.pipeline AND node = nr.node AND upstream_kind <> 'external' ORDER BY upstream LOOP
+        tr_name := NULL;
+        tr_dataset := NULL;
         IF e.upstream_kind = 'source' THEN
             SELECT format('%I.%I', target_schema, target_table) INTO tbl FROM deltapipe.dataset WHERE name = e.upstream;
+            SELECT x.name, x.dataset, format('%I.%I', x.target_schema, x.target_table) INTO tr_name, tr_dataset, tr_tbl
+              FROM deltapipe.tracked x WHERE x.name = e.upstream;
+            IF tbl IS NULL AND tr_name IS NOT NULL THEN
+                tbl := tr_tbl;
+            END IF;
         ELSE
             SELECT format('%I.%I', target_schema, target_table) INTO tbl FROM deltapipe.model
              WHERE pipeline = r.pipeline AND name = e.upstream;
@@ -92,15 +108,38 @@ BEGIN
         -- (a source's position is its last sequence number with the snapshot that saw it,
         -- read in one statement: deltapipe._changes_range reads from there exactly once)
         snap := NULL;
-        IF e.upstream_kind = 'source' THEN
+        ep := NULL;
+        est := NULL;
+        IF e.upstream_kind = 'source' AND tr_name IS NOT NULL AND tr_dataset IS NULL THEN
+            -- a tracked table: a column change (ALTER TABLE) since it was last seen moves
+            -- its epoch, as a TRUNCATE does: its readers refresh in full once
+            IF to_regclass(tbl) IS NOT NULL THEN
+                UPDATE deltapipe.tracked SET epoch = epoch + 1, columns = deltapipe._capture_columns(tbl::regclass)
+                 WHERE name = tr_name AND columns IS DISTINCT FROM deltapipe._capture_columns(tbl::regclass);
+            END IF;
+            SELECT x.epoch INTO ep FROM deltapipe.tracked x WHERE x.name = tr_name;
+            -- its row count: the planner's estimate when large, else counted
+            nrows := (SELECT c.reltuples::bigint FROM pg_class c WHERE c.oid = to_regclass(tbl));
+            est := true;
+            IF coalesce(nrows, -1) < 100000 AND to_regclass(tbl) IS NOT NULL THEN
+                EXECUTE format('SELECT count(*) FROM %s', tbl) INTO nrows;
+                est := NULL;
+            END IF;
+            SELECT (SELECT coalesce(max(c.seq), 0) FROM deltapipe.changeset c WHERE c.node = e.upstream),
+                   pg_current_snapshot()::text
+              INTO seq, snap;
+        ELSIF e.upstream_kind = 'source' THEN
             SELECT row_count, (SELECT coalesce(max(c.seq), 0) FROM deltapipe.changeset c WHERE c.node = e.upstream),
                    deltapipe._own_snapshot()
               INTO nrows, seq, snap FROM deltapipe.dataset WHERE name = e.upstream;
+            IF tr_name IS NOT NULL THEN
+                SELECT x.epoch INTO ep FROM deltapipe.tracked x WHERE x.name = tr_name;
+            END IF;
         ELSE
             SELECT row_count, log_seq INTO nrows, seq FROM deltapipe.model WHERE pipeline = r.pipeline AND name = e.upstream;
         END IF;
         hi := hi || jsonb_build_object(e.upstream, jsonb_strip_nulls(jsonb_build_object('seq', coalesce(seq, 0), 'rows', nrows,
-                                                                                        'snap', snap)));
+                                                                                        'snap', snap, 'ep', ep, 'est', est)));
     END LOOP;
     SELECT coalesce(max(id), 0) INTO maxnr FROM deltapipe.node_run;
     locks := round(extract(epoch FROM clock_timestamp() - t_lock)::numeric * 1000, 1);
@@ -135,6 +174,7 @@ BEGIN
         PERFORM deltapipe._node_failed(nr.id, (res->>'audit_failed') ||
                     ' (the table keeps its last good state; offending rows: deltapipe runs show ' || nr.run_id || ')',
                     'DP501');
+        PERFORM set_config('deltapipe.writer', coalesce(prev_writer, ''), true);
         RETURN (SELECT to_jsonb(n) FROM deltapipe.node_run n WHERE n.id = nr.id);
     END IF;
     UPDATE deltapipe.node_run
@@ -146,6 +186,9 @@ BEGIN
            unchanged = (res->>'unchanged')::bigint, output_checksum = (res->>'checksum')::numeric,
            input_checksum = m.checksum
      WHERE id = nr.id;
+    -- a model's table is written by its refresh only (deltapipe._model_guard)
+    PERFORM deltapipe._model_guard_install(r.pipeline, nr.node);
+    PERFORM set_config('deltapipe.writer', coalesce(prev_writer, ''), true);
     RETURN (SELECT to_jsonb(n) FROM deltapipe.node_run n WHERE n.id = nr.id);
 END
 $fn$;

@@ -79,7 +79,11 @@ BEGIN
     t1 := clock_timestamp();
     v_phases := v_phases || jsonb_build_object('diff', round(extract(epoch FROM t1 - t0)::numeric * 1000, 1));
     t0 := t1;
+    -- the load's own writes are not captured again (deltapipe._capture_dataset)
+    PERFORM set_config('deltapipe.writer', 'load', true);
     a := deltapipe.apply(p_dataset, p_staging, opts);
+    PERFORM set_config('deltapipe.writer', '', true);
+    PERFORM deltapipe._capture_dataset(p_dataset);
     t1 := clock_timestamp();
     v_phases := v_phases || jsonb_build_object('apply', round(extract(epoch FROM t1 - t0)::numeric * 1000, 1));
 

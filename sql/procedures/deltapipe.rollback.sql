@@ -19,12 +19,21 @@ DECLARE
     restored jsonb := '[]';
     cascaded jsonb := '[]';
     sub     jsonb;
+    prev_writer text;
 BEGIN
     SELECT * INTO r FROM deltapipe.run WHERE id = p_run FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'DP030', MESSAGE = format('unknown run %s', p_run),
             HINT = 'list runs with `deltapipe runs`';
     END IF;
+    IF r.kind = 'capture' THEN
+        RAISE EXCEPTION USING ERRCODE = 'DP034', MESSAGE = format('run %s is the change capture of %s: it cannot be rolled back', p_run,
+                                                                 coalesce(r.args->>'table', r.args->>'dataset')),
+            HINT = 'undo the writes with SQL: they are captured as new changes';
+    END IF;
+    -- the rollback's own writes are not captured (deltapipe._capture_install) and may write models' tables
+    prev_writer := current_setting('deltapipe.writer', true);
+    PERFORM set_config('deltapipe.writer', 'rollback', true);
     IF r.status = 'rolled_back' THEN
         RAISE EXCEPTION USING ERRCODE = 'DP031', MESSAGE = format('run %s is already rolled back', p_run);
     END IF;
@@ -110,6 +119,7 @@ BEGIN
            error = concat_ws('; ', error, format('rolled back at %s', clock_timestamp()))
      WHERE id = p_run;
     result := jsonb_build_object('run', p_run, 'restored', restored, 'cascaded', cascaded);
+    PERFORM set_config('deltapipe.writer', coalesce(prev_writer, ''), true);
 END
 $fn$;
 

@@ -7,7 +7,8 @@ AS $fn$
 -- Same queue as the Python controller (deltapipe.start_run, claim a ready node,
 -- deltapipe.run_node). Each node runs in a subtransaction: a failed node is
 -- rolled back (its table keeps its last good state), recorded, and stops its
--- downstream (p_options: {"keep_going": true, "full_refresh": true}).
+-- downstream (p_options: {"keep_going": true, "full_refresh": true}, "models":
+-- [names] to run only those).
 -- One run per pipeline at a time (advisory lock): a second call raises DP202.
 -- Source files are not loaded here: load them with deltapipe.load or the CLI.
 DECLARE
@@ -21,7 +22,9 @@ BEGIN
             HINT = 'wait for the other run to finish (`deltapipe run --wait` waits)';
     END IF;
     run_id := deltapipe.start_run(p_pipeline, coalesce(p_trigger, 'sql'),
-                                  coalesce(p_options, '{}') || jsonb_build_object('workers', 1, 'runner', 'sql'));
+                                  coalesce(p_options, '{}') || jsonb_build_object('workers', 1, 'runner', 'sql'),
+                                  CASE WHEN p_options ? 'models'
+                                       THEN ARRAY(SELECT jsonb_array_elements_text(p_options->'models')) END);
     LOOP
         SELECT * INTO nd FROM deltapipe._claim_node(run_id, 'sql');
         EXIT WHEN nd.node_run_id IS NULL;

@@ -15,6 +15,7 @@ def _full():
     quiet_psycopg_log()
     # each module registers its commands on `main` when imported
     from deltapipe.cli import server, dataset, load, ingest, runs, demo, lineage, observe, watch, docs  # noqa: F401
+    from deltapipe.cli import capture  # noqa: F401
     from deltapipe.cli import pipeline
     if "new" not in main.commands:
         pipeline.register(main)

@@ -41,6 +41,13 @@ COUNTERS = {
     "ingest_rows": ("deltapipe_ingest_rows_total",
                     "Rows of ingest calls by dataset and outcome (received, after_coalesce: keys left with a net "
                     "operation, inserted, updated, deleted, unchanged, rejected).", ["dataset", "outcome"]),
+    "tables_touched": ("deltapipe_refresh_tables_touched_total",
+                       "Tables a pipeline run wrote a change to, summed over runs, by pipeline.", ["pipeline"]),
+    "models_refreshed": ("deltapipe_refresh_models_total",
+                         "Models refreshed by pipeline runs, by pipeline and how (incremental or full).",
+                         ["pipeline", "how"]),
+    "change_rows": ("deltapipe_refresh_change_rows_total",
+                    "Rows of change the refreshed models read, by pipeline.", ["pipeline"]),
 }
 INGEST_OUTCOMES = ("received", "after_coalesce", "inserted", "updated", "deleted", "unchanged", "rejected")
 DURATION = ("deltapipe_node_duration_seconds", "Duration of finished node runs, by kind.", ["kind"])
@@ -83,6 +90,12 @@ def read_catalog(conn: psycopg.Connection) -> dict:
         out["ingest_calls"].append(([node], calls))
         for outcome, v in sorted(zip(INGEST_OUTCOMES, vals)):
             out["ingest_rows"].append(([node, outcome], v))
+    for pipeline, touched, inc, full, rows in conn.execute(
+            "SELECT coalesce(pipeline, ''), sum(tables_touched), sum(models_refreshed - models_full), sum(models_full), "
+            "sum(change_rows) FROM deltapipe.run_stat GROUP BY 1 ORDER BY 1"):
+        out["tables_touched"].append(([pipeline], touched))
+        out["models_refreshed"] += [([pipeline, "full"], full), ([pipeline, "incremental"], inc)]
+        out["change_rows"].append(([pipeline], rows))
     duration: dict[str, tuple[list, int, float]] = {}
     for kind, n, total, cum in conn.execute(
             "SELECT node_kind, max(n), max(s), array_agg(c ORDER BY o) FROM ("

@@ -137,7 +137,14 @@ def compile_pipeline(conn: psycopg.Connection, p: Pipeline, force: bool = False)
     types: dict[str, dict[str, str]] = {}
     for ds in list(p.sources) + sorted(getattr(p, "datasets", {})):
         row = conn.execute("SELECT columns, key_cols FROM deltapipe.dataset WHERE name = %s", (ds,)).fetchone()
-        if row:
+        if row is None:  # a tracked table: its columns as they are now
+            row = conn.execute(
+                """SELECT (SELECT jsonb_agg(jsonb_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod))
+                                  ORDER BY a.attnum)
+                          FROM pg_attribute a WHERE a.attrelid = to_regclass(format('%%I.%%I', t.target_schema, t.target_table))
+                           AND a.attnum > 0 AND NOT a.attisdropped AND a.attname NOT LIKE '\\_dp\\_%%'), t.key_cols
+                     FROM deltapipe.tracked t WHERE t.name = %s AND t.dataset IS NULL""", (ds,)).fetchone()
+        if row and row[0]:
             columns[ds] = [c["name"] for c in row[0]]
             types[ds] = {c["name"]: c.get("type") for c in row[0]}
             keys[ds] = list(row[1]) if row[1] else None

@@ -36,7 +36,8 @@ def resolve(p: Pipeline, conn: psycopg.Connection | None) -> list[str]:
                     p.datasets[hist[0]] = hist[2]  # type: ignore[attr-defined]
             elif conn is not None and (found_ds := _dataset(conn, schema, table, p.schema)) is not None:
                 # a dataset of the catalog (loaded by `deltapipe load`, CALL deltapipe.load, another
-                # pipeline...): its loads write a change log, so it is a source like those declared
+                # pipeline...) or a tracked table: its loads (its triggers) write a change log, so it
+                # is a source like those declared
                 kind, name = "source", found_ds[0]
                 qual = "%s.%s" % (_q(found_ds[1]), _q(found_ds[2]))
                 p.datasets[name] = (found_ds[1], found_ds[2])  # type: ignore[attr-defined]
@@ -102,11 +103,17 @@ def _history_table(p: Pipeline, conn, schema: str, table: str) -> tuple[str, str
 
 
 def _dataset(conn, schema: str, table: str, default_schema: str) -> tuple[str, str, str] | None:
-    """(dataset, schema, table) of the catalog dataset the name resolves to (in _regclass's order), else None."""
+    """(name, schema, table) of the catalog dataset or tracked table the name resolves to (in _regclass's order),
+    else None."""
     cands = [(schema, table)] if schema else [(default_schema, table), ("public", table)]
     for s, t in cands:
         row = conn.execute("SELECT name, target_schema, target_table FROM deltapipe.dataset "
                            "WHERE target_schema = %s AND target_table = %s", (s, t)).fetchone()
+        if row:
+            return row[0], row[1], row[2]
+        # a tracked table (deltapipe track): its triggers write a change log, like a dataset's loads
+        row = conn.execute("SELECT name, target_schema, target_table FROM deltapipe.tracked "
+                           "WHERE target_schema = %s AND target_table = %s AND dataset IS NULL", (s, t)).fetchone()
         if row:
             return row[0], row[1], row[2]
         if conn.execute("SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "

@@ -71,7 +71,8 @@ class Pipeline:
         return {"sources": [{"dataset": s.dataset, "file": s.files, "key": s.key, "mode": s.mode,
                              "columns": s.columns, "schema": s.schema, "table": s.table, "options": s.options,
                              **({"history": s.history} if s.history else {})}
-                            for s in self.sources.values()]}
+                            for s in self.sources.values()],
+                **({"refresh": self.refresh} if getattr(self, "refresh", None) else {})}
 
 
 def _err(msg: str, code: str, hint: str | None = None) -> DeltapipeError:

@@ -17,6 +17,37 @@ from deltapipe.pipeline.parse import _first_code_line, _parse_error, tables_read
 
 
 # ------------------------------------------------------------------ reading the directory
+_CADENCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_UNIT_SQL = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours"}
+
+
+def _cadences(cfg, models: dict, toml_path: Path) -> dict[str, str]:
+    """[models.NAME] refresh = "1s" | "1m" | "on run": {model: interval text or "on run"}."""
+    if not isinstance(cfg, dict):
+        raise _err("%s: [models] must be a table of [models.NAME] tables" % toml_path, "DP214")
+    out: dict[str, str] = {}
+    for mname, opts in cfg.items():
+        if mname not in models or not isinstance(opts, dict):
+            raise _err("%s: [models.%s]: no such model (models/%s.sql)" % (toml_path, mname, mname), "DP214",
+                       "name a model of the pipeline")
+        extra = sorted(set(opts) - {"refresh"})
+        if extra:
+            raise _err("%s: [models.%s]: unknown option %s" % (toml_path, mname, extra[0]), "DP214",
+                       'the option is refresh = "1s" | "1m" | "on run"')
+        if "refresh" not in opts:
+            continue
+        v = opts["refresh"]
+        m = _CADENCE.match(v) if isinstance(v, str) else None
+        if isinstance(v, str) and v.strip().lower() == "on run":
+            out[mname] = "on run"
+        elif m:
+            out[mname] = "%s %s" % (m.group(1), _UNIT_SQL[m.group(2)])
+        else:
+            raise _err("%s: [models.%s]: invalid refresh %r" % (toml_path, mname, v), "DP214",
+                       'give refresh = "1s", "30s", "1m", "1h" or "on run"')
+    return out
+
+
 def read_pipeline(directory: str | Path) -> Pipeline:
     """Read and check a pipeline directory (no database needed)."""
     root = Path(directory)
@@ -90,6 +121,7 @@ def read_pipeline(directory: str | Path) -> Pipeline:
         for inp in split_nested_model(m, models, sources):
             models[inp.name] = inp
     p = Pipeline(name, root, schema, sources, models)
+    p.refresh = _cadences(cfg.get("models", {}), models, toml_path)
     return p
 
 

@@ -1,0 +1,48 @@
+CREATE OR REPLACE FUNCTION deltapipe._capture_sql(p_name text, p_op text, p_run text)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+AS $fn$
+-- The statement a capture trigger runs after an INSERT, UPDATE or DELETE (p_op)
+-- of a captured table (p_name in deltapipe.tracked), reading its transition
+-- tables dp_new / dp_old: ONE set-based INSERT of one changeset row, the
+-- statement's keys and before-images as two arrays side by side
+-- (deltapipe._input_delta reads them element by element) under run p_run (an
+-- expression). No after-image: a refresh reads the new row from the table.
+DECLARE
+    t  record;
+    ko text;
+    jn text;
+BEGIN
+    SELECT * INTO t FROM deltapipe.tracked WHERE name = p_name;
+    -- the keys as one jsonb array: of values when the key is one column (an array_agg
+    -- turned into jsonb once costs a third of building an object per row), else of objects
+    IF cardinality(t.key_cols) = 1 THEN
+        jn := format('to_jsonb(array_agg(n.%I))', t.key_cols[1]);
+        ko := format('to_jsonb(array_agg(o.%I))', t.key_cols[1]);
+    ELSE
+        jn := format('jsonb_agg(jsonb_build_object(%s))', (SELECT string_agg(format('%L, n.%I', k, k), ', ') FROM unnest(t.key_cols) k));
+        ko := format('jsonb_agg(jsonb_build_object(%s))', (SELECT string_agg(format('%L, o.%I', k, k), ', ') FROM unnest(t.key_cols) k));
+    END IF;
+    IF p_op = 'INSERT' THEN
+        RETURN format('INSERT INTO deltapipe.changeset (run_id, node, op, key) '
+                      'SELECT %s, %L, ''I'', %s FROM dp_new n HAVING count(*) > 0',
+                      p_run, p_name, jn);
+    ELSIF p_op = 'DELETE' THEN
+        RETURN format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before) '
+                      'SELECT %s, %L, ''D'', %s, to_jsonb(array_agg(o)) FROM dp_old o '
+                      'HAVING count(*) > 0', p_run, p_name, ko);
+    END IF;
+    -- an UPDATE: the old rows' keys with their before-images, then the new rows' keys
+    -- (no image: where a key is both, its before-image counts; a key only among the
+    -- new rows was inserted by a key update); no join of old and new rows
+    RETURN format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before) '
+                  'SELECT %s, %L, ''U'', o.k || coalesce(n.k, ''[]''), o.b '
+                  'FROM (SELECT %s AS k, to_jsonb(array_agg(o)) AS b FROM dp_old o) o, '
+                  '(SELECT %s AS k FROM dp_new n) n WHERE o.k IS NOT NULL',
+                  p_run, p_name, ko, jn);
+END
+$fn$;
+
+COMMENT ON FUNCTION deltapipe._capture_sql(text, text, text) IS
+  'Private: the INSERT a capture trigger runs for one statement of a captured table (one changeset row per op, keys and before-images as arrays).';
