@@ -319,6 +319,8 @@ def test_models_over_an_ingested_dataset_refresh_incrementally_on_the_next_run(c
     assert (r["inserted"], r["updated"], r["deleted"], r["after_coalesce"]) == (1, 2, 1, 4), r
     # deferred: the models wait for the next run
     assert conn.execute("SELECT count(*) FROM big WHERE id = 500").fetchone()[0] == 0
+    # the ingest logged its changes once: the dataset's capture (of writes outside deltapipe) did not
+    assert conn.execute("SELECT count(*) FROM deltapipe.run WHERE kind = 'capture'").fetchone()[0] == 0
     rid = conn.execute("CALL deltapipe.run_pipeline('p')").fetchone()[0]
     st = dict(conn.execute("SELECT node, strategy FROM deltapipe.node_run WHERE run_id = %s", (rid,)).fetchall())
     assert st == {"big": "incremental", "by_customer": "incremental"}, st

@@ -97,8 +97,12 @@ BEGIN
     RETURNING id INTO v_nr;
 
     -- the statement, in a function made once for the dataset and these options (its plan is reused)
+    -- (its writes are logged by the statement itself: not captured again, as a load's are not)
+    PERFORM set_config('deltapipe.writer', 'load', true);
     EXECUTE format('SELECT %s($1, $2, $3, $4)', deltapipe._ingest_statement(ds, op_key, ign, v_strict))
        INTO res USING rows, cols || op_key, v_run, v_nr;
+    PERFORM set_config('deltapipe.writer', '', true);
+    PERFORM deltapipe._capture_dataset(ds.name);
 
     UPDATE deltapipe.dataset d
        SET checksum = d.checksum + (res->>'dcsum')::numeric,
