@@ -167,11 +167,14 @@ def main() -> None:
     ap.add_argument("--dsn", default=os.environ.get("DELTAPIPE_DSN"))
     ap.add_argument("--rounds", type=int, default=3,
                     help="rounds of (change, incremental refresh, change, full refresh); the table shows medians")
+    ap.add_argument("--only", help="only the models whose name contains one of these comma-separated texts (e.g. --only returns,spenders)")
     ap.add_argument("--correlated", action="store_true",
                     help="also the correlated scalar subquery model (quadratic: only for small --rows)")
     a = ap.parse_args()
     if not a.correlated:
         MODELS[:] = [x for x in MODELS if x[0] != CORRELATED]
+    if a.only:
+        MODELS[:] = [x for x in MODELS if any(o in x[1] for o in a.only.split(","))]
     n_rows = a.rows
     n_cust = max(100, n_rows // 10)
     admin = a.dsn or LocalServer.at("/var/tmp/deltapipe-bench/pg").start()

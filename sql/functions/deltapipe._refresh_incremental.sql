@@ -298,12 +298,16 @@ BEGIN
     ctab := '_dp_c_' || left(md5(m.pipeline || '/' || m.name), 16);
     EXECUTE format('DROP TABLE IF EXISTS pg_temp.%I CASCADE', ctab || '_t');
 
-    IF m.shape = 'topn' THEN
-        -- a top-N: its change is its first n rows now against the table's rows (the
-        -- delta statement reads the table: @SELF@), read by an index on the input's
-        -- first ORDER BY column (made once; a table rebuilt by a swap gets it again here)
+    -- the input columns the delta statement probes (a top-N's first ORDER BY column, a
+    -- semi-join's correlation columns): indexed once; a table rebuilt by a swap gets
+    -- its index again here
+    IF m.shape <> 'keys' THEN
         PERFORM deltapipe._ensure_index(ix->>'table', ix->>'column')
            FROM jsonb_array_elements(coalesce(m.program->'indexes', '[]')) ix;
+    END IF;
+    IF m.shape = 'topn' THEN
+        -- a top-N: its change is its first n rows now against the table's rows (the
+        -- delta statement reads the table: @SELF@)
         m.delta_sql := replace(m.delta_sql, '@SELF@', target);
     END IF;
     IF m.shape IN ('linear', 'keys', 'topn') THEN

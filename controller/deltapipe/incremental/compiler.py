@@ -65,7 +65,7 @@ def _pg_name(e: exp.Expression) -> str | None:
     return None
 
 
-COMPILER_VERSION = "8"   # part of every compile key: a new compiler recompiles every model once
+COMPILER_VERSION = "9"   # part of every compile key: a new compiler recompiles every model once
 
 
 def compile_model(sql: str, tables: dict[tuple[str, str], tuple[str, str, str]],
@@ -109,6 +109,8 @@ def compile_model(sql: str, tables: dict[tuple[str, str], tuple[str, str, str]],
                 # key: the group state cannot be kept by key; the affected-key rule below can
                 raise NotIncremental("key (%s) is not the GROUP BY columns (%s)" % (", ".join(key), ", ".join(gcols)))
         c.key, c.key_inferred = key or None, inferred
+        if ctx.indexes and c.shape in ("linear", "aggregate", "distinct"):
+            c.program = {**(c.program or {}), "indexes": ctx.indexes}
         if ctx.guards:
             c.program = {**(c.program or {}), "guards": ctx.guards, "operators": [
                 "scalar subquery at line %s: a constant while its value does not change (checked from its "
@@ -330,6 +332,7 @@ class _Ctx:
         self.inputs = inputs
         self.ctes = ctes
         self.guards: list[dict] = []   # scalar subqueries whose value must not change (see scalar_guard)
+        self.indexes: list[dict] = []  # input columns a semi-join's delta probes (made at deploy and refresh)
 
     def resolve(self, t: exp.Table):
         db = t.args.get("db").name if t.args.get("db") else ""
@@ -533,12 +536,24 @@ class _Ctx:
                     eqs.append((x.expression, x.this))
         if not eqs:
             return None
+        # the conditions other than the equalities: on the subquery's table only ("local": its change can be
+        # counted per key once, by a join), or reading the outer row too (counted per outer row)
+        others = [x for x in _conjuncts(pred) if not any(x is e for e in (
+            [p for p in _conjuncts(pred) if isinstance(p, exp.EQ) and any(
+                (p.this is a_ and p.expression is b_) or (p.expression is a_ and p.this is b_) for a_, b_ in eqs)]))]
+        local = all(all(cc.table == alias for cc in x.find_all(exp.Column)) for x in others)
         if ex is None:   # rewrite the IN as the EXISTS it is (for the old-state condition below)
             new = exp.Exists(this=exp.select("1").from_(frm.this.copy()).where(pred.copy()))
             c.replace(new)
             node, ex, q = new, new, new.this
-        return {"node": node, "neg": neg, "sub": ex, "alias": alias, "pred": pred, "eq": eqs,
-                "table": r[1], "index": self.inputs.index(r[0]) + 1}
+        # the delta probes the subquery's table by its correlation column, row by row
+        for x, _o in eqs:
+            if isinstance(x, exp.Column):
+                ix = {"table": r[1], "column": x.name}
+                if ix not in self.indexes:
+                    self.indexes.append(ix)
+        return {"node": node, "neg": neg, "sub": ex, "alias": alias, "pred": pred, "eq": eqs, "local": local,
+                "others": [x.copy() for x in others], "table": r[1], "index": self.inputs.index(r[0]) + 1}
 
     def semi_old(self, sj: dict) -> exp.Expression:
         """A semi-join's condition before the change: the matches now less the change's matches, above zero."""
@@ -612,6 +627,14 @@ class _Ctx:
                 w = col if w is None else exp.Mul(this=w, expression=col)
             t.select(exp.alias_(w, "_dp_w", quoted=True), copy=False)
             terms.append(t)
+        # (and the outer rows of the keys it touches are found by their correlation column)
+        by_alias = {x.alias_or_name: x for x in items}
+        for sj in semis:
+            for _x, o in sj["eq"]:
+                it = by_alias.get(o.table) if isinstance(o, exp.Column) else None
+                r = self.resolve(it) if isinstance(it, exp.Table) and it.name not in self.ctes else None
+                if r is not None and {"table": r[1], "column": o.name} not in self.indexes:
+                    self.indexes.append({"table": r[1], "column": o.name})
         # a semi-join's condition c changes for the rows whose correlation key a change of its table touches:
         # Δ(X·c1·...·cm) = ΔX·c1'·...·cm' + Σj X_old·c1_old·...·c(j-1)_old·(cj' - cj_old)·c(j+1)'·...·cm',
         # term j restricted to the rows whose key is one of the change's (cj_old: the count of matches now
@@ -636,10 +659,30 @@ class _Ctx:
                 ", ".join(o.sql("postgres") for o in outer), ", ".join(x.sql("postgres") for x in inner), dk,
                 exp.to_identifier(sj["alias"], quoted=True).sql("postgres"))
             newc = sj["node"].copy().sql("postgres")
-            oldc = self.semi_old(sj).sql("postgres")
+            if sj["local"]:
+                # the change's matches counted per key once (not per outer row): joined on the key, which
+                # also restricts the outer rows to the keys the change touches
+                a = exp.to_identifier(sj["alias"], quoted=True).sql("postgres")
+                g = "_dp_sj%d" % j
+                grp = "SELECT %s, sum(%s.\"_dp_w\") AS \"_dp_dw\" FROM %s AS %s%s GROUP BY %s" % (
+                    ", ".join("%s AS \"_dp_k%d\"" % (x.sql("postgres"), n) for n, x in enumerate(inner)), a, dk, a,
+                    (" WHERE " + " AND ".join(x.sql("postgres") for x in sj["others"])) if sj["others"] else "",
+                    ", ".join(str(n + 1) for n in range(len(inner))))
+                on = " AND ".join("%s = \"%s\".\"_dp_k%d\"" % (o.sql("postgres"), g, n) for n, o in enumerate(outer))
+                t.join(exp.Subquery(this=sqlglot.parse_one(grp, read="postgres"),
+                                    alias=exp.TableAlias(this=exp.to_identifier(g, quoted=True))),
+                       on=sqlglot.parse_one(on, read="postgres"), copy=False)
+                now = exp.to_table(sj["table"], dialect="postgres").sql("postgres")
+                oldc = "((SELECT count(*) FROM %s AS %s WHERE %s) - \"%s\".\"_dp_dw\" > 0)" % (
+                    now, a, sj["pred"].sql("postgres"), g)
+                if sj["neg"]:
+                    oldc = "NOT %s" % oldc
+                cond = "(%s) <> (%s)" % (newc, oldc)
+            else:
+                oldc = self.semi_old(sj).sql("postgres")
+                cond = "%s AND (%s) <> (%s)" % (keyset, newc, oldc)
             factor = "(CASE WHEN %s THEN 1 ELSE 0 END - CASE WHEN %s THEN 1 ELSE 0 END)" % (newc, oldc)
-            t.set("where", exp.Where(this=exp.and_(t.args["where"].this, sqlglot.parse_one(keyset, read="postgres"),
-                                                   sqlglot.parse_one("(%s) <> (%s)" % (newc, oldc), read="postgres"))))
+            t.set("where", exp.Where(this=exp.and_(t.args["where"].this, sqlglot.parse_one(cond, read="postgres"))))
             w = None
             for x in items:
                 col = exp.column("_dp_w", table=exp.to_identifier(x.alias_or_name, quoted=True))

@@ -104,7 +104,7 @@ def deploy(conn: psycopg.Connection, p: Pipeline) -> dict:
             # the indexes affected-key refreshes probe, on the inputs that exist already (the first
             # build of a model may use them too; a new table gets them when it is built)
             for c in compiled.values():
-                for ix in (c.program or {}).get("indexes", []) if c.shape in ("keys", "topn") else []:
+                for ix in (c.program or {}).get("indexes", []) if c.incremental else []:
                     conn.execute("SELECT deltapipe._ensure_index(%s, %s)", (ix["table"], ix["column"]))
     except psycopg.Error as e:
         raise from_db(e) from e
@@ -183,7 +183,7 @@ def compile_pipeline(conn: psycopg.Connection, p: Pipeline, force: bool = False)
             prog = dict(d[9] or {})
             c = Compiled(bool(d[1]), d[2], d[3], d[4], list(d[5] or []), d[6], list(d[7] or []), d[8],
                          columns=prog.get("columns"), key=prog.get("key"), key_inferred=bool(prog.get("key_inferred")),
-                         program=prog if d[3] in ("keys", "topn") or prog.get("guards") else None)
+                         program=prog if d[3] in ("keys", "topn") or prog.get("guards") or prog.get("indexes") else None)
         else:
             c = compile_model(m.sql, tables, columns, keys=keys, declared_key=m.key or None, types=types)
             if c.incremental and any(k == "external" for k in m.upstreams.values()):
