@@ -34,13 +34,16 @@ CASES = [
     ("select c.name, x.n from customers c left join (select customer, count(*) as n from orders group by customer) x "
      "on x.customer = c.name", None, "keys", ["name"]),
     ("select o.id, c.region from customers c right join orders o on o.customer = c.name", None, "keys", ["id"]),
-    # semi- and anti-joins correlated by an equality: a delta term per subquery, over the rows its change touches
-    ("select o.id from orders o where exists (select 1 from payments p where p.order_id = o.id)", None, "linear",
+    # semi- and anti-joins correlated by an equality: with a key, the affected-key rule; without one, a delta term
+    # per subquery, over the rows its change touches
+    ("select o.id from orders o where exists (select 1 from payments p where p.order_id = o.id)", None, "keys",
      ["id"]),
-    ("select o.id from orders o where not exists (select 1 from payments p where p.order_id = o.id)", None, "linear",
+    ("select o.id from orders o where not exists (select 1 from payments p where p.order_id = o.id)", None, "keys",
      ["id"]),
-    ("select o.id from orders o where o.customer in (select name from customers where region = 'n')", None, "linear",
+    ("select o.id from orders o where o.customer in (select name from customers where region = 'n')", None, "keys",
      ["id"]),
+    ("select o.customer from orders o where exists (select 1 from payments p where p.order_id = o.id)", None,
+     "linear", None),
     ("select o.customer, count(*) as n from orders o where exists (select 1 from payments p where p.order_id = o.id "
      "and p.amount <> o.amount) group by o.customer", None, "aggregate", None),
     # correlated by no equality: affected keys, or no rule

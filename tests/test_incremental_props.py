@@ -57,6 +57,10 @@ MODELS = {
                    "WHERE EXISTS (SELECT 1 FROM customers c WHERE c.name = o.customer AND c.region = 'north')"),
     "orphans": "SELECT o.id, o.customer FROM orders o WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.name = o.customer)",
     "in_south": "SELECT o.id FROM orders o WHERE o.customer IN (SELECT c.name FROM customers c WHERE c.region = 'south')",
+    # (keyless: the semi-join rule itself; the keyed ones above take the affected-key rule)
+    "orphan_amounts": ("SELECT o.customer, o.amount FROM orders o\n"
+                       "WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.name = o.customer)"),
+    "south_amounts": "SELECT o.amount FROM orders o WHERE o.customer IN (SELECT c.name FROM customers c WHERE c.region = 'south')",
     "both_semis": ("SELECT o.customer, count(*) AS n, sum(o.amount) AS s FROM orders o\n"
                    "WHERE EXISTS (SELECT 1 FROM orders o2 WHERE o2.customer = o.customer AND o2.id <> o.id)\n"
                    "AND NOT EXISTS (SELECT 1 FROM customers c WHERE c.name = o.customer AND c.region IS NULL)\n"
@@ -106,7 +110,8 @@ def test_models_equal_full_recompute_after_random_batches(cli, conn, tmp_path):
     # the property ran through the incremental path (not only full refreshes)
     assert {"big", "enriched", "by_region", "regions", "names", "cte", "kbig", "kenriched", "kself",
             "headline", "ratio", "north_share", "top_customers", "top_joined", "top_orders",
-            "distribution", "with_north", "orphans", "in_south", "both_semis"} <= seen, seen
+            "distribution", "with_north", "orphans", "in_south", "both_semis",
+            "orphan_amounts", "south_amounts"} <= seen, seen
 
 
 def test_changes_read_back_from_the_changeset_equal_the_session_path(cli, conn, tmp_path):

@@ -102,6 +102,15 @@ def compile_model(sql: str, tables: dict[tuple[str, str], tuple[str, str, str]],
         q.set("with_", None)
         q.set("with", None)
         c = _compile_template(q, names, ctx)
+        if ctx.semis_used and key:
+            # a semi-join's delta looks at every outer row of the keys its subquery's change touches, twice
+            # (before and after); with a key, the affected-key rule does that once: preferred
+            try:
+                prog = compile_affected(q_full, names, ctx, key)
+                return Compiled(True, shape="keys", delta_inputs=list(ctx.inputs), columns=names, key=key,
+                                key_inferred=inferred, program=prog)
+            except NotIncremental:
+                pass
         if c.shape in ("aggregate", "distinct") and key and c.agg_spec:
             gcols = [g["col"] for g in c.agg_spec.get("groups", [])]
             if gcols and set(key) != set(gcols):
@@ -333,6 +342,7 @@ class _Ctx:
         self.ctes = ctes
         self.guards: list[dict] = []   # scalar subqueries whose value must not change (see scalar_guard)
         self.indexes: list[dict] = []  # input columns a semi-join's delta probes (made at deploy and refresh)
+        self.semis_used = False
 
     def resolve(self, t: exp.Table):
         db = t.args.get("db").name if t.args.get("db") else ""
@@ -594,6 +604,7 @@ class _Ctx:
                     continue
                 if list(sub.find_all(exp.Table)) and not self.scalar_guard(sub):
                     raise NotIncremental("subquery reading a table in WHERE or SELECT", sub)
+        self.semis_used = self.semis_used or bool(semis)
         for sj in semis:   # evaluated on the tables as they are now
             sj["sub"].set("this", self.resolve_all(sj["sub"].this))
         frm = s.args.get("from_")
