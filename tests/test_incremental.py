@@ -251,6 +251,10 @@ def test_a_top_n_model_is_split_into_its_maintained_input_and_its_first_rows(cli
     assert conn.execute("SELECT customer, total FROM public.top2 ORDER BY total DESC").fetchall() == [
         ("c1", 45), ("c0", 24)]
     assert mismatches(conn) == []
+    # the docs site and the run report know both models
+    r = cli("docs", "-o", tmp_path / "site")
+    assert r.exit_code == 0, r.output
+    assert "top2__input" in (tmp_path / "site" / "index.html").read_text()
     # without its LIMIT the model is not split: the input model and its table go
     (d / "models" / "top2.sql").write_text("SELECT customer, sum(amount) AS total FROM orders GROUP BY customer")
     r = cli("run", d, "--no-timeline")
