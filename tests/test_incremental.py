@@ -282,3 +282,25 @@ def test_a_scalar_subquery_is_a_constant_while_its_value_does_not_change(cli, co
     st = node_strategies(conn)["above"]
     assert st[1] != "incremental" and st[2] == "the value of the scalar subquery at line 1 changed", st
     assert mismatches(conn) == []
+
+
+def test_not_in_keeps_sql_null_semantics(cli, conn, tmp_path):
+    """x NOT IN (SELECT y ...): a change that leaves the subquery's NULLs and emptiness alone refreshes
+    incrementally; a NULL appearing on the inner side empties the model, the subquery emptying fills it
+    (both by a full refresh, saying why); a NULL x is in no row while the subquery has rows."""
+    models = {"not_big": ("SELECT o.id, o.customer FROM orders o\n"
+                          "WHERE o.customer NOT IN (SELECT p.customer FROM orders p WHERE p.amount > 7)")}
+    d = setup(tmp_path, cli, [("insert", 1, "c1", 9, "2024-01-01"), ("insert", 2, "c2", 1, "2024-01-01"),
+                              ("insert", 3, None, 1, "2024-01-01"), ("insert", 4, "c3", 2, "2024-01-01")],
+              [("insert", "c0", "north")], models=models)
+    ids = lambda: conn.execute("SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM public.not_big").fetchone()[0]
+    assert ids() == [2, 4]
+    change(cli, d, [("update", 4, "c1", 2, "2024-01-01")])          # c1 is in the subquery: 4 leaves
+    assert node_strategies(conn)["not_big"][1] == "incremental"
+    assert ids() == [2]
+    change(cli, d, [("insert", 5, None, 8, "2024-01-01")])          # a NULL on the inner side: no row at all
+    st = node_strategies(conn)["not_big"]
+    assert st[1] != "incremental" and st[2] == "NOT IN: whether its subquery holds a NULL at line 2 changed", st
+    assert ids() == []
+    change(cli, d, [("delete", 5, None, None, None), ("delete", 1, None, None, None)])   # the subquery empties
+    assert ids() == [1, 2, 3, 4][1:] and mismatches(conn) == []

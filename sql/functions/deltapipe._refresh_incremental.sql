@@ -249,7 +249,8 @@ BEGIN
     FOR a IN SELECT x FROM jsonb_array_elements(coalesce(m.program->'guards', '[]')) x LOOP
         EXECUTE a->>'sql' INTO probe;
         IF probe THEN
-            RETURN jsonb_build_object('fallback', format('the value of the scalar subquery at line %s changed', a->>'line'));
+            RETURN jsonb_build_object('fallback', format('%s at line %s changed',
+                                                         coalesce(a->>'what', 'the value of the scalar subquery'), a->>'line'));
         END IF;
     END LOOP;
     phases := jsonb_build_object('inputs', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));

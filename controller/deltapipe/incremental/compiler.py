@@ -65,7 +65,7 @@ def _pg_name(e: exp.Expression) -> str | None:
     return None
 
 
-COMPILER_VERSION = "9"   # part of every compile key: a new compiler recompiles every model once
+COMPILER_VERSION = "10"   # part of every compile key: a new compiler recompiles every model once
 
 
 def compile_model(sql: str, tables: dict[tuple[str, str], tuple[str, str, str]],
@@ -121,9 +121,15 @@ def compile_model(sql: str, tables: dict[tuple[str, str], tuple[str, str, str]],
         if ctx.indexes and c.shape in ("linear", "aggregate", "distinct"):
             c.program = {**(c.program or {}), "indexes": ctx.indexes}
         if ctx.guards:
-            c.program = {**(c.program or {}), "guards": ctx.guards, "operators": [
-                "scalar subquery at line %s: a constant while its value does not change (checked from its "
-                "input's change); a change of its value refreshes in full" % g["line"] for g in ctx.guards]}
+            ops = []
+            for g in ctx.guards:
+                line = ("NOT IN at line %s: NOT EXISTS while its subquery's NULLs and emptiness do not change "
+                        "(checked from its change), else a full refresh" % g["line"]) if g.get("what") else (
+                    "scalar subquery at line %s: a constant while its value does not change (checked from its "
+                    "input's change); a change of its value refreshes in full" % g["line"])
+                if line not in ops:
+                    ops.append(line)
+            c.program = {**(c.program or {}), "guards": ctx.guards, "operators": ops}
         return c
     except NotIncremental as e:
         why = str(e)
@@ -145,6 +151,15 @@ def compile_model(sql: str, tables: dict[tuple[str, str], tuple[str, str, str]],
             pass
         why = "%s (no key: a `-- key:` header allows an affected-key refresh)" % why
     return Compiled(False, why, columns=names, key=key or None, key_inferred=inferred)
+
+
+def _old_cond(sj: dict, exists_old: str) -> str:
+    """A semi-join's condition before the change, from whether the outer row had a match then."""
+    ni = sj.get("notin")
+    if ni:   # (the guards hold the subquery's NULLs and emptiness as they are now)
+        return "(CASE WHEN %s THEN false WHEN %s THEN true ELSE (%s IS NOT NULL AND NOT %s) END)" % (
+            ni["has_null"], ni["empty"], ni["x"].sql("postgres"), exists_old)
+    return "(NOT %s)" % exists_old if sj["neg"] else exists_old
 
 
 def _conjuncts(e: exp.Expression) -> list[exp.Expression]:
@@ -495,12 +510,17 @@ class _Ctx:
         outer query (other conditions may read both): its parts, or None."""
         neg = False
         node = c
+        notin = None
         if isinstance(c, exp.Not) and isinstance(c.this, exp.Exists):
             neg, ex = True, c.this
         elif isinstance(c, exp.Exists):
             ex = c
         elif isinstance(c, exp.In) and isinstance(c.args.get("query"), exp.Subquery):
             ex = None
+        elif isinstance(c, exp.Not) and isinstance(c.this, exp.In) and isinstance(c.this.args.get("query"), exp.Subquery):
+            # x NOT IN (SELECT y ...): NOT EXISTS (... y = x) as long as the subquery holds no NULL y and is not
+            # empty, before and after (two guards); under those, a NULL x is in no row, before and after
+            notin, ex, c = c, None, c.this
         else:
             return None
         sub_holder = ex if ex is not None else c.args["query"]
@@ -552,6 +572,30 @@ class _Ctx:
             [p for p in _conjuncts(pred) if isinstance(p, exp.EQ) and any(
                 (p.this is a_ and p.expression is b_) or (p.expression is a_ and p.this is b_) for a_, b_ in eqs)]))]
         local = all(all(cc.table == alias for cc in x.find_all(exp.Column)) for x in others)
+        if notin is not None:
+            y = q.selects[0].unalias()
+            a = exp.to_identifier(alias, quoted=True).sql("postgres")
+            now = exp.to_table(r[1], dialect="postgres").sql("postgres")
+            dk = 'pg_temp."_dp_d_%d"' % (self.inputs.index(r[0]) + 1)
+            base = " AND ".join(x.sql("postgres") for x in others) or "true"
+            for cond, what in (("%s AND %s IS NULL" % (base, y.sql("postgres")), "a NULL"), (base, "a row")):
+                # changed: has-a-row now <> had-a-row (the rows now less the change's, above zero); the rows now
+                # are counted only up to the change's size + 1
+                self.guards.append({"sql": (
+                    "WITH d AS (SELECT coalesce(sum(%s.\"_dp_w\"), 0) AS d FROM %s AS %s WHERE %s) "
+                    "SELECT CASE WHEN d.d = 0 THEN false "
+                    "WHEN d.d > 0 THEN (SELECT count(*) FROM (SELECT 1 FROM %s AS %s WHERE %s "
+                    "LIMIT (SELECT d + 1 FROM d)) z) BETWEEN 1 AND d.d "
+                    "ELSE NOT EXISTS (SELECT 1 FROM %s AS %s WHERE %s) END FROM d"
+                    % (a, dk, a, cond, now, a, cond, now, a, cond)),
+                    "line": _line(notin), "what": "NOT IN: whether its subquery holds %s" % what})
+            node, ex = notin, None
+            return {"node": node, "neg": True, "sub": c.args["query"], "alias": alias, "pred": pred, "eq": eqs,
+                    "local": local, "others": [x.copy() for x in others], "table": r[1],
+                    "index": self.inputs.index(r[0]) + 1,
+                    "notin": {"x": c.this.copy(), "has_null": "EXISTS (SELECT 1 FROM %s AS %s WHERE %s AND %s IS NULL)"
+                              % (now, a, base, y.sql("postgres")),
+                              "empty": "NOT EXISTS (SELECT 1 FROM %s AS %s WHERE %s)" % (now, a, base)}}
         if ex is None:   # rewrite the IN as the EXISTS it is (for the old-state condition below)
             new = exp.Exists(this=exp.select("1").from_(frm.this.copy()).where(pred.copy()))
             c.replace(new)
@@ -573,8 +617,7 @@ class _Ctx:
         sql = ("((SELECT count(*) FROM %s AS %s WHERE %s) - (SELECT coalesce(sum(%s.\"_dp_w\"), 0) FROM "
                "pg_temp.\"_dp_d_%d\" AS %s WHERE %s) > 0)" % (now, a, pred.sql("postgres"), a, sj["index"], a,
                                                            pred.sql("postgres")))
-        e = sqlglot.parse_one(sql, read="postgres")
-        return exp.Not(this=exp.Paren(this=e)) if sj["neg"] else e
+        return sqlglot.parse_one(_old_cond(sj, sql), read="postgres")
 
     def _delta_select(self, s: exp.Select) -> exp.Expression:
         for key, what in (("group", "GROUP BY"), ("having", "HAVING"), ("limit", "LIMIT"), ("offset", "OFFSET"),
@@ -684,10 +727,8 @@ class _Ctx:
                                     alias=exp.TableAlias(this=exp.to_identifier(g, quoted=True))),
                        on=sqlglot.parse_one(on, read="postgres"), copy=False)
                 now = exp.to_table(sj["table"], dialect="postgres").sql("postgres")
-                oldc = "((SELECT count(*) FROM %s AS %s WHERE %s) - \"%s\".\"_dp_dw\" > 0)" % (
-                    now, a, sj["pred"].sql("postgres"), g)
-                if sj["neg"]:
-                    oldc = "NOT %s" % oldc
+                oldc = _old_cond(sj, "((SELECT count(*) FROM %s AS %s WHERE %s) - \"%s\".\"_dp_dw\" > 0)" % (
+                    now, a, sj["pred"].sql("postgres"), g))
                 cond = "(%s) <> (%s)" % (newc, oldc)
             else:
                 oldc = self.semi_old(sj).sql("postgres")
