@@ -572,6 +572,12 @@ class _Ctx:
             [p for p in _conjuncts(pred) if isinstance(p, exp.EQ) and any(
                 (p.this is a_ and p.expression is b_) or (p.expression is a_ and p.this is b_) for a_, b_ in eqs)]))]
         local = all(all(cc.table == alias for cc in x.find_all(exp.Column)) for x in others)
+        # the delta probes the subquery's table by its correlation column, row by row
+        for x, _o in eqs:
+            if isinstance(x, exp.Column):
+                ix = {"table": r[1], "column": x.name}
+                if ix not in self.indexes:
+                    self.indexes.append(ix)
         if notin is not None:
             y = q.selects[0].unalias()
             a = exp.to_identifier(alias, quoted=True).sql("postgres")
@@ -600,12 +606,6 @@ class _Ctx:
             new = exp.Exists(this=exp.select("1").from_(frm.this.copy()).where(pred.copy()))
             c.replace(new)
             node, ex, q = new, new, new.this
-        # the delta probes the subquery's table by its correlation column, row by row
-        for x, _o in eqs:
-            if isinstance(x, exp.Column):
-                ix = {"table": r[1], "column": x.name}
-                if ix not in self.indexes:
-                    self.indexes.append(ix)
         return {"node": node, "neg": neg, "sub": ex, "alias": alias, "pred": pred, "eq": eqs, "local": local,
                 "others": [x.copy() for x in others], "table": r[1], "index": self.inputs.index(r[0]) + 1}
 
