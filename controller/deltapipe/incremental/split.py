@@ -187,3 +187,61 @@ def split_nested(sql: str, name: str, taken) -> tuple[list[tuple[str, str]], str
             out.set("with_", None)
             out.set("with", None)
     return inputs, out.sql("postgres", pretty=True)
+
+
+HAVING_SUFFIX = "__groups"
+
+
+def split_having(sql: str, input_table: str) -> tuple[str, str] | None:
+    """`SELECT g, agg ... GROUP BY g HAVING cond`: the groups are kept by the aggregate rule in a model of their
+    own (input_table: the SELECT without HAVING, plus a column for each aggregate the HAVING reads that the
+    SELECT list does not), and the model is the filter `cond` over it (linear: a group appears or disappears
+    when its new state crosses the condition). Returns (the input's SELECT, the model's SELECT) or None."""
+    try:
+        tree = sqlglot.parse_one(sql, read="postgres")
+    except SqlglotError:
+        return None
+    if not isinstance(tree, exp.Select) or not tree.args.get("having") or not tree.args.get("group"):
+        return None
+    for k in ("limit", "offset", "distinct", "order", "with_", "with", "locks"):
+        if tree.args.get(k):
+            return None
+    names = [_name(p) for p in tree.selects]
+    if any(x is None for x in names) or len(set(names)) != len(names):
+        return None
+    exprs = [p.unalias().sql("postgres") for p in tree.selects]
+    inner = tree.copy()
+    inner.set("having", None)
+    cond = tree.args["having"].this.copy()
+    extra = 0
+
+    def col(n: str) -> exp.Column:
+        return exp.column(exp.to_identifier(n, quoted=True))
+    for node in list(cond.walk()):
+        if node is not cond and node.find_ancestor(exp.AggFunc) is not None:
+            continue
+        if isinstance(node, exp.AggFunc):
+            k = node.sql("postgres")
+            if k in exprs:
+                node.replace(col(names[exprs.index(k)]))
+            else:
+                extra += 1
+                n = "__having_%d" % extra
+                if n in names:
+                    return None
+                inner.select(exp.alias_(node.copy(), n, quoted=True), copy=False)
+                node.replace(col(n))
+    for node in list(cond.walk()):
+        if isinstance(node, (exp.Subquery, exp.Exists, exp.Window)):
+            return None
+        if isinstance(node, exp.Column) and node.table:      # a group expression, by its name in the SELECT list
+            k = node.sql("postgres")
+            if k not in exprs:
+                return None
+            node.replace(col(names[exprs.index(k)]))
+        elif isinstance(node, exp.Column) and node.name not in names and not node.name.startswith("__having_"):
+            if node.sql("postgres") not in exprs:
+                return None
+            node.replace(col(names[exprs.index(node.sql("postgres"))]))
+    outer = exp.select(*[col(n) for n in names]).from_(exp.to_table(input_table, dialect="postgres")).where(cond)
+    return inner.sql("postgres", pretty=True), outer.sql("postgres", pretty=True)

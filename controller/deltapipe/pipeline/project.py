@@ -118,6 +118,10 @@ def read_pipeline(directory: str | Path) -> Pipeline:
         if inp is not None:
             models[inp.name] = inp
     for m in list(models.values()):
+        inp = split_having_model(m, models, sources)
+        if inp is not None:
+            models[inp.name] = inp
+    for m in list(models.values()):
         for inp in split_nested_model(m, models, sources):
             models[inp.name] = inp
     p = Pipeline(name, root, schema, sources, models)
@@ -153,6 +157,29 @@ def split_topn_model(m: Model, models: dict[str, Model], sources: dict[str, Sour
     inp.fingerprint = hashlib.sha256(("%s\ntopn-input" % inner_tree.sql(dialect="postgres", comments=False,
                                                                          normalize=True)).encode()).hexdigest()[:32]
     inp.reads = tables_read(inner_tree, m.text)
+    m.sql = outer
+    m.depends_on = []
+    m.reads = [("", iname, 1)]
+    return inp
+
+
+def split_having_model(m: Model, models: dict[str, Model], sources: dict[str, Source]) -> Model | None:
+    """GROUP BY ... HAVING (deltapipe.incremental.split.split_having): the groups become a model of their own,
+    NAME__groups, kept by the aggregate rule, and m filters it. Returns the new model, or None."""
+    from deltapipe.incremental.split import HAVING_SUFFIX, SPLIT_MARK, split_having
+    iname = m.name + HAVING_SUFFIX
+    if not _IDENT.match(iname) or iname in models or any(s.dataset == iname or s.table == iname
+                                                         for s in sources.values()):
+        return None
+    parts = split_having(m.sql, iname)
+    if parts is None:
+        return None
+    inner, outer = parts
+    inp = Model(iname, m.path, m.rel, m.text, "%s%s\n%s" % (SPLIT_MARK, m.name, inner), [], list(m.depends_on))
+    tree = sqlglot.parse_one(inner, read="postgres")
+    inp.fingerprint = hashlib.sha256(("%s\nhaving-input" % tree.sql(dialect="postgres", comments=False,
+                                                                    normalize=True)).encode()).hexdigest()[:32]
+    inp.reads = tables_read(tree, m.text)
     m.sql = outer
     m.depends_on = []
     m.reads = [("", iname, 1)]
