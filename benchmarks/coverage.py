@@ -296,8 +296,8 @@ def main() -> None:
                                                                  res["deleted"], len(touched), 100 * len(touched) / n_cust))
 
         def refresh(full: bool) -> dict[str, tuple[int, str, str | None]]:
-            """Each model's pipeline, one after the other, each right after a CHECKPOINT: model -> (node ms,
-            strategy, full_because)."""
+            """Each model's pipeline, one after the other, each right after a CHECKPOINT: model -> (node ms, with
+            the nodes of the models it was split into, strategy, full_because)."""
             out = {}
             for _c, m, _s, _t in MODELS:
                 conn.execute("CHECKPOINT")
@@ -311,7 +311,11 @@ def main() -> None:
                     print("!! %s: run %d %s: %s" % (m, run_id, st, row and row[4]))
                     out[m] = (-1, "failed", row and row[4])
                     continue
-                out[m] = (int(row[0]), row[1], row[2])
+                # a model split into models of its own (NAME__input, NAME__groups, ...): their node times count too
+                split = conn.execute("SELECT coalesce(sum(round(extract(epoch FROM finished_at - started_at) * 1000)), 0) "
+                                     "FROM deltapipe.node_run WHERE run_id = %s AND node LIKE %s",
+                                     (run_id, m.replace("_", "\\_") + "\\_\\_%")).fetchone()[0]
+                out[m] = (int(row[0]) + int(split), row[1], row[2])
             return out
 
         t0 = time.perf_counter()
