@@ -129,15 +129,40 @@ def read_pipeline(directory: str | Path) -> Pipeline:
     return p
 
 
+def _taken(name: str, models: dict[str, Model], sources: dict[str, Source]) -> bool:
+    """name cannot be a split input: not a valid name, or a model's or a source's already."""
+    return not _IDENT.match(name) or name in models or any(s.dataset == name or s.table == name
+                                                           for s in sources.values())
+
+
+def _input_model(m: Model, iname: str, inner: str, tag: str) -> Model:
+    """The model split from m: its SQL marked (SPLIT_MARK), its fingerprint and reads from that SQL."""
+    from deltapipe.incremental.split import SPLIT_MARK
+    inp = Model(iname, m.path, m.rel, m.text, "%s%s\n%s" % (SPLIT_MARK, m.name, inner), [], list(m.depends_on))
+    tree = sqlglot.parse_one(inner, read="postgres")
+    inp.fingerprint = hashlib.sha256(("%s\n%s" % (tree.sql(dialect="postgres", comments=False, normalize=True),
+                                                  tag)).encode()).hexdigest()[:32]
+    inp.reads = tables_read(tree, m.text)
+    return inp
+
+
+def _split_one(m: Model, iname: str, inner: str, outer: str, tag: str) -> Model:
+    """m split into the model iname (inner) and m itself reading only it (outer)."""
+    inp = _input_model(m, iname, inner, tag)
+    m.sql = outer
+    m.depends_on = []
+    m.reads = [("", iname, 1)]
+    return inp
+
+
 def split_topn_model(m: Model, models: dict[str, Model], sources: dict[str, Source]) -> Model | None:
     """A top-N model (`ORDER BY ... LIMIT n` over joins, aggregates, DISTINCT or windows) is split in two
     (deltapipe.incremental.split): its input, a model of its own named NAME__input maintained by the rule
     that fits it, and the model itself, the first n rows of that input. Returns the input model (m now
     reads it), or None when m is not split."""
-    from deltapipe.incremental.split import INPUT_SUFFIX, SPLIT_MARK, split_topn
+    from deltapipe.incremental.split import INPUT_SUFFIX, split_topn
     iname = m.name + INPUT_SUFFIX
-    if not _IDENT.match(iname) or iname in models or any(s.dataset == iname or s.table == iname
-                                                         for s in sources.values()):
+    if _taken(iname, models, sources):
         return None
     tree = sqlglot.parse_one(m.sql, read="postgres")
     if not isinstance(tree, exp.Select) or not tree.args.get("limit"):
@@ -151,59 +176,31 @@ def split_topn_model(m: Model, models: dict[str, Model], sources: dict[str, Sour
     parts = split_topn(m.sql, iname)
     if parts is None:
         return None
-    inner, outer = parts
-    inp = Model(iname, m.path, m.rel, m.text, "%s%s\n%s" % (SPLIT_MARK, m.name, inner), [], list(m.depends_on))
-    inner_tree = sqlglot.parse_one(inner, read="postgres")
-    inp.fingerprint = hashlib.sha256(("%s\ntopn-input" % inner_tree.sql(dialect="postgres", comments=False,
-                                                                         normalize=True)).encode()).hexdigest()[:32]
-    inp.reads = tables_read(inner_tree, m.text)
-    m.sql = outer
-    m.depends_on = []
-    m.reads = [("", iname, 1)]
-    return inp
+    return _split_one(m, iname, *parts, "topn-input")
 
 
 def split_having_model(m: Model, models: dict[str, Model], sources: dict[str, Source]) -> Model | None:
     """GROUP BY ... HAVING (deltapipe.incremental.split.split_having): the groups become a model of their own,
     NAME__groups, kept by the aggregate rule, and m filters it. Returns the new model, or None."""
-    from deltapipe.incremental.split import HAVING_SUFFIX, SPLIT_MARK, split_having
+    from deltapipe.incremental.split import HAVING_SUFFIX, split_having
     iname = m.name + HAVING_SUFFIX
-    if not _IDENT.match(iname) or iname in models or any(s.dataset == iname or s.table == iname
-                                                         for s in sources.values()):
+    if _taken(iname, models, sources):
         return None
     parts = split_having(m.sql, iname)
-    if parts is None:
-        return None
-    inner, outer = parts
-    inp = Model(iname, m.path, m.rel, m.text, "%s%s\n%s" % (SPLIT_MARK, m.name, inner), [], list(m.depends_on))
-    tree = sqlglot.parse_one(inner, read="postgres")
-    inp.fingerprint = hashlib.sha256(("%s\nhaving-input" % tree.sql(dialect="postgres", comments=False,
-                                                                    normalize=True)).encode()).hexdigest()[:32]
-    inp.reads = tables_read(tree, m.text)
-    m.sql = outer
-    m.depends_on = []
-    m.reads = [("", iname, 1)]
-    return inp
+    return None if parts is None else _split_one(m, iname, *parts, "having-input")
 
 
 def split_nested_model(m: Model, models: dict[str, Model], sources: dict[str, Source]) -> list[Model]:
     """An aggregate over aggregated derived tables or CTEs (deltapipe.incremental.split.split_nested): each such
     item becomes a model of its own, NAME__<alias>, and m reads it. Returns the new models."""
-    from deltapipe.incremental.split import SPLIT_MARK, split_nested
-    def taken(n: str) -> bool:
-        return not _IDENT.match(n) or n in models or any(s.dataset == n or s.table == n for s in sources.values())
-    parts = split_nested(m.sql, m.name, taken)
+    from deltapipe.incremental.split import split_nested
+    parts = split_nested(m.sql, m.name, lambda n: _taken(n, models, sources))
     if parts is None:
         return []
     inputs, outer = parts
     out = []
     for iname, inner in inputs:
-        inp = Model(iname, m.path, m.rel, m.text, "%s%s\n%s" % (SPLIT_MARK, m.name, inner), [], list(m.depends_on))
-        tree = sqlglot.parse_one(inner, read="postgres")
-        inp.fingerprint = hashlib.sha256(("%s\nnested-input" % tree.sql(dialect="postgres", comments=False,
-                                                                         normalize=True)).encode()).hexdigest()[:32]
-        inp.reads = tables_read(tree, m.text)
-        out.append(inp)
+        out.append(_input_model(m, iname, inner, "nested-input"))
     tree = sqlglot.parse_one(outer, read="postgres")
     m.sql = outer
     m.reads = tables_read(tree, m.text)
