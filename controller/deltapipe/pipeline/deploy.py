@@ -132,6 +132,7 @@ def compile_pipeline(conn: psycopg.Connection, p: Pipeline, force: bool = False)
     import sqlglot
 
     from deltapipe.incremental.compiler import COMPILER_VERSION, Compiled, compile_model
+    from deltapipe.incremental.program import refresh_steps
     columns: dict[str, list[str] | None] = {}
     keys: dict[str, list[str] | None] = {}
     types: dict[str, dict[str, str]] = {}
@@ -183,11 +184,16 @@ def compile_pipeline(conn: psycopg.Connection, p: Pipeline, force: bool = False)
             prog = dict(d[9] or {})
             c = Compiled(bool(d[1]), d[2], d[3], d[4], list(d[5] or []), d[6], list(d[7] or []), d[8],
                          columns=prog.get("columns"), key=prog.get("key"), key_inferred=bool(prog.get("key_inferred")),
-                         program=prog if d[3] in ("keys", "topn") or prog.get("guards") or prog.get("indexes") else None)
+                         program=prog)
         else:
             c = compile_model(m.sql, tables, columns, keys=keys, declared_key=m.key or None, types=types)
             if c.incremental and any(k == "external" for k in m.upstreams.values()):
                 c.incremental, c.why_full = False, "depends on an external table (no change log)"
+            if c.incremental:
+                # the statements of its refresh, run by deltapipe._refresh_program
+                c.program = {**(c.program or {}),
+                             **refresh_steps(c.shape, c.columns, c.hidden_cols, c.key, c.delta_sql, c.state_sql,
+                                             c.agg_spec, c.program)}
         c.compile_key = ck  # type: ignore[attr-defined]
         cols = c.columns
         if cols is None:
