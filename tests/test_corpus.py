@@ -142,7 +142,9 @@ SPLIT_INPUTS: dict[str, dict[str, str]] = {
     "app": {"leaderboard__input": "incremental (linear)",
             # GROUP BY ... HAVING: the groups are a model of their own, the model filters them
             "big_spenders__groups": "incremental (aggregate)", "busy_games__groups": "incremental (affected keys on game)",
-            "frequent_users__groups": "incremental (affected keys on user_id)"},
+            "frequent_users__groups": "incremental (affected keys on user_id)",
+            # [NOT] EXISTS / IN (SELECT ...): the values the subquery correlates on, kept with a count each
+            "orphan_events__semi1": "incremental (distinct)", "buyers__semi1": "incremental (distinct)"},
 }
 
 # (corpus, model) -> the start of a reason for a full refresh that the model's rule gives on purpose (a scalar

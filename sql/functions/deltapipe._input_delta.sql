@@ -81,8 +81,10 @@ BEGIN
             EXECUTE format($q$
                 CREATE TEMP TABLE %1$I AS
                 WITH z AS (SELECT %2$s, 1 AS _dp_w FROM %3$s c WHERE c._dp_seq > %4$s AND c._dp_seq <= %5$s AND %6$s AND c._dp_op <> 'D'
+                                                                AND NOT (c._dp_op = 'U' AND %9$s)
                            UNION ALL
-                           SELECT %7$s, -1 FROM %3$s c WHERE c._dp_seq > %4$s AND c._dp_seq <= %5$s AND %6$s AND c._dp_op <> 'I')
+                           SELECT %7$s, -1 FROM %3$s c WHERE c._dp_seq > %4$s AND c._dp_seq <= %5$s AND %6$s AND c._dp_op <> 'I'
+                                                          AND NOT (c._dp_op = 'U' AND %9$s))
                 %8$s$q$,
                 tname, (SELECT string_agg(format('c.%I', c), ', ') FROM unnest(cols) c), log, p_lo, p_hi,
                 replace(runs, 'c.run_id', 'c._dp_run'),
@@ -90,7 +92,10 @@ BEGIN
                 CASE WHEN one AND keys IS NOT NULL AND cardinality(keys) > 0
                      THEN format('SELECT %s, _dp_w::bigint AS _dp_w FROM z', clist)
                      ELSE format('SELECT %1$s, sum(_dp_w)::bigint AS _dp_w FROM z GROUP BY %1$s HAVING sum(_dp_w) <> 0', clist)
-                END);
+                END,
+                -- (an update whose visible columns are the same, as text: only a hidden count or sum changed)
+                format('ROW(%s)::text = ROW(%s)::text', (SELECT string_agg(format('c.%I', c), ', ') FROM unnest(cols) c),
+                       (SELECT string_agg(format('c.%I', '_dp_o' || array_position(lcols, c)), ', ') FROM unnest(cols) c)));
         END IF;
     ELSIF keys IS NOT NULL AND cardinality(keys) > 0 THEN
         -- every column of a type whose value jsonb keeps as it is, and that casts from

@@ -260,11 +260,15 @@ def _apply_rows(C: _Cols) -> list[dict]:
     return steps
 
 
-def _kept_view(C: _Cols, new_cond: str) -> dict:
-    """The view of the kept delta: old rows -1, new rows +1 (visible columns)."""
+def _kept_view(C: _Cols, new_cond: str, net: bool = False) -> dict:
+    """The view of the kept delta: old rows -1, new rows +1 (visible columns). net: without the groups whose
+    visible columns did not change (only a hidden count or sum did: a DISTINCT value whose count went from 3
+    to 4 is no change downstream); compared as text, which every type has."""
+    same = ("ROW(%s)::text = ROW(%s)::text" % (C.join("{o}", C.vis), C.join("{c}", C.vis))) if net else "false"
     return {"sql": ("CREATE TEMP VIEW @@ctab@@ AS SELECT %s, -1::bigint AS _dp_w FROM pg_temp.@@ctab_t@@ "
-                    "WHERE _dp_old IS NOT NULL UNION ALL SELECT %s, 1::bigint FROM pg_temp.@@ctab_t@@ WHERE %s") % (
-        C.join("{o} AS {c}", C.vis), C.join("{c}", C.vis), new_cond)}
+                    "WHERE _dp_old IS NOT NULL AND NOT (%s AND %s) "
+                    "UNION ALL SELECT %s, 1::bigint FROM pg_temp.@@ctab_t@@ WHERE %s AND NOT (_dp_old IS NOT NULL AND %s)") % (
+        C.join("{o} AS {c}", C.vis), new_cond, same, C.join("{c}", C.vis), new_cond, same)}
 
 
 # ------------------------------------------------------------------ aggregate / distinct
@@ -477,6 +481,6 @@ def _aggregate(C: _Cols, delta_sql: str, state_sql: str, spec: dict) -> list[dic
         "count(*) FILTER (WHERE _dp_old IS NULL) - count(*) FILTER (WHERE _dp_hash IS NULL) AS dcnt FROM pg_temp._dp_z"),
         "into": True})
     steps.append({"sql": "ALTER TABLE pg_temp._dp_z RENAME TO @@ctab_t@@"})
-    steps.append(_kept_view(C, "_dp_hash IS NOT NULL"))
+    steps.append(_kept_view(C, "_dp_hash IS NOT NULL", net=True))
     steps[-1]["phase"] = "apply"
     return steps

@@ -245,3 +245,177 @@ def split_having(sql: str, input_table: str) -> tuple[str, str] | None:
             node.replace(col(names[exprs.index(node.sql("postgres"))]))
     outer = exp.select(*[col(n) for n in names]).from_(exp.to_table(input_table, dialect="postgres")).where(cond)
     return inner.sql("postgres", pretty=True), outer.sql("postgres", pretty=True)
+
+
+SEMI_SUFFIX = "__semi"
+
+
+def _aliases(s: exp.Select) -> set[str]:
+    items = []
+    if s.args.get("from_") is not None:
+        items.append(s.args["from_"].this)
+    items += [j.this for j in s.args.get("joins") or []]
+    return {i.alias_or_name for i in items if isinstance(i, (exp.Table, exp.Subquery))}
+
+
+def _inner_only(e: exp.Expression, inner: set[str]) -> bool:
+    """e reads only the subquery's own FROM items (every column qualified by one of them)."""
+    return all(c.table in inner for c in e.find_all(exp.Column))
+
+
+def _conj(e: exp.Expression | None) -> list[exp.Expression]:
+    if e is None:
+        return []
+    if isinstance(e, exp.Paren):
+        return _conj(e.this)
+    if isinstance(e, exp.And):
+        return _conj(e.left) + _conj(e.right)
+    return [e]
+
+
+def _semi_body(sub: exp.Expression, outer: set[str]):
+    """A subquery that can be kept as the set of its distinct correlation values: a plain SELECT (no GROUP
+    BY, HAVING, LIMIT, DISTINCT ON, window or aggregate, no CTE, no subquery of its own) whose every column is
+    qualified. Returns (its FROM/JOINs as a SELECT with its inner-only conditions, [(inner expr, outer
+    column)] of its correlating equalities), or None."""
+    if not isinstance(sub, exp.Select) or sub.args.get("from_") is None:
+        return None
+    for k in ("group", "having", "limit", "offset", "order", "with_", "with", "locks", "qualify"):
+        if sub.args.get(k):
+            return None
+    d = sub.args.get("distinct")
+    if d is not None and d.args.get("on") is not None:
+        return None
+    if any(isinstance(x, (exp.AggFunc, exp.Window, exp.Subquery, exp.Exists)) for x in sub.walk() if x is not sub):
+        return None
+    inner = _aliases(sub)
+    if not inner or inner & outer or any(not c.table for c in sub.find_all(exp.Column)):
+        return None
+    for j in sub.args.get("joins") or []:
+        if j.args.get("on") is not None and not _inner_only(j.args["on"], inner):
+            return None
+    keep, eqs = [], []
+    for c in _conj(sub.args.get("where").this if sub.args.get("where") else None):
+        if _inner_only(c, inner):
+            keep.append(c)
+        elif isinstance(c, exp.EQ):
+            a, b = c.this, c.expression
+            if _inner_only(a, inner) and isinstance(b, exp.Column) and b.table in outer:
+                eqs.append((a, b))
+            elif _inner_only(b, inner) and isinstance(a, exp.Column) and a.table in outer:
+                eqs.append((b, a))
+            else:
+                return None
+        else:
+            return None
+    body = exp.Select()
+    body.set("from_", sub.args["from_"].copy())
+    if sub.args.get("joins"):
+        body.set("joins", [j.copy() for j in sub.args["joins"]])
+    if keep:
+        body.set("where", exp.Where(this=exp.and_(*[k.copy() for k in keep])))
+    return body, eqs
+
+
+def split_semi(sql: str, name: str, taken) -> tuple[list[tuple[str, str]], str] | None:
+    """EXISTS / NOT EXISTS / IN / NOT IN (SELECT ...) in a model's WHERE: the subquery becomes a model of its
+    own, NAME__semi<k>, the DISTINCT values it correlates on (or, for IN, of its one column), kept by the
+    DISTINCT rule with a hidden count per value, whose change holds only the values that appear or disappear
+    (a count crossing zero); the WHERE then reads that model:
+      EXISTS (SELECT .. FROM t WHERE t.a = o.x AND p)  ->  EXISTS (SELECT 1 FROM NAME__semi1 s WHERE s.k1 = o.x)
+      o.x IN (SELECT t.a FROM t WHERE p)               ->  o.x IN (SELECT s.k1 FROM NAME__semi1 s)
+    (NOT EXISTS and NOT IN alike: a NULL value is kept, so NOT IN's NULL semantics hold.) Returns
+    ([(input name, its SELECT)], the model's new SELECT), or None when no subquery has that form (its columns
+    must be qualified by their tables' names or aliases)."""
+    try:
+        tree = sqlglot.parse_one(sql, read="postgres")
+    except SqlglotError:
+        return None
+    if not isinstance(tree, exp.Select) or tree.args.get("where") is None:
+        return None
+    outer = _aliases(tree)
+    w = tree.args.get("with_") or tree.args.get("with")
+    if not outer or w is not None:
+        return None
+    out = tree.copy()
+    inputs: list[tuple[str, str]] = []
+    swaps: list[tuple[str, str]] = []    # (a subquery's SQL, the SQL that replaces it)
+    for c in _conj(out.args["where"].this):
+        e = c.this if isinstance(c, exp.Not) else c
+        if isinstance(e, exp.Exists):
+            sub = e.this
+            r = _semi_body(sub, outer)
+            if r is None or not r[1]:
+                continue
+            body, eqs = r
+            sel = [exp.alias_(a.copy(), "k%d" % (n + 1), quoted=True) for n, (a, _o) in enumerate(eqs)]
+        elif isinstance(e, exp.In) and e.args.get("query") is not None:
+            sub = e.args["query"].this if isinstance(e.args["query"], exp.Subquery) else e.args["query"]
+            if not isinstance(sub, exp.Select) or len(sub.selects) != 1 or isinstance(sub.selects[0], exp.Star):
+                continue
+            r = _semi_body(sub, outer)
+            if r is None or r[1] or not _inner_only(sub.selects[0], _aliases(sub)):
+                continue
+            body, eqs = r
+            sel = [exp.alias_(sub.selects[0].unalias().copy(), "k1", quoted=True)]
+        else:
+            continue
+        iname = "%s%s%d" % (name, SEMI_SUFFIX, len(inputs) + 1)
+        if len(iname) > 48 or taken(iname):
+            return None
+        body.set("expressions", sel)
+        body.set("distinct", exp.Distinct())
+        inputs.append((iname, body.sql("postgres", pretty=True)))
+        s = "_dp_semi%d" % len(inputs)
+        if isinstance(e, exp.Exists):
+            cond = exp.and_(*[exp.EQ(this=exp.column("k%d" % (n + 1), table=s, quoted=True), expression=o.copy())
+                              for n, (_a, o) in enumerate(eqs)])
+            new = exp.Exists(this=exp.select("1").from_(exp.to_table(iname, dialect="postgres").as_(s)).where(cond))
+        else:
+            new = e.copy()
+            new.set("query", exp.Subquery(this=exp.select(exp.column("k1", table=s, quoted=True)).from_(
+                exp.to_table(iname, dialect="postgres").as_(s))))
+        swaps.append((sub.sql("postgres"), (new.this if isinstance(e, exp.Exists) else new.args["query"].this).sql("postgres")))
+        e.replace(new)
+    if not inputs:
+        return None
+    return inputs, _splice(sql, swaps) or out.sql("postgres", pretty=True)
+
+
+def _splice(sql: str, swaps: list[tuple[str, str]]) -> str | None:
+    """sql with each subquery of swaps (its SQL as sqlglot writes it) replaced in the text itself, each on as
+    many lines as it took, so that the model's other lines keep their numbers (plan names constructs by
+    line). None when a subquery is not found in the text."""
+    from sqlglot.tokens import TokenType
+    try:
+        toks = sqlglot.tokenize(sql, read="postgres")
+    except SqlglotError:
+        return None
+    spans = []
+    for i, t in enumerate(toks):
+        if (t.token_type == TokenType.L_PAREN and 0 < i < len(toks) - 1 and toks[i - 1].token_type in (TokenType.EXISTS, TokenType.IN)
+                and toks[i + 1].token_type in (TokenType.SELECT, TokenType.WITH)):
+            depth = 0
+            for u in toks[i:]:
+                depth += {TokenType.L_PAREN: 1, TokenType.R_PAREN: -1}.get(u.token_type, 0)
+                if depth == 0:
+                    spans.append((t.start, u.end))
+                    break
+    out, todo = [], list(swaps)
+    last = 0
+    for a, b in spans:
+        if not todo:
+            break
+        try:
+            got = sqlglot.parse_one(sql[a + 1:b], read="postgres").sql("postgres")
+        except SqlglotError:
+            continue
+        if got != todo[0][0]:
+            continue
+        old = sql[a:b + 1]
+        out.append(sql[last:a] + "(" + todo[0][1] + ")" + "\n" * old.count("\n"))
+        last = b + 1
+        todo.pop(0)
+    if todo:
+        return None
+    return "".join(out) + sql[last:]

@@ -124,6 +124,9 @@ def read_pipeline(directory: str | Path) -> Pipeline:
     for m in list(models.values()):
         for inp in split_nested_model(m, models, sources):
             models[inp.name] = inp
+    for m in list(models.values()):
+        for inp in split_semi_model(m, models, sources):
+            models[inp.name] = inp
     p = Pipeline(name, root, schema, sources, models)
     p.refresh = _cadences(cfg.get("models", {}), models, toml_path)
     return p
@@ -204,6 +207,21 @@ def split_nested_model(m: Model, models: dict[str, Model], sources: dict[str, So
     tree = sqlglot.parse_one(outer, read="postgres")
     m.sql = outer
     m.reads = tables_read(tree, m.text)
+    return out
+
+
+def split_semi_model(m: Model, models: dict[str, Model], sources: dict[str, Source]) -> list[Model]:
+    """[NOT] EXISTS / [NOT] IN (SELECT ...) in m's WHERE (deltapipe.incremental.split.split_semi): each subquery
+    becomes a model of its own, NAME__semi<k>, the distinct values it correlates on, and m reads it. Returns
+    the new models."""
+    from deltapipe.incremental.split import split_semi
+    parts = split_semi(m.sql, m.name, lambda n: _taken(n, models, sources))
+    if parts is None:
+        return []
+    inputs, outer = parts
+    out = [_input_model(m, iname, inner, "semi-input") for iname, inner in inputs]
+    m.sql = outer
+    m.reads = tables_read(sqlglot.parse_one(outer, read="postgres"), m.text)
     return out
 
 
