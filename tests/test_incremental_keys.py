@@ -86,6 +86,16 @@ where c.region is not null group by c.region""",
     "paid_per_customer": """select o.customer, count(*) as n, sum(o.amount) as total from orders o
 where exists (select 1 from payments p where p.order_id = o.id) group by o.customer""",
     "regions_and_customers": """select c.region from customers c union select o.customer from orders o""",
+    # INTERSECT / EXCEPT (distinct), keyed and not, with NULLs on either side: per-row counts on each side
+    "customers_who_ordered": """select c.name from customers c intersect select o.customer from orders o""",
+    "idle_customers": """-- key: name
+select c.name from customers c except select o.customer from orders o""",
+    "amount_pairs": """select o.customer, o.amount from orders o where o.amount > 2
+except select o.customer, p.amount from orders o join payments p on p.order_id = o.id""",
+    "method_customers": """select p.method, o.customer from payments p join orders o on o.id = p.order_id
+intersect select p.method, c.name from payments p, customers c where c.region = 'north'""",
+    # NOT IN with NULLs on its inner side (its subquery split into the distinct values it reads)
+    "not_paid": """select o.id, o.amount from orders o where o.amount not in (select p.amount from payments p)""",
     "customer_shares": """select customer, amount, sum(amount) over (partition by customer) as total,
        count(*) over (partition by customer) as n from orders""",
     "methods_per_customer": """select o.customer, count(distinct p.method) as methods

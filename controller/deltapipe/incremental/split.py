@@ -419,3 +419,65 @@ def _splice(sql: str, swaps: list[tuple[str, str]]) -> str | None:
     if todo:
         return None
     return "".join(out) + sql[last:]
+
+
+def _pg_name(p: exp.Expression) -> str | None:
+    """The name PostgreSQL gives a projection (an unquoted name folded to lower case), when it has one."""
+    ident = p.args.get("alias") if isinstance(p, exp.Alias) else p.this if isinstance(p, exp.Column) else None
+    if isinstance(ident, exp.TableAlias):
+        ident = ident.this
+    if not isinstance(ident, exp.Identifier):
+        return None
+    return ident.name if ident.quoted else ident.name.lower()
+
+
+def rewrite_setop(sql: str) -> str | None:
+    """UNION, INTERSECT and EXCEPT (distinct) of two SELECTs as a GROUP BY over their UNION ALL, counting each
+    row's copies on either side (per-row multiplicities):
+      a UNION b      ->  SELECT c FROM (a UNION ALL b) GROUP BY c
+      a INTERSECT b  ->  ... GROUP BY c HAVING sum(__l) > 0 AND sum(__r) > 0
+      a EXCEPT b     ->  ... GROUP BY c HAVING sum(__l) > 0 AND sum(__r) = 0
+    (GROUP BY puts NULLs together as the set operations do; the UNION ALL resolves the column types as they
+    do). The GROUP BY is then kept by the aggregate rule (its HAVING split off: split_having), so a refresh
+    follows the rows that changed. Returns the new SELECT, or None when the model is not such a query (ALL
+    for INTERSECT and EXCEPT, nested set operations, ORDER BY or LIMIT on the result, a `*` or an unnamed
+    expression in the first SELECT list)."""
+    try:
+        tree = sqlglot.parse_one(sql, read="postgres")
+    except SqlglotError:
+        return None
+    if not isinstance(tree, (exp.Union, exp.Intersect, exp.Except)) or not tree.args.get("distinct"):
+        return None
+    for k in ("order", "limit", "offset", "with_", "with"):
+        if tree.args.get(k):
+            return None
+    a, b = tree.this, tree.expression
+    if not isinstance(a, exp.Select) or not isinstance(b, exp.Select) or len(a.selects) != len(b.selects):
+        return None
+    if a.args.get("order") or b.args.get("order") or a.args.get("limit") or b.args.get("limit"):
+        return None
+    names = [_pg_name(p) for p in a.selects]
+    if any(n is None for n in names) or len(set(names)) != len(names) or any(n in ("__l", "__r") for n in names):
+        return None
+    if any(isinstance(p, exp.Star) or (isinstance(p, exp.Column) and isinstance(p.this, exp.Star)) for p in b.selects):
+        return None
+    left, right = a.copy(), b.copy()
+    left.set("expressions", [exp.alias_(p.unalias(), n, quoted=True) for p, n in zip(left.selects, names)])
+    right.set("expressions", [exp.alias_(p.unalias(), n, quoted=True) for p, n in zip(right.selects, names)])
+    if isinstance(tree, exp.Union):
+        both = exp.union(left, right, distinct=False)
+        having = None
+    else:
+        left.select(exp.alias_(exp.Literal.number(1), "__l", quoted=True), exp.alias_(exp.Literal.number(0), "__r", quoted=True),
+                    copy=False)
+        right.select(exp.alias_(exp.Literal.number(0), "__l", quoted=True), exp.alias_(exp.Literal.number(1), "__r", quoted=True),
+                     copy=False)
+        both = exp.union(left, right, distinct=False)
+        r = "sum(\"__r\") > 0" if isinstance(tree, exp.Intersect) else "sum(\"__r\") = 0"
+        having = sqlglot.parse_one("sum(\"__l\") > 0 AND " + r, read="postgres")
+    cols = [exp.column(exp.to_identifier(n, quoted=True)) for n in names]
+    out = exp.select(*cols).from_(exp.Subquery(this=both, alias=exp.TableAlias(this=exp.to_identifier("_dp_set")))).group_by(
+        *[c.copy() for c in cols])
+    if having is not None:
+        out.set("having", exp.Having(this=having))
+    return out.sql("postgres", pretty=True)

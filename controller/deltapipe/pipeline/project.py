@@ -114,6 +114,8 @@ def read_pipeline(directory: str | Path) -> Pipeline:
     if not models:
         raise _err("%s: no models (models/*.sql)" % root, "DP214", "add SELECT statements as models/NAME.sql")
     for m in list(models.values()):
+        rewrite_setop_model(m)
+    for m in list(models.values()):
         inp = split_topn_model(m, models, sources)
         if inp is not None:
             models[inp.name] = inp
@@ -180,6 +182,16 @@ def split_topn_model(m: Model, models: dict[str, Model], sources: dict[str, Sour
     if parts is None:
         return None
     return _split_one(m, iname, *parts, "topn-input")
+
+
+def rewrite_setop_model(m: Model) -> None:
+    """UNION / INTERSECT / EXCEPT (distinct) of two SELECTs becomes a GROUP BY over their UNION ALL with each row's
+    copies counted per side (deltapipe.incremental.split.rewrite_setop); its HAVING is then split off."""
+    from deltapipe.incremental.split import rewrite_setop
+    new = rewrite_setop(m.sql)
+    if new is not None:
+        m.sql = new
+        m.reads = tables_read(sqlglot.parse_one(new, read="postgres"), m.text)
 
 
 def split_having_model(m: Model, models: dict[str, Model], sources: dict[str, Source]) -> Model | None:
