@@ -100,6 +100,20 @@ intersect select p.method, c.name from payments p, customers c where c.region = 
        count(*) over (partition by customer) as n from orders""",
     "methods_per_customer": """select o.customer, count(distinct p.method) as methods
 from orders o join payments p on p.order_id = o.id group by o.customer""",
+    # the dedupe rule: the first row per key by an order; row_number() = 1 over a filter, and as a dbt CTE over
+    # a join ordered by a column the model does not show (a key's row leaving, rows added before and after it,
+    # a key emptied)
+    "latest_order": """-- key: customer
+select customer, id, amount from (
+  select o.id, o.customer, o.amount,
+         row_number() over (partition by o.customer order by o.amount desc nulls last, o.id) as rn
+  from orders o where o.customer is not null) x
+where rn = 1""",
+    "latest_payment": """-- key: order_id
+with ranked as (
+  select p.order_id, p.pid, p.amount, o.customer, row_number() over (partition by p.order_id order by p.pid desc) as rn
+  from payments p join orders o on o.id = p.order_id)
+select order_id, amount, customer from ranked where rn = 1""",
     # DISTINCT ON, unqualified
     "first_payment": """-- key: order_id
 select distinct on (order_id) order_id, pid, amount from payments where order_id is not null

@@ -10,7 +10,7 @@ AS $fn$
 BEGIN
     PERFORM deltapipe._ensure_index(p_target, ix->>'column')
        FROM deltapipe.model d, jsonb_array_elements(coalesce(d.program->'indexes', '[]')) ix
-      WHERE d.shape = 'keys' AND to_regclass(ix->>'table') = p_target::regclass;
+      WHERE d.shape IN ('keys', 'dedupe') AND to_regclass(ix->>'table') = p_target::regclass;
 END
 $fn$;
 

@@ -96,6 +96,16 @@ def compile_model(sql: str, tables: dict[tuple[str, str], tuple[str, str, str]],
     if topn is not None:
         topn.key, topn.key_inferred = key or None, inferred
         return topn
+    if key:
+        from deltapipe.incremental.dedupe import compile_dedupe
+        try:
+            dd = compile_dedupe(q_full, names, ctx, key)
+        except NotIncremental:
+            dd = None
+        if dd is not None:
+            return Compiled(True, shape="dedupe", delta_sql=dd["delta_sql"], delta_inputs=list(ctx.inputs), columns=names,
+                            key=key, key_inferred=inferred, program=dd["program"], state_sql=dd["state_sql"],
+                            hidden_cols=dd["hidden"])
     try:
         _template_checks(tree)
         q = q_full.copy()

@@ -115,6 +115,8 @@ def refresh_steps(shape: str, columns: list[str], hidden_cols: list[str] | None,
         steps = _ensure_indexes(prog.get("indexes", [])) + _aggregate(C, delta_sql or "", state_sql or "", agg_spec or {})
     elif shape == "keys":
         steps = _affected(C, prog) + _apply_rows(C)
+    elif shape == "dedupe":
+        steps = _ensure_indexes(prog.get("indexes", [])) + _dedupe(C, delta_sql or "", prog) + _apply_rows(C)
     elif shape in ("linear", "topn"):
         steps = _ensure_indexes(prog.get("indexes", []))
         steps += _linear(C, (delta_sql or "").replace("@SELF@", "@@target@@")) + _apply_rows(C)
@@ -203,6 +205,54 @@ def _affected(C: _Cols, prog: dict) -> list[dict]:
         " AND ".join("n.%s = o.%s" % (qi(k), qi(k)) for k in keys),
         ", ".join(str(C.cols.index(k) + 1) for k in keys)), "count": "nd"})
     return steps
+
+
+def _dedupe(C: _Cols, delta_sql: str, prog: dict) -> list[dict]:
+    """One row per key, the first by an order (incremental/dedupe.py): the keys whose row left are
+    recomputed (pg_temp._dp_k), the others with rows added keep the first of their row and those rows."""
+    part = prog["partition"]
+    pc = ", ".join(qi(p) for p in part)
+
+    def on(a: str, b: str) -> str:
+        return " AND ".join("%s.%s = %s.%s" % (a, qi(p), b, qi(p)) for p in part)
+    keys = C.keys or []
+    added = "SELECT 1 FROM pg_temp._dp_dd d WHERE d._dp_w > 0 AND %s" % on("d", "t")
+    gone = "SELECT 1 FROM pg_temp._dp_k k WHERE %s" % on("k", "t")
+    return [
+        {"sql": "DROP TABLE IF EXISTS pg_temp._dp_dd, pg_temp._dp_k, pg_temp._dp_s, pg_temp._dp_z"},
+        # the change of the rows under the window, in the model's columns and types, netted (a join's change
+        # holds pairs of rows that cancel, +r and -r, where r is in neither state: not a row added)
+        # (rows compared as text: every type has it, json included)
+        {"sql": ("CREATE TEMP TABLE _dp_dd AS SELECT %s, x._dp_w FROM (SELECT DISTINCT ON (y._dp_t) y.*, "
+                 "sum(y._dp_n) OVER (PARTITION BY y._dp_t)::bigint AS _dp_w FROM (SELECT %s, _dp_q._dp_w AS _dp_n, "
+                 "ROW(%s)::text AS _dp_t FROM (%s) _dp_q) y ORDER BY y._dp_t) x WHERE x._dp_w <> 0") % (
+            C.join("x.{c}"), C.join("_dp_q.{c}::{t} AS {c}"), C.join("_dp_q.{c}::{t}"), delta_sql)},
+        # the keys whose row left: a removed row equal to it (compared as text, which every type has)
+        {"sql": "CREATE TEMP TABLE _dp_k AS SELECT DISTINCT %s FROM pg_temp._dp_dd d JOIN @@target@@ t ON %s "
+                "WHERE d._dp_w < 0 AND ROW(%s)::text = ROW(%s)::text" % (
+                    ", ".join("d.%s" % qi(p) for p in part), on("t", "d"), C.join("t.{c}"), C.join("d.{c}"))},
+    ] + _analyze("pg_temp._dp_k") + [{"sql": (
+        "CREATE TEMP TABLE _dp_s AS "
+        "WITH n AS MATERIALIZED ("
+        "SELECT %(cast)s, hashtextextended(ROW(%(castonly)s)::text, 0) AS _dp_hash FROM ("
+        # a key whose row stays: the first of it and the rows added
+        "SELECT DISTINCT ON (%(pc)s) %(cols)s FROM ("
+        "SELECT %(dcols)s FROM pg_temp._dp_dd t WHERE t._dp_w > 0 AND NOT EXISTS (%(gone)s) "
+        "UNION ALL SELECT %(tcols)s FROM @@target@@ t WHERE EXISTS (%(added)s) AND NOT EXISTS (%(gone)s)) x "
+        "ORDER BY %(pc)s%(order)s "
+        # a key whose row left: the query again, for those keys
+        ") _dp_q UNION ALL SELECT %(cast)s, hashtextextended(ROW(%(castonly)s)::text, 0) FROM (%(recompute)s) _dp_q), "
+        "o AS MATERIALIZED (SELECT t.* FROM @@target@@ t WHERE EXISTS (%(added)s) OR EXISTS (%(gone)s)) "
+        "SELECT %(pairs)s, CASE WHEN n._dp_hash IS NULL THEN -1 ELSE 1 END AS _dp_w, n._dp_hash, o._dp_hash AS _dp_old, "
+        "%(ocopies)s FROM n FULL JOIN o ON %(kon)s WHERE n._dp_hash IS DISTINCT FROM o._dp_hash ORDER BY %(korder)s") % {
+            "cast": C.join("_dp_q.{c}::{t} AS {c}"), "castonly": C.join("_dp_q.{c}::{t}"), "pc": pc,
+            "cols": C.join("x.{c}"), "dcols": C.join("t.{c}"), "tcols": C.join("t.{c}"), "gone": gone, "added": added,
+            "order": (", " + prog["order"]) if prog.get("order") else "", "recompute": prog["recompute_sql"],
+            "pairs": ", ".join(("coalesce(n.%s, o.%s) AS %s" % (qi(c), qi(c), qi(c))) if c in keys else "n.%s" % qi(c)
+                               for c in C.cols),
+            "ocopies": C.join("o.{c} AS {o}"), "kon": " AND ".join("n.%s = o.%s" % (qi(k), qi(k)) for k in keys),
+            "korder": ", ".join(str(C.cols.index(k) + 1) for k in keys)},
+        "count": "nd"}]
 
 
 def _apply_rows(C: _Cols) -> list[dict]:

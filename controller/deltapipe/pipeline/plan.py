@@ -85,6 +85,8 @@ def _shape_label(c) -> str:
         return "affected keys on %s" % c.program["restrict_col"]
     if c.shape == "topn":
         return "top-N of %s" % c.program["input"]
+    if c.shape == "dedupe":
+        return "first row per %s" % ", ".join(c.program["partition"])
     return c.shape
 
 
@@ -102,7 +104,7 @@ def _operators(c) -> list[str]:
         lines = [x for x in c.program.get("operators", []) if not (x.startswith("FROM ") and ": restricted by " in x)]
         return lines + ["changes traced to %s; the rows of the affected %s are recomputed and diffed"
                         % (c.program["restrict_col"], c.program["restrict_col"])]
-    if c.shape == "topn":
+    if c.shape in ("topn", "dedupe"):
         return list(c.program.get("operators", []))
     if c.shape == "linear":
         return ["filter/project/UNION ALL: the change passes through; inner joins: one delta term per changed input"]
