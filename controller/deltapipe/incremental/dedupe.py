@@ -187,8 +187,11 @@ def compile_dedupe(q: exp.Select, names: list[str], ctx, key: list[str] | None):
                 if _is_col(p) and p.table in ("", src.alias_or_name):
                     indexes.append({"table": r[1], "column": p.name})
                     break
+    # one table read once: its change holds each row once (no +r/-r pairs to net)
+    net = not (isinstance(src, exp.Table) and not inner.args.get("joins") and len(ctx.inputs) == 1
+               and not any(isinstance(x, (exp.Subquery, exp.Exists)) for x in inner.walk()))
     how = "DISTINCT ON" if alias is None else "row_number() = 1"
     return {"delta_sql": delta_sql, "state_sql": state, "hidden": [n for n, _e in hidden], "program": {
-        "partition": pnames, "order": ", ".join(onames), "recompute_sql": recompute, "indexes": indexes,
+        "partition": pnames, "order": ", ".join(onames), "net": net, "recompute_sql": recompute, "indexes": indexes,
         "operators": ["%s per %s: the first row of each key kept from the change (the rows added against the "
                       "key's row); a key whose row left is recomputed from the input" % (how, ", ".join(pnames))]}}

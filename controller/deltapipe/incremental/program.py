@@ -222,11 +222,14 @@ def _dedupe(C: _Cols, delta_sql: str, prog: dict) -> list[dict]:
         {"sql": "DROP TABLE IF EXISTS pg_temp._dp_dd, pg_temp._dp_k, pg_temp._dp_s, pg_temp._dp_z"},
         # the change of the rows under the window, in the model's columns and types, netted (a join's change
         # holds pairs of rows that cancel, +r and -r, where r is in neither state: not a row added)
-        # (rows compared as text: every type has it, json included)
+        # (rows compared as text: every type has it, json included); one table read once needs no netting
         {"sql": ("CREATE TEMP TABLE _dp_dd AS SELECT %s, x._dp_w FROM (SELECT DISTINCT ON (y._dp_t) y.*, "
                  "sum(y._dp_n) OVER (PARTITION BY y._dp_t)::bigint AS _dp_w FROM (SELECT %s, _dp_q._dp_w AS _dp_n, "
                  "ROW(%s)::text AS _dp_t FROM (%s) _dp_q) y ORDER BY y._dp_t) x WHERE x._dp_w <> 0") % (
-            C.join("x.{c}"), C.join("_dp_q.{c}::{t} AS {c}"), C.join("_dp_q.{c}::{t}"), delta_sql)},
+            C.join("x.{c}"), C.join("_dp_q.{c}::{t} AS {c}"), C.join("_dp_q.{c}::{t}"), delta_sql)
+         } if prog.get("net", True) else
+        {"sql": "CREATE TEMP TABLE _dp_dd AS SELECT %s, _dp_q._dp_w::bigint AS _dp_w FROM (%s) _dp_q WHERE _dp_q._dp_w <> 0" % (
+            C.join("_dp_q.{c}::{t} AS {c}"), delta_sql)},
         # the keys whose row left: a removed row equal to it (compared as text, which every type has)
         {"sql": "CREATE TEMP TABLE _dp_k AS SELECT DISTINCT %s FROM pg_temp._dp_dd d JOIN @@target@@ t ON %s "
                 "WHERE d._dp_w < 0 AND ROW(%s)::text = ROW(%s)::text" % (
