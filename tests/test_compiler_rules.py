@@ -51,7 +51,17 @@ CASES = [
      "full: subquery reading payments is not correlated", ["id"]),
     ("select o.id, (select count(*) from payments p where p.order_id = o.id) as n from orders o", None, "keys", ["id"]),
     ("select order_id, pid from (select order_id, pid, row_number() over (partition by order_id order by amount desc) "
-     "as rn from payments where order_id is not null) x where rn = 1", ["order_id"], "keys", ["order_id"]),
+     "as rn from payments where order_id is not null) x where rn = 1", ["order_id"], "dedupe", ["order_id"]),
+    # the dedupe rule: DISTINCT ON, and row_number() = 1 in a CTE over a join; a dedupe whose order reads a
+    # window is not one (affected keys)
+    ("select distinct on (customer) customer, id, amount from orders where customer is not null "
+     "order by customer, amount desc, id", ["customer"], "dedupe", ["customer"]),
+    ("with r as (select p.order_id, o.customer, row_number() over (partition by p.order_id order by p.pid) as n "
+     "from payments p join orders o on o.id = p.order_id) select order_id, customer from r where n = 1",
+     ["order_id"], "dedupe", ["order_id"]),
+    ("select order_id, pid from (select order_id, pid, row_number() over (partition by order_id order by "
+     "sum(amount) over (partition by order_id)) as rn from payments where order_id is not null) x where rn = 1",
+     ["order_id"], "keys", ["order_id"]),
     ("select name from customers intersect select customer from orders", None, "keys", ["name"]),
     ("select customer, count(distinct day) as days from orders where customer is not null group by customer", None,
      "keys", ["customer"]),
