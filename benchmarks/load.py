@@ -45,7 +45,7 @@ each an initial load in a fresh subprocess (time of load_file, and the controlle
 
 Database: --dsn, else $DELTAPIPE_DSN, else a dedicated local server in
 /var/tmp/deltapipe-bench/pg (started if needed; deltapipe is (re)installed into
-it). --stock starts instead a server of its own in /var/tmp/deltapipe-bench/pg-stock
+it). --stock starts instead a server of its own in /var/tmp/deltapipe-bench/stock/pg
 whose postgresql.conf is initdb's with only shared_buffers = 1GB and max_wal_size = 4GB
 set (plus port and listen address): a user's server, not the tuned embedded one; whatever
 the engine needs beyond that it must set per session or per statement.
@@ -166,7 +166,7 @@ def get_dsn(args) -> tuple[str, str]:
     from deltapipe.install import install
 
     if args.stock:
-        srv = stock_server(args.data_dir / "pg-stock")
+        srv = stock_server(args.data_dir / "stock" / "pg")
         dsn = srv.start()
         install(dsn)
         return dsn, "stock server %s" % srv.data_dir
@@ -330,7 +330,7 @@ def main() -> int:
     ap.add_argument("--no-rss", action="store_true", help="skip the peak RSS runs (and the 3x file)")
     ap.add_argument("--stock", action="store_true",
                     help="run against a server of its own with a stock postgresql.conf (shared_buffers 1GB, "
-                         "max_wal_size 4GB, nothing else), in DATA_DIR/pg-stock")
+                         "max_wal_size 4GB, nothing else), in DATA_DIR/stock/pg")
     ap.add_argument("--only", choices=("all", "cli"), default="all",
                     help="cli: only the reference COPY and the CLI loads (default all)")
     ap.add_argument("--keep", action="store_true", help="keep the benchmark datasets afterwards")
