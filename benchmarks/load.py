@@ -59,6 +59,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shlex
 import shutil
 import statistics
@@ -162,13 +163,47 @@ def stock_server(data_dir: Path):
     return StockServer.at(data_dir)
 
 
+PGDATA: Path | None = None  # of the local server the benchmark started (for its CPU time)
+TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_now() -> float | None:
+    """CPU seconds used so far by the local server (the postmaster, its live processes and the ones
+    that exited: backends and parallel workers) plus this process and its children (the CLI); None
+    with --dsn. Unlike wall time it hardly moves when other jobs load the machine."""
+    if PGDATA is None:
+        return None
+    pm = int((PGDATA / "postmaster.pid").read_text().split()[0])
+    ticks = 0
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % p) as f:
+                st = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(p) == pm:
+            ticks += sum(int(x) for x in st[11:15])  # utime stime cutime cstime
+        elif int(st[1]) == pm:
+            ticks += int(st[11]) + int(st[12])
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ticks / TCK + me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def cpu_since(c0: float | None) -> float | None:
+    return None if c0 is None else cpu_now() - c0
+
+
 def get_dsn(args) -> tuple[str, str]:
+    global PGDATA
     from deltapipe.install import install
 
     if args.stock:
         srv = stock_server(args.data_dir / "stock" / "pg")
         dsn = srv.start()
         install(dsn)
+        PGDATA = srv.real_dir
         return dsn, "stock server %s" % srv.data_dir
     dsn = args.dsn or os.environ.get("DELTAPIPE_DSN")
     if dsn:
@@ -178,8 +213,10 @@ def get_dsn(args) -> tuple[str, str]:
             install(dsn)
         return dsn, "--dsn" if args.dsn else "$DELTAPIPE_DSN"
     from deltapipe.server import LocalServer
-    dsn = LocalServer.at(args.data_dir / "pg").start()
+    srv = LocalServer.at(args.data_dir / "pg")
+    dsn = srv.start()
     install(dsn)
+    PGDATA = srv.real_dir
     return dsn, "local server %s" % (args.data_dir / "pg")
 
 
@@ -207,8 +244,9 @@ def drop_dataset(dsn: str, name: str) -> None:
 
 # ---------------------------------------------------------------- measurements
 
-def reference_copy(dsn: str, path: Path) -> tuple[float, int]:
-    """Raw COPY of ``path`` into a fresh UNLOGGED all-text table; returns seconds (COPY only)."""
+def reference_copy(dsn: str, path: Path) -> tuple[float, int, float | None]:
+    """Raw COPY of ``path`` into a fresh UNLOGGED all-text table; returns seconds (COPY only), rows, and
+    CPU seconds (server and client, see cpu_now)."""
     cols = ", ".join("c%d text" % i for i in range(1, 9))
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute("DROP TABLE IF EXISTS %s" % REF_TABLE)
@@ -216,13 +254,14 @@ def reference_copy(dsn: str, path: Path) -> tuple[float, int]:
         checkpoint(dsn)
         with c.cursor() as cur:
             t0 = time.perf_counter()
+            c0 = cpu_now()
             with cur.copy("COPY %s FROM STDIN (FORMAT csv, HEADER true)" % REF_TABLE) as cp, open(path, "rb") as f:
                 while block := f.read(COPY_BLOCK):
                     cp.write(block)
-            secs = time.perf_counter() - t0
+            secs, cpu = time.perf_counter() - t0, cpu_since(c0)
         n = c.execute("SELECT count(*) FROM %s" % REF_TABLE).fetchone()[0]
         c.execute("DROP TABLE %s" % REF_TABLE)
-    return secs, n
+    return secs, n, cpu
 
 
 def timed_load(dsn: str, dataset: str, path: Path, **opts) -> tuple[float, dict]:
@@ -253,40 +292,50 @@ print(json.dumps({"base_kb": base, "peak_kb": peak, "secs": secs, "status": r["s
 DELTAPIPE = Path(sys.executable).parent / "deltapipe"
 
 
-def cli_load(dsn: str, dataset: str, path: Path) -> tuple[float, str]:
-    """`deltapipe load DATASET PATH` as a user runs it, in a subprocess; (wall seconds, its output).
+def cli_load(dsn: str, dataset: str, path: Path) -> tuple[float, str, float | None]:
+    """`deltapipe load DATASET PATH` as a user runs it, in a subprocess; (wall seconds, its output,
+    CPU seconds of the server and the CLI or None, see cpu_now).
 
     PYTHONDONTWRITEBYTECODE is dropped from its environment: an installed deltapipe has its
     bytecode compiled (pip does it), so the start-up measured is the one users see."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["DELTAPIPE_DSN"] = dsn
     checkpoint(dsn)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_now()
     p = subprocess.run([str(DELTAPIPE), "load", dataset, str(path)], env=env, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True)
-    secs = time.perf_counter() - t0
+    secs, cpu = time.perf_counter() - t0, cpu_since(c0)
     if p.returncode != 0:
         raise RuntimeError("deltapipe load failed (exit %d):\n%s" % (p.returncode, p.stdout.strip()))
-    return secs, p.stdout
+    return secs, p.stdout, cpu
 
 
-def cli_round(dsn: str, v1: Path, v2: Path, ref: float, rows: int, meta: dict, problems: list) -> dict:
-    """`deltapipe load` of v1 (initial), v2 (snapshot) and v2 again (unchanged) into a fresh dataset."""
+def cli_round(dsn: str, v1: Path, v2: Path, ref: float, ref_cpu: float | None, rows: int, meta: dict,
+              problems: list) -> dict:
+    """`deltapipe load` of v1 (initial), v2 (snapshot) and v2 again (unchanged) into a fresh dataset.
+    With a local server, also the CPU seconds of each (server and CLI) as a ratio to the reference's."""
     fresh_dataset(dsn, DS_CLI)
     subprocess.run([str(DELTAPIPE), "--version"], stdout=subprocess.DEVNULL,
                    env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})  # bytecode cache
-    c_init, out = cli_load(dsn, DS_CLI, v1)
-    c_snap, out2 = cli_load(dsn, DS_CLI, v2)
-    c_same, out3 = cli_load(dsn, DS_CLI, v2)
+    cpu = {}
+    c_init, out, cpu["init"] = cli_load(dsn, DS_CLI, v1)
+    c_snap, out2, cpu["snap"] = cli_load(dsn, DS_CLI, v2)
+    c_same, out3, cpu["same"] = cli_load(dsn, DS_CLI, v2)
     log("%-10s %7.2fs  %5.2fx ref   snapshot %.2fs  %5.2fx ref   unchanged %.2fs  %5.2fx ref"
         % ("cli", c_init, c_init / ref, c_snap, c_snap / ref, c_same, c_same / ref))
+    res = {"cli_init": c_init, "cli_snap": c_snap, "cli_same": c_same}
+    if ref_cpu:
+        log("%-10s CPU %.2fs %5.2fx ref   snapshot %.2fs  %5.2fx ref   unchanged %.2fs  %5.2fx ref"
+            % ("", cpu["init"], cpu["init"] / ref_cpu, cpu["snap"], cpu["snap"] / ref_cpu, cpu["same"],
+               cpu["same"] / ref_cpu))
+        res.update({"cpu_" + k: v / ref_cpu for k, v in cpu.items()})
     for label, o in (("initial", out), ("snapshot", out2)):
         t = [ln.strip() for ln in o.splitlines() if ln.strip().startswith("time")]
         log("%-10s %-9s %s" % ("", label, t[0] if t else "-"))
     if "inserted    %10d" % rows not in out or "updated     %10d" % meta["updated"] not in out2 \
             or "skipped" not in out3:
         problems.append("cli: unexpected output:\n%s\n%s\n%s" % (out, out2, out3))
-    return {"cli_init": c_init, "cli_snap": c_snap, "cli_same": c_same}
+    return res
 
 
 def rss_run(dsn: str, path: Path) -> dict:
@@ -356,17 +405,20 @@ def main() -> int:
     for k in range(1, args.rounds + 1):
         log("--- round %d of %d" % (k, args.rounds))
         # the reference, measured in this round: raw COPY (median of 3)
-        refs = []
+        refs, cpus = [], []
         for i in range(3):
-            secs, n = reference_copy(dsn, v1)
+            secs, n, cpu = reference_copy(dsn, v1)
             if n != rows:
                 problems.append("reference COPY loaded %d rows, expected %d" % (n, rows))
             refs.append(secs)
+            cpus.append(cpu)
         ref = statistics.median(refs)
-        log("reference COPY (median of 3): %.2fs   runs: %s" % (ref, "  ".join("%.2f" % s for s in refs)))
+        ref_cpu = None if None in cpus else statistics.median(cpus)
+        log("reference COPY (median of 3): %.2fs   runs: %s%s" % (ref, "  ".join("%.2f" % s for s in refs),
+                                                                 "" if ref_cpu is None else "   CPU %.2fs" % ref_cpu))
 
         if args.only == "cli":
-            rounds.append({"ref": ref, **cli_round(dsn, v1, v2, ref, rows, meta, problems)})
+            rounds.append({"ref": ref, **cli_round(dsn, v1, v2, ref, ref_cpu, rows, meta, problems)})
             log()
             continue
 
@@ -401,7 +453,7 @@ def main() -> int:
             r, status="done", rejected=meta["bad"], inserted=rows - meta["bad"], row_count=rows - meta["bad"])]
 
         # 5. the same through the command line, end to end
-        cli = cli_round(dsn, v1, v2, ref, rows, meta, problems)
+        cli = cli_round(dsn, v1, v2, ref, ref_cpu, rows, meta, problems)
 
         # 6. Parquet and zstd inputs of the same rows: initial loads in fresh interpreters
         other = {}
@@ -434,7 +486,7 @@ def main() -> int:
         drop_dataset(dsn, DS_HIST)
 
         # noise check: the reference once more, after the loads
-        ref_after, _ = reference_copy(dsn, v1)
+        ref_after, _, _ = reference_copy(dsn, v1)
         log("reference COPY again after the loads: %.2fs (%.2fx the median; shows the round's noise)"
             % (ref_after, ref_after / ref))
         log()
@@ -478,6 +530,9 @@ def main() -> int:
     table += [("CLI initial load v1", c_init, qc_init, "<= 3.0x ref", qc_init <= 3.0),
               ("CLI snapshot v2 (1%)", c_snap, qc_snap, "<= 2.0x ref", qc_snap <= 2.0),
               ("CLI unchanged v2", c_same, qc_same, "<= 0.2x ref", qc_same <= 0.2)]
+    if all("cpu_init" in r for r in rounds):
+        table += [("CLI %s, CPU time" % k, None, statistics.median(r["cpu_" + k] for r in rounds), "(information)", None)
+                  for k in ("init", "snap", "same")]
     if not cli_only:
         table += other_rows(med)
 
@@ -486,7 +541,8 @@ def main() -> int:
     log("%-22s %8s %7s  %-16s %s" % ("name", "seconds", "ratio", "target", "result"))
     log("-" * 64)
     for name, secs, ratio, target, ok in table:
-        log("%-22s %8.2f %7.2f  %-16s %s" % (name, secs, ratio, target, "" if ok is None else "PASS" if ok else "MISS"))
+        log("%-22s %8s %7.2f  %-16s %s" % (name, "-" if secs is None else "%.2f" % secs, ratio, target,
+                                           "" if ok is None else "PASS" if ok else "MISS"))
     for label in ("parquet", "zst") if not cli_only else ():
         mb = max(r[label + "_rss"] for r in rounds)
         log("%-22s %8s %7s  %-16s %s" % ("peak RSS %s %s" % (label, fmt_rows(rows)), "%.0f MB" % mb, "", "< 200 MB",
