@@ -33,11 +33,6 @@ BEGIN
     -- hash joins over a whole table stay in memory; small deltas probe the primary key
     PERFORM set_config('work_mem', '256MB', true);
     PERFORM set_config('random_page_cost', '1.1', true);
-    -- a first load builds the primary key on the whole table: sorted in memory (a stock
-    -- server's 64MB spills 1M rows to disk), unless the server already allows more
-    IF pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes('512MB') THEN
-        PERFORM set_config('maintenance_work_mem', '512MB', true);
-    END IF;
     -- one load per dataset at a time
     SELECT * INTO ds FROM deltapipe.dataset WHERE name = p_dataset FOR UPDATE;
     opts := jsonb_build_object('mode', ds.mode) || opts;
