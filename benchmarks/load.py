@@ -45,12 +45,14 @@ each an initial load in a fresh subprocess (time of load_file, and the controlle
 
 Database: --dsn, else $DELTAPIPE_DSN, else a dedicated local server in
 /var/tmp/deltapipe-bench/pg (started if needed; deltapipe is (re)installed into
-it). --stock starts instead a server of its own in /var/tmp/deltapipe-bench/stock/pg
-whose postgresql.conf is initdb's with only shared_buffers = 1GB and max_wal_size = 4GB
-set (plus port and listen address): a user's server, not the tuned embedded one; whatever
-the engine needs beyond that it must set per session or per statement.
---only cli measures only the reference and the CLI loads (initial, snapshot, unchanged). With an external DSN deltapipe is installed only if it is missing. The
-benchmark creates and drops the datasets bench_clean, bench_bad, bench_hist and
+it). With an external DSN deltapipe is installed only if it is missing. --stock
+starts instead a server of its own in /var/tmp/deltapipe-bench/stock/pg whose
+postgresql.conf is initdb's with only shared_buffers = 1GB and max_wal_size = 4GB set
+(plus port and listen address): a user's server, not the tuned embedded one; whatever
+the engine needs beyond that it must set per session or per statement. With a local
+server (not --dsn) the CPU seconds of the reference and of the CLI loads are measured
+too (server processes and client). --only cli measures only the reference and the CLI
+loads (initial, snapshot, unchanged). The benchmark creates and drops the datasets bench_clean, bench_bad, bench_hist and
 bench_rss and the table public.deltapipe_bench_ref.
 """
 
@@ -170,7 +172,7 @@ TCK = os.sysconf("SC_CLK_TCK")
 def cpu_now() -> float | None:
     """CPU seconds used so far by the local server (the postmaster, its live processes and the ones
     that exited: backends and parallel workers) plus this process and its children (the CLI); None
-    with --dsn. Unlike wall time it hardly moves when other jobs load the machine."""
+    with --dsn. It moves much less than wall time when other jobs load the machine."""
     if PGDATA is None:
         return None
     pm = int((PGDATA / "postmaster.pid").read_text().split()[0])
@@ -253,8 +255,8 @@ def reference_copy(dsn: str, path: Path) -> tuple[float, int, float | None]:
         c.execute("CREATE UNLOGGED TABLE %s (%s)" % (REF_TABLE, cols))
         checkpoint(dsn)
         with c.cursor() as cur:
-            t0 = time.perf_counter()
             c0 = cpu_now()
+            t0 = time.perf_counter()
             with cur.copy("COPY %s FROM STDIN (FORMAT csv, HEADER true)" % REF_TABLE) as cp, open(path, "rb") as f:
                 while block := f.read(COPY_BLOCK):
                     cp.write(block)
@@ -301,7 +303,8 @@ def cli_load(dsn: str, dataset: str, path: Path) -> tuple[float, str, float | No
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["DELTAPIPE_DSN"] = dsn
     checkpoint(dsn)
-    t0, c0 = time.perf_counter(), cpu_now()
+    c0 = cpu_now()
+    t0 = time.perf_counter()
     p = subprocess.run([str(DELTAPIPE), "load", dataset, str(path)], env=env, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True)
     secs, cpu = time.perf_counter() - t0, cpu_since(c0)
