@@ -52,8 +52,9 @@ postgresql.conf is initdb's with only shared_buffers = 1GB and max_wal_size = 4G
 the engine needs beyond that it must set per session or per statement. With a local
 server (not --dsn) the CPU seconds of the reference and of the CLI loads are measured
 too (server processes and client). --only cli measures only the reference and the CLI
-loads (initial, snapshot, unchanged). The benchmark creates and drops the datasets bench_clean, bench_bad, bench_hist and
-bench_rss and the table public.deltapipe_bench_ref.
+loads (initial, snapshot, unchanged). The benchmark creates and drops the datasets
+bench_clean, bench_bad, bench_cli, bench_hist and bench_rss and the table
+public.deltapipe_bench_ref.
 """
 
 from __future__ import annotations
