@@ -5,6 +5,7 @@
     /work/main/.venv/bin/python benchmarks/load.py --no-rss        # skip the subprocess RSS runs
     /work/main/.venv/bin/python benchmarks/load.py --rounds 1      # one round instead of 3
     /work/main/.venv/bin/python benchmarks/load.py --dsn postgresql://user@host/db
+    /work/main/.venv/bin/python benchmarks/load.py --stock --only cli   # the issue's case: a stock server
 
 The machine is shared and noisy, so absolute times mean little: every figure is
 printed as a ratio to the reference, a plain COPY of v1.csv into an UNLOGGED
@@ -44,9 +45,16 @@ each an initial load in a fresh subprocess (time of load_file, and the controlle
 
 Database: --dsn, else $DELTAPIPE_DSN, else a dedicated local server in
 /var/tmp/deltapipe-bench/pg (started if needed; deltapipe is (re)installed into
-it). With an external DSN deltapipe is installed only if it is missing. The
-benchmark creates and drops the datasets bench_clean, bench_bad, bench_hist and
-bench_rss and the table public.deltapipe_bench_ref.
+it). With an external DSN deltapipe is installed only if it is missing. --stock
+starts instead a server of its own in /var/tmp/deltapipe-bench/stock/pg whose
+postgresql.conf is initdb's with only shared_buffers = 1GB and max_wal_size = 4GB set
+(plus port and listen address): a user's server, not the tuned embedded one; whatever
+the engine needs beyond that it must set per session or per statement. With a local
+server (not --dsn) the CPU seconds of the reference and of the CLI loads are measured
+too (server processes and client). --only cli measures only the reference and the CLI
+loads (initial, snapshot, unchanged). The benchmark creates and drops the datasets
+bench_clean, bench_bad, bench_cli, bench_hist and bench_rss and the table
+public.deltapipe_bench_ref.
 """
 
 from __future__ import annotations
@@ -54,7 +62,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -129,9 +139,75 @@ def data_files(base: Path, rows: int) -> tuple[Path, dict]:
 
 # ---------------------------------------------------------------- database
 
+STOCK_CONF = """
+# --- written by deltapipe server ---
+listen_addresses = '127.0.0.1'
+port = {port}
+unix_socket_directories = ''
+shared_buffers = '1GB'
+max_wal_size = '4GB'
+"""
+
+
+def stock_server(data_dir: Path):
+    """A local server configured as the issue's stock PostgreSQL: only shared_buffers and max_wal_size set."""
+    from deltapipe import server
+
+    class StockServer(server.LocalServer):
+        def _configure(self, port: int) -> None:
+            conf = self.real_dir / "postgresql.conf"
+            text = conf.read_text().split(STOCK_CONF.strip().splitlines()[0])[0] + STOCK_CONF.format(port=port)
+            tmp = self.real_dir / "postgresql.conf.tmp"
+            tmp.write_text(text)
+            user = server._run_user()
+            if user:
+                shutil.chown(tmp, user)
+            tmp.replace(conf)
+    return StockServer.at(data_dir)
+
+
+PGDATA: Path | None = None  # of the local server the benchmark started (for its CPU time)
+TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_now() -> float | None:
+    """CPU seconds used so far by the local server (the postmaster, its live processes and the ones
+    that exited: backends and parallel workers) plus this process and its children (the CLI); None
+    with --dsn. It moves much less than wall time when other jobs load the machine."""
+    if PGDATA is None:
+        return None
+    pm = int((PGDATA / "postmaster.pid").read_text().split()[0])
+    ticks = 0
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % p) as f:
+                st = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(p) == pm:
+            ticks += sum(int(x) for x in st[11:15])  # utime stime cutime cstime
+        elif int(st[1]) == pm:
+            ticks += int(st[11]) + int(st[12])
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ticks / TCK + me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def cpu_since(c0: float | None) -> float | None:
+    return None if c0 is None else cpu_now() - c0
+
+
 def get_dsn(args) -> tuple[str, str]:
+    global PGDATA
     from deltapipe.install import install
 
+    if args.stock:
+        srv = stock_server(args.data_dir / "stock" / "pg")
+        dsn = srv.start()
+        install(dsn)
+        PGDATA = srv.real_dir
+        return dsn, "stock server %s" % srv.data_dir
     dsn = args.dsn or os.environ.get("DELTAPIPE_DSN")
     if dsn:
         with psycopg.connect(dsn) as c:
@@ -140,8 +216,10 @@ def get_dsn(args) -> tuple[str, str]:
             install(dsn)
         return dsn, "--dsn" if args.dsn else "$DELTAPIPE_DSN"
     from deltapipe.server import LocalServer
-    dsn = LocalServer.at(args.data_dir / "pg").start()
+    srv = LocalServer.at(args.data_dir / "pg")
+    dsn = srv.start()
     install(dsn)
+    PGDATA = srv.real_dir
     return dsn, "local server %s" % (args.data_dir / "pg")
 
 
@@ -169,22 +247,24 @@ def drop_dataset(dsn: str, name: str) -> None:
 
 # ---------------------------------------------------------------- measurements
 
-def reference_copy(dsn: str, path: Path) -> tuple[float, int]:
-    """Raw COPY of ``path`` into a fresh UNLOGGED all-text table; returns seconds (COPY only)."""
+def reference_copy(dsn: str, path: Path) -> tuple[float, int, float | None]:
+    """Raw COPY of ``path`` into a fresh UNLOGGED all-text table; returns seconds (COPY only), rows, and
+    CPU seconds (server and client, see cpu_now)."""
     cols = ", ".join("c%d text" % i for i in range(1, 9))
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute("DROP TABLE IF EXISTS %s" % REF_TABLE)
         c.execute("CREATE UNLOGGED TABLE %s (%s)" % (REF_TABLE, cols))
         checkpoint(dsn)
         with c.cursor() as cur:
+            c0 = cpu_now()
             t0 = time.perf_counter()
             with cur.copy("COPY %s FROM STDIN (FORMAT csv, HEADER true)" % REF_TABLE) as cp, open(path, "rb") as f:
                 while block := f.read(COPY_BLOCK):
                     cp.write(block)
-            secs = time.perf_counter() - t0
+            secs, cpu = time.perf_counter() - t0, cpu_since(c0)
         n = c.execute("SELECT count(*) FROM %s" % REF_TABLE).fetchone()[0]
         c.execute("DROP TABLE %s" % REF_TABLE)
-    return secs, n
+    return secs, n, cpu
 
 
 def timed_load(dsn: str, dataset: str, path: Path, **opts) -> tuple[float, dict]:
@@ -215,21 +295,51 @@ print(json.dumps({"base_kb": base, "peak_kb": peak, "secs": secs, "status": r["s
 DELTAPIPE = Path(sys.executable).parent / "deltapipe"
 
 
-def cli_load(dsn: str, dataset: str, path: Path) -> tuple[float, str]:
-    """`deltapipe load DATASET PATH` as a user runs it, in a subprocess; (wall seconds, its output).
+def cli_load(dsn: str, dataset: str, path: Path) -> tuple[float, str, float | None]:
+    """`deltapipe load DATASET PATH` as a user runs it, in a subprocess; (wall seconds, its output,
+    CPU seconds of the server and the CLI or None, see cpu_now).
 
     PYTHONDONTWRITEBYTECODE is dropped from its environment: an installed deltapipe has its
     bytecode compiled (pip does it), so the start-up measured is the one users see."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["DELTAPIPE_DSN"] = dsn
     checkpoint(dsn)
+    c0 = cpu_now()
     t0 = time.perf_counter()
     p = subprocess.run([str(DELTAPIPE), "load", dataset, str(path)], env=env, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True)
-    secs = time.perf_counter() - t0
+    secs, cpu = time.perf_counter() - t0, cpu_since(c0)
     if p.returncode != 0:
         raise RuntimeError("deltapipe load failed (exit %d):\n%s" % (p.returncode, p.stdout.strip()))
-    return secs, p.stdout
+    return secs, p.stdout, cpu
+
+
+def cli_round(dsn: str, v1: Path, v2: Path, ref: float, ref_cpu: float | None, rows: int, meta: dict,
+              problems: list) -> dict:
+    """`deltapipe load` of v1 (initial), v2 (snapshot) and v2 again (unchanged) into a fresh dataset.
+    With a local server, also the CPU seconds of each (server and CLI) as a ratio to the reference's."""
+    fresh_dataset(dsn, DS_CLI)
+    subprocess.run([str(DELTAPIPE), "--version"], stdout=subprocess.DEVNULL,
+                   env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})  # bytecode cache
+    cpu = {}
+    c_init, out, cpu["init"] = cli_load(dsn, DS_CLI, v1)
+    c_snap, out2, cpu["snap"] = cli_load(dsn, DS_CLI, v2)
+    c_same, out3, cpu["same"] = cli_load(dsn, DS_CLI, v2)
+    log("%-10s %7.2fs  %5.2fx ref   snapshot %.2fs  %5.2fx ref   unchanged %.2fs  %5.2fx ref"
+        % ("cli", c_init, c_init / ref, c_snap, c_snap / ref, c_same, c_same / ref))
+    res = {"cli_init": c_init, "cli_snap": c_snap, "cli_same": c_same}
+    if ref_cpu:
+        log("%-10s CPU %.2fs %5.2fx ref   snapshot %.2fs  %5.2fx ref   unchanged %.2fs  %5.2fx ref"
+            % ("", cpu["init"], cpu["init"] / ref_cpu, cpu["snap"], cpu["snap"] / ref_cpu, cpu["same"],
+               cpu["same"] / ref_cpu))
+        res.update({"cpu_" + k: v / ref_cpu for k, v in cpu.items()})
+    for label, o in (("initial", out), ("snapshot", out2)):
+        t = [ln.strip() for ln in o.splitlines() if ln.strip().startswith("time")]
+        log("%-10s %-9s %s" % ("", label, t[0] if t else "-"))
+    if "inserted    %10d" % rows not in out or "updated     %10d" % meta["updated"] not in out2 \
+            or "skipped" not in out3:
+        problems.append("cli: unexpected output:\n%s\n%s\n%s" % (out, out2, out3))
+    return res
 
 
 def rss_run(dsn: str, path: Path) -> dict:
@@ -271,6 +381,11 @@ def main() -> int:
     ap.add_argument("--data-dir", type=Path, default=Path("/var/tmp/deltapipe-bench"),
                     help="cache of generated files and home of the local server (default %(default)s)")
     ap.add_argument("--no-rss", action="store_true", help="skip the peak RSS runs (and the 3x file)")
+    ap.add_argument("--stock", action="store_true",
+                    help="run against a server of its own with a stock postgresql.conf (shared_buffers 1GB, "
+                         "max_wal_size 4GB, nothing else), in DATA_DIR/stock/pg")
+    ap.add_argument("--only", choices=("all", "cli"), default="all",
+                    help="cli: only the reference COPY and the CLI loads (default all)")
     ap.add_argument("--keep", action="store_true", help="keep the benchmark datasets afterwards")
     ap.add_argument("--rounds", type=int, default=3,
                     help="measure everything this many times; the table shows medians (default 3)")
@@ -294,14 +409,22 @@ def main() -> int:
     for k in range(1, args.rounds + 1):
         log("--- round %d of %d" % (k, args.rounds))
         # the reference, measured in this round: raw COPY (median of 3)
-        refs = []
+        refs, cpus = [], []
         for i in range(3):
-            secs, n = reference_copy(dsn, v1)
+            secs, n, cpu = reference_copy(dsn, v1)
             if n != rows:
                 problems.append("reference COPY loaded %d rows, expected %d" % (n, rows))
             refs.append(secs)
+            cpus.append(cpu)
         ref = statistics.median(refs)
-        log("reference COPY (median of 3): %.2fs   runs: %s" % (ref, "  ".join("%.2f" % s for s in refs)))
+        ref_cpu = None if None in cpus else statistics.median(cpus)
+        log("reference COPY (median of 3): %.2fs   runs: %s%s" % (ref, "  ".join("%.2f" % s for s in refs),
+                                                                 "" if ref_cpu is None else "   CPU %.2fs" % ref_cpu))
+
+        if args.only == "cli":
+            rounds.append({"ref": ref, **cli_round(dsn, v1, v2, ref, ref_cpu, rows, meta, problems)})
+            log()
+            continue
 
         # 1. initial load
         fresh_dataset(dsn, DS_CLEAN)
@@ -334,17 +457,7 @@ def main() -> int:
             r, status="done", rejected=meta["bad"], inserted=rows - meta["bad"], row_count=rows - meta["bad"])]
 
         # 5. the same through the command line, end to end
-        fresh_dataset(dsn, DS_CLI)
-        subprocess.run([str(DELTAPIPE), "--version"], stdout=subprocess.DEVNULL,
-                       env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})  # bytecode cache
-        c_init, out = cli_load(dsn, DS_CLI, v1)
-        c_snap, out2 = cli_load(dsn, DS_CLI, v2)
-        c_same, out3 = cli_load(dsn, DS_CLI, v2)
-        log("%-10s %7.2fs  %5.2fx ref   snapshot %.2fs  %5.2fx ref   unchanged %.2fs  %5.2fx ref"
-            % ("cli", c_init, c_init / ref, c_snap, c_snap / ref, c_same, c_same / ref))
-        if "inserted    %10d" % rows not in out or "updated     %10d" % meta["updated"] not in out2 \
-                or "skipped" not in out3:
-            problems.append("cli: unexpected output:\n%s\n%s\n%s" % (out, out2, out3))
+        cli = cli_round(dsn, v1, v2, ref, ref_cpu, rows, meta, problems)
 
         # 6. Parquet and zstd inputs of the same rows: initial loads in fresh interpreters
         other = {}
@@ -377,12 +490,12 @@ def main() -> int:
         drop_dataset(dsn, DS_HIST)
 
         # noise check: the reference once more, after the loads
-        ref_after, _ = reference_copy(dsn, v1)
+        ref_after, _, _ = reference_copy(dsn, v1)
         log("reference COPY again after the loads: %.2fs (%.2fx the median; shows the round's noise)"
             % (ref_after, ref_after / ref))
         log()
         rounds.append({"ref": ref, "init": t_init, "snap": t_snap, "same": t_same, "force": t_force, "bad": t_bad,
-                       "cli_init": c_init, "cli_snap": c_snap, "cli_same": c_same,
+                       **cli,
                        "parquet": other["parquet"]["secs"], "zst": other["zst"]["secs"],
                        "parquet_rss": other["parquet"]["peak_kb"] / 1024, "zst_rss": other["zst"]["peak_kb"] / 1024,
                        "hist": t_hist, "hist_init": t_hist_init})
@@ -394,7 +507,7 @@ def main() -> int:
 
     # controller peak RSS
     rss = []
-    if not args.no_rss:
+    if not args.no_rss and args.only != "cli":
         log()
         for n in (rows, 3 * rows):
             d, _ = data_files(args.data_dir, n)
@@ -413,33 +526,28 @@ def main() -> int:
 
     # summary table: medians over the rounds of each round's ratio
     ref = statistics.median(r["ref"] for r in rounds)
-    (t_init, q_init), (t_snap, q_snap), (t_same, q_same) = med("init"), med("snap"), med("same")
-    (t_force, q_force), (t_bad, q_bad), (_, q_bad_init) = med("force"), med("bad"), med("bad", "init")
-    table = [("reference COPY", ref, 1.0, "", None),
-             ("initial load v1", t_init, q_init, "<= 4.0x ref", q_init <= 4.0),
-             ("snapshot v2 (1%)", t_snap, q_snap, "<= 2.5x ref", q_snap <= 2.5),
-             ("unchanged v2 (skip)", t_same, q_same, "<= 0.3x ref", q_same <= 0.3),
-             ("v2 forced re-diff", t_force, q_force, "-", None),
-             ("bad rows (vs ref)", t_bad, q_bad, "-", None),
-             ("bad rows (vs initial)", t_bad, q_bad_init, "<= 1.3x initial", q_bad_init <= 1.3)]
+    cli_only = args.only == "cli"
+    table = [("reference COPY", ref, 1.0, "", None)]
+    if not cli_only:
+        table += main_rows(med)
     (c_init, qc_init), (c_snap, qc_snap), (c_same, qc_same) = med("cli_init"), med("cli_snap"), med("cli_same")
-    (t_pq, q_pq), (t_zst, q_zst) = med("parquet"), med("zst")
     table += [("CLI initial load v1", c_init, qc_init, "<= 3.0x ref", qc_init <= 3.0),
               ("CLI snapshot v2 (1%)", c_snap, qc_snap, "<= 2.0x ref", qc_snap <= 2.0),
-              ("CLI unchanged v2", c_same, qc_same, "<= 0.2x ref", qc_same <= 0.2),
-              ("parquet initial load", t_pq, q_pq, "-", None),
-              ("zst initial load", t_zst, q_zst, "-", None)]
-    (t_hist, q_hist) = med("hist", "snap")
-    table.append(("history v2 (vs snap)", t_hist, q_hist, "-", None))
-    (t_hist_init, q_hist_init) = med("hist_init", "init")
-    table.append(("history v1 (vs init)", t_hist_init, q_hist_init, "-", None))
+              ("CLI unchanged v2", c_same, qc_same, "<= 0.2x ref", qc_same <= 0.2)]
+    if all("cpu_init" in r for r in rounds):
+        table += [("CLI %s, CPU time" % k, None, statistics.median(r["cpu_" + k] for r in rounds), "(information)", None)
+                  for k in ("init", "snap", "same")]
+    if not cli_only:
+        table += other_rows(med)
+
     log("medians over %d round(s); each ratio is to the reference COPY of its own round" % len(rounds))
     log()
     log("%-22s %8s %7s  %-16s %s" % ("name", "seconds", "ratio", "target", "result"))
     log("-" * 64)
     for name, secs, ratio, target, ok in table:
-        log("%-22s %8.2f %7.2f  %-16s %s" % (name, secs, ratio, target, "" if ok is None else "PASS" if ok else "MISS"))
-    for label in ("parquet", "zst"):
+        log("%-22s %8s %7.2f  %-16s %s" % (name, "-" if secs is None else "%.2f" % secs, ratio, target,
+                                           "" if ok is None else "PASS" if ok else "MISS"))
+    for label in ("parquet", "zst") if not cli_only else ():
         mb = max(r[label + "_rss"] for r in rounds)
         log("%-22s %8s %7s  %-16s %s" % ("peak RSS %s %s" % (label, fmt_rows(rows)), "%.0f MB" % mb, "", "< 200 MB",
                                          "PASS" if mb < 200 else "MISS"))
@@ -458,8 +566,30 @@ def main() -> int:
         for p in problems:
             log("  " + p)
     else:
-        log("all count checks passed (rejected == %d on bad.csv)" % meta["bad"])
+        log("all count checks passed" + ("" if cli_only else " (rejected == %d on bad.csv)" % meta["bad"]))
     return 1 if problems else 0
+
+
+def main_rows(med) -> list:
+    """Summary rows of the in-process loads."""
+    (t_init, q_init), (t_snap, q_snap), (t_same, q_same) = med("init"), med("snap"), med("same")
+    (t_force, q_force), (t_bad, q_bad), (_, q_bad_init) = med("force"), med("bad"), med("bad", "init")
+    return [("initial load v1", t_init, q_init, "<= 4.0x ref", q_init <= 4.0),
+            ("snapshot v2 (1%)", t_snap, q_snap, "<= 2.5x ref", q_snap <= 2.5),
+            ("unchanged v2 (skip)", t_same, q_same, "<= 0.3x ref", q_same <= 0.3),
+            ("v2 forced re-diff", t_force, q_force, "-", None),
+            ("bad rows (vs ref)", t_bad, q_bad, "-", None),
+            ("bad rows (vs initial)", t_bad, q_bad_init, "<= 1.3x initial", q_bad_init <= 1.3)]
+
+
+def other_rows(med) -> list:
+    """Summary rows of the other inputs and of history mode."""
+    (t_pq, q_pq), (t_zst, q_zst) = med("parquet"), med("zst")
+    (t_hist, q_hist), (t_hist_init, q_hist_init) = med("hist", "snap"), med("hist_init", "init")
+    return [("parquet initial load", t_pq, q_pq, "-", None),
+            ("zst initial load", t_zst, q_zst, "-", None),
+            ("history v2 (vs snap)", t_hist, q_hist, "-", None),
+            ("history v1 (vs init)", t_hist_init, q_hist_init, "-", None)]
 
 
 def fmt_rows(n: int) -> str:
