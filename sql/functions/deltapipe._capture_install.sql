@@ -41,7 +41,7 @@ BEGIN
 END$b$, deltapipe._capture_sql(p_name, 'INSERT', t.run_id::text), deltapipe._capture_sql(p_name, 'DELETE', t.run_id::text),
             deltapipe._capture_sql(p_name, 'UPDATE', t.run_id::text));
         EXECUTE format('CREATE OR REPLACE FUNCTION deltapipe.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER '
-                       'SET search_path = pg_catalog, pg_temp SET deltapipe.capturing = on AS %L', fn, body);
+                       'SET search_path = pg_catalog, pg_temp AS %L', fn, body);
         EXECUTE format('COMMENT ON FUNCTION deltapipe.%I() IS %L', fn,
                        format('Private: the capture trigger of %s (deltapipe.track); dropped by deltapipe.untrack.', tbl));
     END IF;

@@ -35,11 +35,12 @@ BEGIN
     END IF;
     -- an UPDATE: the old rows' keys with their before-images, then the new rows' keys
     -- (no image: where a key is both, its before-image counts; a key only among the
-    -- new rows was inserted by a key update); no join of old and new rows
+    -- new rows was inserted by a key update); no join of old and new rows: one
+    -- aggregate over the old rows, the new rows' keys an InitPlan (a third cheaper
+    -- to start than joining two aggregates, which every single-row UPDATE pays)
     RETURN format('INSERT INTO deltapipe.changeset (run_id, node, op, key, before) '
-                  'SELECT %s, %L, ''U'', o.k || coalesce(n.k, ''[]''), o.b '
-                  'FROM (SELECT %s AS k, to_jsonb(array_agg(o)) AS b FROM dp_old o) o, '
-                  '(SELECT %s AS k FROM dp_new n) n WHERE o.k IS NOT NULL',
+                  'SELECT %s, %L, ''U'', %s || (SELECT coalesce(%s, ''[]'') FROM dp_new n), to_jsonb(array_agg(o)) '
+                  'FROM dp_old o HAVING count(*) > 0',
                   p_run, p_name, ko, jn);
 END
 $fn$;
