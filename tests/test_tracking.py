@@ -104,6 +104,8 @@ def test_a_writer_without_privileges_and_its_own_search_path_is_captured_as_it_w
                         AS $$SELECT '["forged"]'::jsonb$$""")
         conn.execute("CREATE OPERATOR mine.|| (LEFTARG = jsonb, RIGHTARG = jsonb, FUNCTION = mine.forge)")
         conn.execute("CREATE FUNCTION mine.current_setting(text, boolean) RETURNS text LANGUAGE sql AS $$SELECT 'x'$$")
+        conn.execute("CREATE FUNCTION mine.same(text, text) RETURNS boolean LANGUAGE sql AS $$SELECT true$$")
+        conn.execute("CREATE OPERATOR mine.= (LEFTARG = text, RIGHTARG = text, FUNCTION = mine.same)")
         conn.execute("SET search_path = mine, pg_catalog, app")
         assert conn.execute("SELECT to_jsonb(ARRAY[1::bigint])").fetchone()[0] == ["forged"]
         conn.execute("UPDATE orders SET amount = amount + 30 WHERE id IN (3, 4)")

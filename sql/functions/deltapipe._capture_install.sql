@@ -33,9 +33,9 @@ BEGIN
     IF coalesce(pg_catalog.current_setting('deltapipe.writer', true), '') OPERATOR(pg_catalog.<>) '' THEN
         RETURN NULL;
     END IF;
-    IF TG_OP = 'INSERT' THEN
+    IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
         %s;
-    ELSIF TG_OP = 'DELETE' THEN
+    ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
         %s;
     ELSE
         %s;
