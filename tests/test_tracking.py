@@ -87,6 +87,44 @@ def test_tracked_models_refresh_incrementally(cli, conn, tmp_path):
     assert {v[0] for v in node_strategies(conn).values()} == {"skipped"}
 
 
+def test_a_writer_without_privileges_and_its_own_search_path_is_captured_as_it_wrote(cli, conn, tmp_path):
+    # the capture trigger runs as its owner (SECURITY DEFINER) without a SET search_path:
+    # a writer with no privilege on deltapipe's catalog is captured, and functions and
+    # operators of its own that an unqualified name would find first are not called
+    d = _tracked_pipeline(cli, conn, tmp_path)
+    conn.execute("DO $$ BEGIN CREATE ROLE dp_track_writer; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    try:
+        conn.execute("GRANT USAGE ON SCHEMA app TO dp_track_writer")
+        conn.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON app.orders TO dp_track_writer")
+        conn.execute("CREATE SCHEMA mine AUTHORIZATION dp_track_writer")
+        conn.execute("SET ROLE dp_track_writer")
+        conn.execute("""CREATE FUNCTION mine.to_jsonb(bigint[]) RETURNS jsonb LANGUAGE sql
+                        AS $$SELECT '["forged"]'::jsonb$$""")
+        conn.execute("""CREATE FUNCTION mine.forge(jsonb, jsonb) RETURNS jsonb LANGUAGE sql
+                        AS $$SELECT '["forged"]'::jsonb$$""")
+        conn.execute("CREATE OPERATOR mine.|| (LEFTARG = jsonb, RIGHTARG = jsonb, FUNCTION = mine.forge)")
+        conn.execute("CREATE FUNCTION mine.current_setting(text, boolean) RETURNS text LANGUAGE sql AS $$SELECT 'x'$$")
+        conn.execute("CREATE FUNCTION mine.same(text, text) RETURNS boolean LANGUAGE sql AS $$SELECT true$$")
+        conn.execute("CREATE OPERATOR mine.= (LEFTARG = text, RIGHTARG = text, FUNCTION = mine.same)")
+        conn.execute("SET search_path = mine, pg_catalog, app")
+        assert conn.execute("SELECT to_jsonb(ARRAY[1::bigint])").fetchone()[0] == ["forged"]
+        conn.execute("UPDATE orders SET amount = amount + 30 WHERE id IN (3, 4)")
+        conn.execute("INSERT INTO orders VALUES (1001, 'c1', 44)")
+        conn.execute("DELETE FROM orders WHERE id = 5")
+    finally:
+        conn.execute("RESET ROLE")
+        conn.execute("RESET search_path")
+    keys = conn.execute("SELECT op, key FROM deltapipe.changeset WHERE node = 'app.orders' ORDER BY seq").fetchall()
+    assert keys == [("U", [3, 4, 3, 4]), ("I", [1001]), ("D", [5])], keys
+    _run(cli, d)
+    st = node_strategies(conn)
+    assert all(v[0] == "done" and v[1] == "incremental" for v in st.values()), st
+    assert mismatches(conn) == []
+    conn.execute("DROP SCHEMA mine CASCADE")
+    conn.execute("DROP OWNED BY dp_track_writer")
+    conn.execute("DROP ROLE dp_track_writer")
+
+
 def test_truncate_and_alter_refresh_in_full_once(cli, conn, tmp_path):
     d = _tracked_pipeline(cli, conn, tmp_path)
     conn.execute("TRUNCATE app.orders")

@@ -3,7 +3,6 @@ RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET deltapipe.capturing = on
 AS $fn$
 -- The capture trigger of a dataset's table (TG_ARGV[0]: the dataset): a write
 -- outside deltapipe's loads (a DBA's fix, another application's UPDATE) is a
