@@ -32,17 +32,19 @@ def dataset():
               "(default: the target's name + _history).")
 @click.option("--valid-from-column", help="history mode: column where a version starts (default valid_from).")
 @click.option("--valid-to-column", help="history mode: column where a version ends, NULL while current (default valid_to).")
+@click.option("--distributed", is_flag=True, help="Citus: the target is a distributed table, by the first key column.")
 @dsn_option
 def dataset_create(name, key, columns, sample_file, table, mode, fmt, delimiter, encoding, no_header,
-                   history_table, valid_from_column, valid_to_column, dsn):
+                   history_table, valid_from_column, valid_to_column, distributed, dsn):
     """Declare dataset NAME with its key and typed columns."""
     keys = [k.strip() for k in key.split(",") if k.strip()]
     ds = datasets.create(dsn, name, keys, columns, sample_file=sample_file, table=table, mode=mode, fmt=fmt,
                          delimiter=delimiter, encoding=encoding, header=not no_header,
                          options={"history_table": history_table, "valid_from_column": valid_from_column,
-                                  "valid_to_column": valid_to_column})
-    click.echo("dataset %s -> %s.%s (key %s, mode %s)" % (ds["name"], ds["target_schema"], ds["target_table"],
-                                                        ", ".join(ds["key_cols"]), ds["mode"]))
+                                  "valid_to_column": valid_to_column, "distributed": "true" if distributed else None})
+    click.echo("dataset %s -> %s.%s (key %s, mode %s%s)" % (ds["name"], ds["target_schema"], ds["target_table"],
+                                                          ", ".join(ds["key_cols"]), ds["mode"],
+                                                          ", distributed by %s" % ds["key_cols"][0] if distributed else ""))
     if ds["inferred"]:
         click.echo("columns inferred from %s:" % sample_file)
     for c in ds["columns"]:

@@ -30,7 +30,9 @@ class Source:
     schema: str = "public"
     table: str = ""
     options: dict = field(default_factory=dict)
-    history: dict = field(default_factory=dict)   # history mode: history_table, valid_from_column, valid_to_column
+    # dataset options set when the dataset is created: history mode's history_table, valid_from_column,
+    # valid_to_column; distributed (Citus)
+    history: dict = field(default_factory=dict)
 
     def paths(self, root: Path) -> list[Path]:
         pattern = str(root / self.files)

@@ -90,7 +90,9 @@ def read_pipeline(directory: str | Path) -> Pipeline:
         sources[ds] = Source(ds, files, key, mode, s.get("columns"), sch, table,
                              {k: v for k, v in s.items() if k in ("format", "delimiter", "quote", "null", "encoding",
                                                                   "op_column", "order_column")},
-                             {k: str(v) for k, v in s.items() if k in HISTORY_OPTIONS})
+                             {**{k: str(v) for k, v in s.items() if k in HISTORY_OPTIONS},
+                              # Citus: the target is distributed by the first key column
+                              **({"distributed": "true"} if s.get("distributed") is True else {})})
     mdir = root / "models"
     models: dict[str, Model] = {}
     targets: dict[str, str] = {}
