@@ -67,7 +67,12 @@ BEGIN
     EXECUTE format('DROP TABLE %I.%I', p_ds.target_schema, oldname);
     -- the indexes affected-key refreshes of models probe, built again on the new table
     PERFORM deltapipe._ensure_index(target, c) FROM unnest(probes) c;
-    EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', target, tmpname || '_pkey', pkname);
+    IF dist THEN
+        -- (Citus renames a distributed table's constraint only through its index)
+        EXECUTE format('ALTER INDEX %I.%I RENAME TO %I', p_ds.target_schema, tmpname || '_pkey', pkname);
+    ELSE
+        EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', target, tmpname || '_pkey', pkname);
+    END IF;
     EXECUTE format('ANALYZE %s', target);
     EXECUTE format('COMMENT ON TABLE %s IS %L', target, format('deltapipe dataset %s', p_ds.name));
 END

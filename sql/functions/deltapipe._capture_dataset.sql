@@ -13,7 +13,8 @@ DECLARE
 BEGIN
     SELECT * INTO ds FROM deltapipe.dataset WHERE name = p_dataset;
     tbl := format('%I.%I', ds.target_schema, ds.target_table);
-    IF NOT FOUND OR to_regclass(tbl) IS NULL OR cardinality(ds.key_cols) = 0 THEN
+    -- (a distributed Citus table cannot have triggers: writes outside loads are not captured)
+    IF NOT FOUND OR to_regclass(tbl) IS NULL OR cardinality(ds.key_cols) = 0 OR deltapipe._is_distributed(tbl::regclass) THEN
         RETURN;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM deltapipe.tracked WHERE name = p_dataset) THEN

@@ -148,18 +148,23 @@ def dataset_rule_drop(name, rule, dsn):
 @click.option("--history-table", help="history mode, before its first load: table of every version ('' = default).")
 @click.option("--valid-from-column", help="history mode, before its first load: column where a version starts.")
 @click.option("--valid-to-column", help="history mode, before its first load: column where a version ends.")
+@click.option("--distributed/--no-distributed", default=None,
+              help="Citus: distribute the target by the first key column (now, when it exists).")
 @dsn_option
-def dataset_set(name, max_rejects, history_table, valid_from_column, valid_to_column, dsn):
+def dataset_set(name, max_rejects, history_table, valid_from_column, valid_to_column, distributed, dsn):
     """Set per-dataset defaults."""
     given = {k: v for k, v in (("max_rejects", max_rejects), ("history_table", history_table),
-                               ("valid_from_column", valid_from_column), ("valid_to_column", valid_to_column))
+                               ("valid_from_column", valid_from_column), ("valid_to_column", valid_to_column),
+                               ("distributed", None if distributed is None else "true" if distributed else ""))
              if v is not None}
     if not given:
         raise DeltapipeError("nothing to set",
-                             hint="give --max-rejects, --history-table, --valid-from-column or --valid-to-column")
+                             hint="give --max-rejects, --history-table, --valid-from-column, --valid-to-column "
+                                  "or --distributed")
     for k, v in given.items():
         opts = datasets.set_option(dsn, name, k, v or None)
-        click.echo("%s: %s %s" % (name, k, opts.get(k, "none" if k == "max_rejects" else "default")))
+        click.echo("%s: %s %s" % (name, k, opts.get(k, "none" if k == "max_rejects" else
+                                                    "false" if k == "distributed" else "default")))
 
 
 @dataset.command("add-columns")

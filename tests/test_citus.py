@@ -1,0 +1,179 @@
+"""Scale-out on Citus: datasets and models distributed by their key give the same content as on one
+server (each test loads the same files into a distributed dataset and into a plain one on the
+coordinator, and compares), stay distributed and co-located after merges and swaps, and roll back.
+
+The cluster (a coordinator and two workers, tests/citus_helpers.py) is started once for this module;
+the tests skip when the citus extension is not installed. The last test runs without Citus: asking
+for a distributed dataset there is a clear error.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from citus_helpers import CitusCluster, citus_available
+from deltapipe.install import install
+
+CITUS, WHY = citus_available()
+
+
+@pytest.fixture(scope="module")
+def citus_dsn():
+    if not CITUS:
+        pytest.skip(WHY)
+    cluster = CitusCluster()
+    cluster.start()
+    db = "dpcitus_%d" % os.getpid()
+    dsn = cluster.create_database(db)
+    install(dsn)
+    yield dsn
+    cluster.drop_database(db)
+    if cluster.started_here and not os.environ.get("DELTAPIPE_TEST_KEEP_SERVER"):
+        cluster.stop()
+
+
+@pytest.fixture
+def ccli(citus_dsn):
+    """The CLI against the Citus coordinator: ccli('load', 'ds', path)."""
+    from deltapipe.cli import main
+    runner = CliRunner()
+
+    def run(*args, ok=True):
+        r = runner.invoke(main, [str(a) for a in args], env={"DELTAPIPE_DSN": citus_dsn}, catch_exceptions=False)
+        if ok:
+            assert r.exit_code == 0, r.output
+        return r
+    return run
+
+
+@pytest.fixture
+def cq(citus_dsn):
+    with psycopg.connect(citus_dsn, autocommit=True) as c:
+        def q(sql, args=None):
+            cur = c.execute(sql, args)
+            return cur.fetchall() if cur.description else None
+        yield q
+
+
+def _csv(rows, op=False):
+    head = "id,name,amount" + (",op" if op else "")
+    return head + "\n" + "".join("%d,%s,%s%s\n" % (i, n, a, ",%s" % o[0] if op else "") for i, n, a, *o in rows)
+
+
+def _versions(n=300, seed=7):
+    """v1; v2 with 1% changed (merge); v3 with half the rows changed, some gone, some new (swap);
+    v4 with a row that does not cast (rejected) and a few changes."""
+    rnd = random.Random(seed)
+    v1 = {i: ("n%d" % i, rnd.randint(0, 1000)) for i in range(1, n + 1)}
+    v2 = dict(v1)
+    for i in rnd.sample(sorted(v2), n // 100):
+        v2[i] = (v2[i][0] + "x", v2[i][1] + 1)
+    v3 = {i: (v[0], v[1] + (1 if i % 2 else 0)) for i, v in v2.items() if i % 7}
+    v3.update({i: ("new%d" % i, i) for i in range(n + 1, n + 30)})
+    v4 = dict(v3)
+    for i in rnd.sample(sorted(v4), 5):
+        v4[i] = ("changed", -1)
+    return [sorted((i, *v) for i, v in d.items()) for d in (v1, v2, v3, v4)]
+
+
+def _content(cq, table, cols="id, name, amount, _dp_hash"):
+    return cq("SELECT %s FROM %s ORDER BY %s" % (cols, table, cols))
+
+
+def _distributed(cq, table):
+    r = cq("SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = %s::regclass", (table,))
+    return r[0][0] if r else None
+
+
+@pytest.mark.parametrize("mode", ["snapshot", "upsert", "append", "changes", "history"])
+def test_loads_into_a_distributed_dataset_match_one_server(ccli, cq, tmp_path, mode):
+    """Every load mode, with merges, a swap, rejects and a rollback: the distributed table has exactly
+    the rows (and row hashes) of the same loads on one server, and stays distributed by the key and
+    co-located with the other bigint-keyed tables."""
+    op = mode == "changes"
+    for name, dist in (("dist_" + mode, ["--distributed"]), ("plain_" + mode, [])):
+        ccli("dataset", "create", name, "--key", "id", "--columns", "id bigint, name text, amount int",
+             "--mode", mode, *dist)
+    files = []
+    for i, rows in enumerate(_versions()):
+        if op:
+            rows = [(r[0], r[1], r[2], "upsert") for r in rows] + ([(5, "x", 1, "delete"), (6, "x", 1, "delete")] if i else [])
+        text = _csv(rows, op)
+        if i == 3:
+            text += "999999,bad,notanumber%s\n" % (",upsert" if op else "")
+        p = tmp_path / ("v%d.csv" % (i + 1))
+        p.write_text(text)
+        files.append(p)
+    colocation = None
+    strategies = []
+    for f in files:
+        res = [ccli("load", name, f, ok=False) for name in ("dist_" + mode, "plain_" + mode)]
+        outs = [r.output for r in res]
+        assert res[0].exit_code == res[1].exit_code == 0, outs
+        strategies.append(outs[0].split("mode, ")[1].split(")")[0] if "mode, " in outs[0] else "refused")
+        assert _content(cq, "dist_" + mode) == _content(cq, "plain_" + mode)
+        c = _distributed(cq, "dist_" + mode)
+        assert c is not None, "dist_%s is no longer distributed after %s" % (mode, f.name)
+        assert colocation in (None, c)
+        colocation = c
+        assert _distributed(cq, "plain_" + mode) is None
+    assert strategies[0] == "create" and "merge" in strategies, strategies
+    if mode in ("snapshot", "history"):
+        assert strategies[:3] == ["create", "merge", "swap"], strategies
+    # rejects are recorded the same way
+    rej = cq("""SELECT n.node, count(r.*) FROM deltapipe.node_run n LEFT JOIN deltapipe.reject r ON r.node_run_id = n.id
+                WHERE n.node IN (%s, %s) GROUP BY n.node ORDER BY 1""", ("dist_" + mode, "plain_" + mode))
+    assert rej[0][1] == rej[1][1] and rej[0][1] >= 1
+    if mode == "history":
+        hist = "id, name, amount, valid_to IS NULL"
+        assert _content(cq, "dist_history_history", hist) == _content(cq, "plain_history_history", hist)
+    # the last load rolled back on both: the same content again, still distributed
+    for name in ("dist_" + mode, "plain_" + mode):
+        run = cq("SELECT max(run_id) FROM deltapipe.node_run WHERE node = %s AND status = 'done' AND inserted + updated + deleted > 0",
+                 (name,))[0][0]
+        ccli("rollback", run)
+    assert _content(cq, "dist_" + mode) == _content(cq, "plain_" + mode)
+    assert _distributed(cq, "dist_" + mode) == colocation
+    checks = cq("SELECT name, row_count, checksum FROM deltapipe.dataset WHERE name IN (%s, %s) ORDER BY name DESC",
+                ("plain_" + mode, "dist_" + mode))
+    assert checks[0][1:] == checks[1][1:]
+
+
+def test_distributing_an_existing_dataset_and_an_empty_table_made_by_hand(ccli, cq, tmp_path):
+    """`dataset set --distributed` distributes a loaded target in place; a dataset whose (empty) table
+    was created and distributed by hand is loaded into (adopted) as it is."""
+    rows = _versions(100)
+    p1, p2 = tmp_path / "v1.csv", tmp_path / "v2.csv"
+    p1.write_text(_csv(rows[0]))
+    p2.write_text(_csv(rows[2]))
+    ccli("dataset", "create", "later", "--key", "id", "--columns", "id bigint, name text, amount int")
+    ccli("load", "later", p1)
+    assert _distributed(cq, "later") is None
+    out = ccli("dataset", "set", "later", "--distributed").output
+    assert "distributed true" in out
+    assert _distributed(cq, "later") is not None
+    ccli("load", "later", p2)
+    ccli("dataset", "create", "byhand", "--key", "id", "--columns", "id bigint, name text, amount int")
+    cq("CREATE TABLE public.byhand (id bigint PRIMARY KEY, name text, amount int, _dp_hash bigint NOT NULL)")
+    cq("SELECT create_distributed_table('public.byhand', 'id', colocate_with => 'later')")
+    ccli("load", "byhand", p1)
+    ccli("load", "byhand", p2)
+    assert _content(cq, "byhand") == _content(cq, "later")
+    assert _distributed(cq, "byhand") == _distributed(cq, "later")
+    # the option cannot be removed from a distributed table
+    r = ccli("dataset", "set", "later", "--no-distributed", ok=False)
+    assert r.exit_code == 1 and "undistribute_table" in r.output
+
+
+def test_distributed_needs_citus(cli):
+    """Without the citus extension, a distributed dataset is refused with DP045 and a hint."""
+    r = cli("dataset", "create", "d", "--key", "id", "--columns", "id bigint, v text", "--distributed")
+    assert r.exit_code == 1
+    assert "citus extension is not installed" in r.output and "CREATE EXTENSION citus" in r.output
+    r = cli("dataset", "list")
+    assert "no datasets yet" in r.output  # the create rolled back whole
