@@ -13,8 +13,7 @@ DECLARE
 BEGIN
     SELECT * INTO ds FROM deltapipe.dataset WHERE name = p_dataset;
     tbl := format('%I.%I', ds.target_schema, ds.target_table);
-    -- (a distributed Citus table cannot have triggers: writes outside loads are not captured)
-    IF NOT FOUND OR to_regclass(tbl) IS NULL OR cardinality(ds.key_cols) = 0 OR deltapipe._is_distributed(tbl::regclass) THEN
+    IF NOT FOUND OR to_regclass(tbl) IS NULL OR cardinality(ds.key_cols) = 0 THEN
         RETURN;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM deltapipe.tracked WHERE name = p_dataset) THEN
@@ -24,6 +23,9 @@ BEGIN
                 deltapipe._capture_columns(tbl::regclass));
     ELSIF EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = tbl::regclass AND g.tgname = '_dp_capture_u') THEN
         RETURN;
+    END IF;
+    IF deltapipe._is_distributed(tbl::regclass) THEN
+        RETURN;  -- a distributed Citus table cannot have triggers: writes outside loads are not captured
     END IF;
     BEGIN
         PERFORM deltapipe._capture_install(p_dataset);

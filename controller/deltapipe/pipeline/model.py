@@ -74,7 +74,8 @@ class Pipeline:
                              "columns": s.columns, "schema": s.schema, "table": s.table, "options": s.options,
                              **({"history": s.history} if s.history else {})}
                             for s in self.sources.values()],
-                **({"refresh": self.refresh} if getattr(self, "refresh", None) else {})}
+                **({"refresh": self.refresh} if getattr(self, "refresh", None) else {}),
+                **({"distributed": self.distributed} if getattr(self, "distributed", None) else {})}
 
 
 def _err(msg: str, code: str, hint: str | None = None) -> DeltapipeError:
