@@ -24,6 +24,7 @@ AS $fn$
 --
 -- The steps, each a private routine deltapipe._refresh_*:
 --   1 build            the SELECT into the new table, with row hashes
+--     build_distributed  the same for a distributed (Citus) model: empty, keyed, distributed, then filled
 --     lookup_index     (after the audits) the index later refreshes find rows or groups by
 --     primary_key      a keyed model's primary key (DP204 when the key does not hold)
 --   2 inspect_target   the views reading the target, its row count, same shape or not
@@ -99,8 +100,20 @@ BEGIN
     END IF;
 
     -- 1. build
-    SELECT b.cols, b.n_new INTO cols, n_new
-      FROM deltapipe._refresh_build(m.target_schema, m.sql, m.state_sql, m.hidden_cols, m.shape, newt) b;
+    IF dist THEN
+        -- a distributed model: a local table of a model declared distributed since its last refresh is
+        -- distributed first; the new table is built empty, keyed, distributed in the target's
+        -- co-location group, then filled, so that the diff and the merge run shard by shard
+        IF to_regclass(target) IS NOT NULL AND NOT deltapipe._is_distributed(to_regclass(target)) THEN
+            PERFORM deltapipe._distribute(target, m.key_cols[1]);
+        END IF;
+        SELECT b.cols, b.n_new INTO cols, n_new
+          FROM deltapipe._refresh_build_distributed(m.target_schema, m.sql, m.state_sql, m.hidden_cols, m.shape, newt,
+                                                    m.name, tmpname, m.key_cols, m.agg_spec) b;
+    ELSE
+        SELECT b.cols, b.n_new INTO cols, n_new
+          FROM deltapipe._refresh_build(m.target_schema, m.sql, m.state_sql, m.hidden_cols, m.shape, newt) b;
+    END IF;
     IF small AND n_new > 100000 THEN
         -- the small table grew large: swapped in, built again as a table of its schema
         EXECUTE format('DROP TABLE %s', newt);
@@ -116,18 +129,11 @@ BEGIN
                                   'deleted', 0, 'unchanged', 0, 'checksum', m.checksum, 'row_count', m.row_count,
                                   'phases', jsonb_build_object('build', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1)));
     END IF;
-    PERFORM deltapipe._refresh_lookup_index(newt, cols, m.agg_spec, keyed);
-    IF keyed THEN
-        PERFORM deltapipe._refresh_primary_key(m.name, newt, tmpname, m.key_cols);
-    END IF;
-    IF dist THEN
-        -- the new table is distributed by the first key column, co-located with the target (Citus's
-        -- default group for that type), so that the diff and the merge run shard by shard; a local
-        -- table of a model declared distributed since its last refresh is distributed first
-        IF to_regclass(target) IS NOT NULL AND NOT deltapipe._is_distributed(to_regclass(target)) THEN
-            PERFORM deltapipe._distribute(target, m.key_cols[1]);
+    IF NOT dist THEN  -- (a distributed model's new table has them already)
+        PERFORM deltapipe._refresh_lookup_index(newt, cols, m.agg_spec, keyed);
+        IF keyed THEN
+            PERFORM deltapipe._refresh_primary_key(m.name, newt, tmpname, m.key_cols);
         END IF;
-        PERFORM deltapipe._distribute(newt, m.key_cols[1]);
     END IF;
     EXECUTE format('SELECT coalesce(sum(_dp_hash::numeric), 0) FROM %s', newt) INTO csum;
     phases := jsonb_build_object('build', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
