@@ -257,3 +257,35 @@ distributed = true
     ccli("rollback", run, "--cascade")
     assert {m: _content(cq, m, "*") for m in models} == before
     assert {_distributed(cq, t) for t in ("c_orders",) + models} == groups
+
+
+def test_pipeline_toml_distributed_models_are_checked(tmp_path):
+    """[models.NAME] distributed must be a boolean, on a model that has a key (no database needed)."""
+    from deltapipe.errors import DeltapipeError
+    from deltapipe.pipeline.project import read_pipeline
+    from pipeline_helpers import make_pipeline
+    models = {"keyed": "-- key: id\nSELECT id, amount FROM orders\n", "keyless": "SELECT id, amount FROM orders\n"}
+    root = make_pipeline(tmp_path / "a", models)
+    with open(root / "pipeline.toml", "a") as f:
+        f.write('[models.keyed]\ndistributed = true\n')
+    p = read_pipeline(root)
+    assert p.config()["distributed"] == ["keyed"]
+    for extra, msg in (('[models.keyed]\ndistributed = "yes"\n', "must be true or false"),
+                       ('[models.keyless]\ndistributed = true\n', "needs a key")):
+        root = make_pipeline(tmp_path / ("b%d" % len(msg)), models)
+        with open(root / "pipeline.toml", "a") as f:
+            f.write(extra)
+        with pytest.raises(DeltapipeError) as e:
+            read_pipeline(root)
+        assert e.value.sqlstate == "DP214" and msg in str(e.value)
+
+
+def test_distributed_model_needs_citus(cli, tmp_path):
+    """Without the citus extension, a model declared distributed fails its refresh with DP045."""
+    from pipeline_helpers import make_pipeline
+    root = make_pipeline(tmp_path / "p", {"big": "-- key: id\nSELECT id, amount FROM orders WHERE amount > 6\n"})
+    with open(root / "pipeline.toml", "a") as f:
+        f.write('[models.big]\ndistributed = true\n')
+    assert cli("deploy", root).exit_code == 0
+    r = cli("run", root, "--no-timeline")
+    assert r.exit_code == 1 and "citus extension is not installed" in r.output, r.output
