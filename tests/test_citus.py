@@ -257,6 +257,7 @@ distributed = true
     ccli("rollback", run, "--cascade")
     assert {m: _content(cq, m, "*") for m in models} == before
     assert {_distributed(cq, t) for t in ("c_orders",) + models} == groups
+    assert "tables analyzed" in ccli("maintain").output
 
 
 def test_pipeline_toml_distributed_models_are_checked(tmp_path):
