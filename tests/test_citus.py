@@ -290,3 +290,23 @@ def test_distributed_model_needs_citus(cli, tmp_path):
     assert cli("deploy", root).exit_code == 0
     r = cli("run", root, "--no-timeline")
     assert r.exit_code == 1 and "citus extension is not installed" in r.output, r.output
+
+
+def test_composite_key_is_distributed_by_its_first_column(ccli, cq, tmp_path):
+    """A key of two columns: the table is distributed by the first; merges and a swap give the rows of
+    one server."""
+    files = []
+    for v, (n, bump) in enumerate(((200, 0), (200, 50), (150, 2))):
+        p = tmp_path / ("k%d.csv" % v)
+        p.write_text("region,id,amount\n" + "".join("%s,%d,%d\n" % ("r%d" % (i % 5), i, i + (1 if bump and i % bump == 0 else 0))
+                                                  for i in range(1, n + 1)))
+        files.append(p)
+    for name, dist in (("ck_dist", ["--distributed"]), ("ck_plain", [])):
+        ccli("dataset", "create", name, "--key", "region,id", "--columns", "region text, id bigint, amount int", *dist)
+        for f in files:
+            ccli("load", name, f)
+    cols = "region, id, amount, _dp_hash"
+    assert _content(cq, "ck_dist", cols) == _content(cq, "ck_plain", cols)
+    assert "distributed by region" in ccli("dataset", "show", "ck_dist").output
+    assert cq("SELECT column_to_column_name(logicalrelid, partkey) FROM pg_dist_partition "
+              "WHERE logicalrelid = 'ck_dist'::regclass") == [("region",)]

@@ -76,6 +76,8 @@ def dataset_show(name, dsn):
     click.echo("table     %s.%s" % (d["target_schema"], d["target_table"]))
     click.echo("key       %s" % ", ".join(d["key_cols"]))
     click.echo("mode      %s" % d["mode"])
+    if (d.get("options") or {}).get("distributed"):
+        click.echo("citus     distributed by %s" % d["key_cols"][0])
     if d.get("history"):
         h = d["history"]
         click.echo("history   %s (%s, %s)%s" % (h["name"], h["from"], h["to"], "" if h["exists"] else ", from the next load"))
