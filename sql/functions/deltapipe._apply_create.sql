@@ -7,7 +7,8 @@ AS $fn$
 -- p_typed (<target>__dp_load): keep only what belongs there (in changes mode
 -- p_mode, not the deletes nor the op column) and rename it to the target, with
 -- the primary key on the dataset key, a comment and SELECT for
--- deltapipe_reader. Duplicate keys surface as a unique violation of the new
+-- deltapipe_reader; a dataset with option distributed then becomes a Citus
+-- table distributed by its first key column. Duplicate keys surface as a unique violation of the new
 -- primary key; only then are they removed (the last line wins). Returns the
 -- number of duplicates removed, the checksum (sum of row hashes) and row count
 -- of the new table.
@@ -33,6 +34,9 @@ BEGIN
     EXECUTE format('COMMENT ON TABLE %s IS %L', target, format('deltapipe dataset %s', p_ds.name));
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'deltapipe_reader') THEN
         EXECUTE format('GRANT SELECT ON %s TO deltapipe_reader', target);
+    END IF;
+    IF coalesce((p_ds.options->>'distributed')::boolean, false) THEN
+        PERFORM deltapipe._distribute(target, keys[1]);
     END IF;
     -- no ANALYZE: building the primary key set the row count, autovacuum analyzes it after commit
     EXECUTE format('SELECT coalesce(sum(_dp_hash), 0), count(*) FROM %s', target) INTO csum, n_rows;

@@ -8,7 +8,9 @@ AS $fn$
 -- "gone" in <staging>_s of staging p_stg, and under no key of p_typed), with
 -- the primary key; then, under an ACCESS EXCLUSIVE lock, carries the target's
 -- grants over, swaps the tables by rename, drops the old one and analyzes the
--- new. Readers see the old or the new table, never a mix. Returns nothing.
+-- new. Readers see the old or the new table, never a mix. A distributed
+-- (Citus) target gets a new table distributed and co-located with it before
+-- it is filled. Returns nothing.
 DECLARE
     same    text := format('deltapipe_stage.%I', p_stg || '_s');
     target  text := format('%I.%I', p_ds.target_schema, p_ds.target_table);
@@ -21,10 +23,23 @@ DECLARE
     pkname  text := left(p_ds.target_table, 58) || '_pkey';
     acl     record;
     probes  text[];
+    dist    boolean := false;
 BEGIN
     EXECUTE format('DROP TABLE IF EXISTS %I.%I', p_ds.target_schema, tmpname);
-    -- the new table: the parsed rows plus the rows found unchanged by hash
-    EXECUTE format('CREATE TABLE %I.%I WITH (fillfactor = 90) AS SELECT %s, _dp_hash FROM %s', p_ds.target_schema, tmpname, collist, p_typed);
+    IF deltapipe._is_distributed(target::regclass) THEN
+        -- a Citus table: the new table is distributed and co-located with the target before
+        -- it is filled (a local table renamed over it would silently undistribute it)
+        EXECUTE format('CREATE TABLE %I.%I WITH (fillfactor = 90) AS SELECT %s, _dp_hash FROM %s LIMIT 0',
+                       p_ds.target_schema, tmpname, collist, p_typed);
+        EXECUTE format('ALTER TABLE %I.%I ADD CONSTRAINT %I PRIMARY KEY (%s), ALTER COLUMN _dp_hash SET NOT NULL',
+                       p_ds.target_schema, tmpname, tmpname || '_pkey', klist);
+        PERFORM deltapipe._distribute(format('%I.%I', p_ds.target_schema, tmpname), keys[1], target);
+        EXECUTE format('INSERT INTO %I.%I SELECT %s, _dp_hash FROM %s', p_ds.target_schema, tmpname, collist, p_typed);
+        dist := true;
+    ELSE
+        -- the new table: the parsed rows plus the rows found unchanged by hash
+        EXECUTE format('CREATE TABLE %I.%I WITH (fillfactor = 90) AS SELECT %s, _dp_hash FROM %s', p_ds.target_schema, tmpname, collist, p_typed);
+    END IF;
     IF to_regclass(same) IS NOT NULL THEN
         -- hashed NOT IN: one pass over the target whatever the estimates say
         EXECUTE format('INSERT INTO %I.%I SELECT %s, t._dp_hash FROM %s t
@@ -35,8 +50,10 @@ BEGIN
                        (SELECT string_agg(format('t.%I', k), ', ') FROM unnest(keys) k),
                        (SELECT string_agg(format('s.%I', k), ', ') FROM unnest(keys) k), p_typed);
     END IF;
-    EXECUTE format('ALTER TABLE %I.%I ADD CONSTRAINT %I PRIMARY KEY (%s), ALTER COLUMN _dp_hash SET NOT NULL',
-                   p_ds.target_schema, tmpname, tmpname || '_pkey', klist);
+    IF NOT dist THEN
+        EXECUTE format('ALTER TABLE %I.%I ADD CONSTRAINT %I PRIMARY KEY (%s), ALTER COLUMN _dp_hash SET NOT NULL',
+                       p_ds.target_schema, tmpname, tmpname || '_pkey', klist);
+    END IF;
     EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', target);
     FOR acl IN SELECT a.grantee, a.privilege_type
                  FROM pg_class c, aclexplode(c.relacl) a
@@ -50,7 +67,12 @@ BEGIN
     EXECUTE format('DROP TABLE %I.%I', p_ds.target_schema, oldname);
     -- the indexes affected-key refreshes of models probe, built again on the new table
     PERFORM deltapipe._ensure_index(target, c) FROM unnest(probes) c;
-    EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', target, tmpname || '_pkey', pkname);
+    IF dist THEN
+        -- (Citus renames a distributed table's constraint only through its index)
+        EXECUTE format('ALTER INDEX %I.%I RENAME TO %I', p_ds.target_schema, tmpname || '_pkey', pkname);
+    ELSE
+        EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', target, tmpname || '_pkey', pkname);
+    END IF;
     EXECUTE format('ANALYZE %s', target);
     EXECUTE format('COMMENT ON TABLE %s IS %L', target, format('deltapipe dataset %s', p_ds.name));
 END

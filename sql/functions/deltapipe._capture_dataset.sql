@@ -24,6 +24,9 @@ BEGIN
     ELSIF EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = tbl::regclass AND g.tgname = '_dp_capture_u') THEN
         RETURN;
     END IF;
+    IF deltapipe._is_distributed(tbl::regclass) THEN
+        RETURN;  -- a distributed Citus table cannot have triggers: writes outside loads are not captured
+    END IF;
     BEGIN
         PERFORM deltapipe._capture_install(p_dataset);
     EXCEPTION WHEN insufficient_privilege THEN

@@ -10,7 +10,8 @@ DECLARE
 BEGIN
     SELECT format('%I.%I', target_schema, target_table) INTO tbl FROM deltapipe.model
      WHERE pipeline = p_pipeline AND name = p_model;
-    IF tbl IS NULL OR to_regclass(tbl) IS NULL
+    -- (a distributed Citus table cannot have triggers: it is not guarded)
+    IF tbl IS NULL OR to_regclass(tbl) IS NULL OR deltapipe._is_distributed(tbl::regclass)
        OR EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = tbl::regclass AND g.tgname = '_dp_guard') THEN
         RETURN;
     END IF;

@@ -11,6 +11,7 @@ AS $fn$
 DECLARE
     kjoin text := (SELECT string_agg(format('t.%1$I = b.%1$I', k), ' AND ') FROM unnest(p_key) k);
     cols  text;
+    setcols text;
     n     bigint := 0;
     m     bigint;
     mp    record;
@@ -24,16 +25,19 @@ BEGIN
     IF to_regclass(p_table) IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'DP034', MESSAGE = format('table %s of %s is gone: cannot restore it', p_table, p_node);
     END IF;
-    SELECT string_agg(format('%I', attname), ', ' ORDER BY attnum) INTO cols
+    SELECT string_agg(format('%I', attname), ', ' ORDER BY attnum),
+           string_agg(format('%I', attname), ', ' ORDER BY attnum) FILTER (WHERE attname <> ALL (p_key))
+      INTO cols, setcols
       FROM pg_attribute WHERE attrelid = p_table::regclass AND attnum > 0 AND NOT attisdropped;
     EXECUTE format('DELETE FROM %1$s t USING (SELECT (jsonb_populate_record(NULL::%1$s, key)).* FROM deltapipe.changeset
                                                 WHERE run_id = %2$s AND node = %3$L AND op = ''I'') b WHERE %4$s',
                    p_table, p_run, p_node, kjoin);
     GET DIAGNOSTICS m = ROW_COUNT; n := n + m;
+    -- the key columns are matched, never SET (a Citus table refuses any SET of its distribution column)
     EXECUTE format('UPDATE %1$s t SET (%5$s) = (SELECT %5$s FROM (SELECT b.*) x)
                     FROM (SELECT (jsonb_populate_record(NULL::%1$s, before)).* FROM deltapipe.changeset
                           WHERE run_id = %2$s AND node = %3$L AND op = ''U'') b WHERE %4$s',
-                   p_table, p_run, p_node, kjoin, cols);
+                   p_table, p_run, p_node, kjoin, setcols);
     GET DIAGNOSTICS m = ROW_COUNT; n := n + m;
     EXECUTE format('INSERT INTO %1$s (%4$s) SELECT %4$s FROM (SELECT (jsonb_populate_record(NULL::%1$s, before)).*
                     FROM deltapipe.changeset WHERE run_id = %2$s AND node = %3$L AND op = ''D'') b',
@@ -51,9 +55,10 @@ BEGIN
         EXECUTE format('DELETE FROM %s t USING %s b WHERE b._dp_run = %s AND b._dp_op = %L AND %s',
                        p_table, log, p_run, 'I', kjoin);
         GET DIAGNOSTICS m = ROW_COUNT; n := n + m;
-        EXECUTE format('UPDATE %s t SET (%s, _dp_hash) = ROW(%s, NULL) FROM %s b WHERE b._dp_run = %s AND b._dp_op = %L AND %s',
-                       p_table, (SELECT string_agg(format('%I', c), ', ') FROM unnest(lcols) c),
-                       (SELECT string_agg(format('b.%I', '_dp_o' || o), ', ') FROM generate_subscripts(lcols, 1) o),
+        EXECUTE format('UPDATE %s t SET (%s_dp_hash) = ROW(%sNULL) FROM %s b WHERE b._dp_run = %s AND b._dp_op = %L AND %s',
+                       p_table, (SELECT string_agg(format('%I, ', c), '') FROM unnest(lcols) c WHERE c <> ALL (p_key)),
+                       (SELECT string_agg(format('b.%I, ', '_dp_o' || o), '') FROM generate_subscripts(lcols, 1) o
+                         WHERE lcols[o] <> ALL (p_key)),
                        log, p_run, 'U',
                        (SELECT string_agg(format('t.%I = b.%I', k, '_dp_o' || array_position(lcols, k)), ' AND ') FROM unnest(p_key) k));
         GET DIAGNOSTICS m = ROW_COUNT; n := n + m;
@@ -67,9 +72,20 @@ BEGIN
     -- as the refresh computes it (every other column, in table order)
     IF p_kind = 'model' AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = p_table::regclass
                                        AND attname = '_dp_hash' AND NOT attisdropped) THEN
-        EXECUTE format('UPDATE %s SET _dp_hash = hashtextextended(ROW(%s)::text, 0) WHERE _dp_hash IS NULL', p_table,
-                       (SELECT string_agg(format('%I', attname), ', ' ORDER BY attnum) FROM pg_attribute
-                         WHERE attrelid = p_table::regclass AND attnum > 0 AND NOT attisdropped AND attname <> '_dp_hash'));
+        IF deltapipe._is_distributed(p_table::regclass) THEN
+            -- Citus refuses a STABLE expression (the record's text) over the columns in an
+            -- UPDATE: the hashes are computed by a SELECT first, then written by key
+            EXECUTE format('WITH h AS MATERIALIZED (SELECT %s, hashtextextended(ROW(%s)::text, 0) AS _dp_h FROM %s WHERE _dp_hash IS NULL)
+                            UPDATE %s t SET _dp_hash = h._dp_h FROM h WHERE %s',
+                           (SELECT string_agg(format('%I', k), ', ') FROM unnest(p_key) k),
+                           (SELECT string_agg(format('%I', attname), ', ' ORDER BY attnum) FROM pg_attribute
+                             WHERE attrelid = p_table::regclass AND attnum > 0 AND NOT attisdropped AND attname <> '_dp_hash'),
+                           p_table, p_table, (SELECT string_agg(format('t.%1$I = h.%1$I', k), ' AND ') FROM unnest(p_key) k));
+        ELSE
+            EXECUTE format('UPDATE %s SET _dp_hash = hashtextextended(ROW(%s)::text, 0) WHERE _dp_hash IS NULL', p_table,
+                           (SELECT string_agg(format('%I', attname), ', ' ORDER BY attnum) FROM pg_attribute
+                             WHERE attrelid = p_table::regclass AND attnum > 0 AND NOT attisdropped AND attname <> '_dp_hash'));
+        END IF;
     END IF;
     RETURN n;
 END

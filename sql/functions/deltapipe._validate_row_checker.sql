@@ -15,6 +15,7 @@ DECLARE
     decls    text := '';
     allcasts text := '';
     checks   text := '';
+    restore  boolean := false;
 BEGIN
     FOR i IN 1..cardinality(p_cols) LOOP
         decls := decls || format('v%s %s; ', i, p_types[i]);
@@ -23,6 +24,12 @@ BEGIN
             BEGIN v%1$s := %2$s; EXCEPTION WHEN others THEN RETURN %3$L || chr(31) || SQLSTATE || chr(31) || SQLERRM; END;$c$,
             i, p_castx[i], p_cols[i]);
     END LOOP;
+    -- a temporary function is never propagated to Citus workers: say so, or Citus refuses it after
+    -- the multi-shard read of a distributed target in this transaction (no-op without Citus)
+    IF current_setting('citus.enable_ddl_propagation', true) = 'on' THEN
+        PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
+        restore := true;
+    END IF;
     -- the body goes in as a quoted literal: names and options inside it cannot end it
     EXECUTE format('CREATE OR REPLACE FUNCTION pg_temp._dp_check(raw text) RETURNS text LANGUAGE plpgsql AS %L',
         format($f$
@@ -41,6 +48,9 @@ BEGIN
                          '', p_fexpr)
              ELSE format('f := %s;', replace(p_fexpr, 'r._dp_raw', 'raw')) END,
         p_bad, allcasts, checks, p_fassign));
+    IF restore THEN
+        PERFORM set_config('citus.enable_ddl_propagation', 'on', true);
+    END IF;
 END
 $fn$;
 

@@ -26,6 +26,8 @@ DECLARE
     parts     int;
     mergejoin text;
     minscan   text;
+    tsrc      text := target;   -- the target rows the join reads
+    tid       text := 'ctid';
 BEGIN
     n_same := 0;
     src := p_src;
@@ -52,6 +54,16 @@ BEGIN
         -- Gather below the Append), and the hash is computed once per line
         -- (deltapipe._fence() keeps the subquery that computes it).
         parts := CASE WHEN current_setting('max_parallel_workers_per_gather')::int >= 2 THEN 2 ELSE 1 END;
+        IF deltapipe._is_distributed(target::regclass) THEN
+            -- a Citus table: its hashes, row ids and keys come to the coordinator once, into a
+            -- temporary table the join then reads (joined with the distributed table itself,
+            -- Citus would first copy the staged lines, raw text and all, into an intermediate result)
+            DROP TABLE IF EXISTS pg_temp._dp_tcopy;
+            EXECUTE format('CREATE TEMP TABLE _dp_tcopy AS SELECT _dp_hash, ctid AS _dp_tid%s FROM %s',
+                           (SELECT string_agg(format(', %I', k), '') FROM unnest(p_ds.key_cols) k), target);
+            tsrc := 'pg_temp._dp_tcopy';
+            tid := '_dp_tid';
+        END IF;
         mergejoin := current_setting('enable_mergejoin');
         minscan := current_setting('min_parallel_table_scan_size');
         PERFORM set_config('enable_mergejoin', 'off', true);
@@ -63,16 +75,17 @@ BEGIN
                       FROM (SELECT _dp_line, _dp_raw, hashtextextended(_dp_raw, %2$s) + 0 * deltapipe._fence() AS hh
                             FROM %3$s WHERE _dp_line > %4$s AND _dp_raw <> '') x
                       WHERE %6$s) s
-                FULL JOIN (SELECT _dp_hash, ctid AS _dp_tid%5$s FROM %7$s WHERE %8$s) t ON t._dp_hash = s.hh
+                FULL JOIN (SELECT _dp_hash, %9$s AS _dp_tid%5$s FROM %7$s WHERE %8$s) t ON t._dp_hash = s.hh
                 WHERE s._dp_line IS NULL OR t._dp_hash IS NULL$q$,
                 (SELECT string_agg(format(', t.%1$I', k), '') FROM unnest(p_ds.key_cols) k),
                 p_seed, p_src, p_hdr_line,
                 (SELECT string_agg(format(', %I', k), '') FROM unnest(p_ds.key_cols) k),
                 CASE WHEN parts = 1 THEN 'true' ELSE format('hh & %s = %s', parts - 1, part) END,
-                target,
-                CASE WHEN parts = 1 THEN 'true' ELSE format('_dp_hash & %s = %s', parts - 1, part) END),
+                tsrc,
+                CASE WHEN parts = 1 THEN 'true' ELSE format('_dp_hash & %s = %s', parts - 1, part) END, tid),
                 ' UNION ALL ')
             FROM generate_series(0, parts - 1) part);
+        DROP TABLE IF EXISTS pg_temp._dp_tcopy;
         PERFORM set_config('min_parallel_table_scan_size', minscan, true);
         PERFORM set_config('enable_mergejoin', mergejoin, true);
         EXECUTE format('SELECT %s - count(_dp_line) FROM %s', rows_in, same) INTO n_same;

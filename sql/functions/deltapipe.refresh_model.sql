@@ -24,6 +24,7 @@ AS $fn$
 --
 -- The steps, each a private routine deltapipe._refresh_*:
 --   1 build            the SELECT into the new table, with row hashes
+--     build_distributed  the same for a distributed (Citus) model: empty, keyed, distributed, then filled
 --     lookup_index     (after the audits) the index later refreshes find rows or groups by
 --     primary_key      a keyed model's primary key (DP204 when the key does not hold)
 --   2 inspect_target   the views reading the target, its row count, same shape or not
@@ -33,6 +34,8 @@ AS $fn$
 --   3 create           a first build: the new table becomes the target
 --     merge_keyless    a small keyless table: unmatched old copies deleted, new ones inserted
 --     merge_keyed      MERGE of the delta by key
+--     diff_distributed, merge_distributed
+--                      the same for a distributed (Citus) model, shard by shard, by key (no ctid, no MERGE)
 --     swap             swap or rebuild: the new table renamed in, grants and probed indexes carried over
 --     probe_indexes    a new table: the indexes the affected-key refreshes of its readers probe
 DECLARE
@@ -60,6 +63,7 @@ DECLARE
     phases     jsonb := '{}';
     audits     jsonb;
     small      boolean;
+    dist       boolean;
 BEGIN
     SELECT * INTO m FROM deltapipe.model WHERE pipeline = p_pipeline AND name = p_model;
     IF NOT FOUND THEN
@@ -72,13 +76,21 @@ BEGIN
     pkname  := left(m.target_table, 58) || '_pkey';
     newt    := format('%I.%I', m.target_schema, tmpname);
     keyed   := m.key_cols IS NOT NULL AND cardinality(m.key_cols) > 0;
+    -- a distributed (Citus) model: its table is one, or pipeline.toml says [models.NAME] distributed = true
+    dist    := deltapipe._is_distributed(to_regclass(target))
+               OR coalesce((SELECT (p.config->'distributed') ? p_model FROM deltapipe.pipeline p WHERE p.name = p_pipeline), false);
+    IF dist AND NOT keyed THEN
+        RAISE EXCEPTION USING ERRCODE = 'DP045',
+            MESSAGE = format('model %s is distributed but has no key: a Citus table is distributed by its first key column', p_model),
+            HINT = 'give the model a -- key: header, or do not distribute it';
+    END IF;
     -- a small table rebuilt outside a full refresh (an incremental run's fallback)
     -- is built as a temporary table and its net change applied in place: creating
     -- and dropping a table costs DDL and, at commit, a synchronous flush of all the
     -- WAL the transaction wrote (one that drops a relation cannot commit
     -- asynchronously): in a run of many nodes in one transaction, far more than
     -- rewriting a few thousand rows
-    small   := NOT full_ref AND strategy = 'auto' AND to_regclass(target) IS NOT NULL
+    small   := NOT full_ref AND NOT dist AND strategy = 'auto' AND to_regclass(target) IS NOT NULL
                AND coalesce(m.row_count <= 10000, false);
     IF small THEN
         newt := format('pg_temp.%I', tmpname);
@@ -88,8 +100,20 @@ BEGIN
     END IF;
 
     -- 1. build
-    SELECT b.cols, b.n_new INTO cols, n_new
-      FROM deltapipe._refresh_build(m.target_schema, m.sql, m.state_sql, m.hidden_cols, m.shape, newt) b;
+    IF dist THEN
+        -- a distributed model: a local table of a model declared distributed since its last refresh is
+        -- distributed first; the new table is built empty, keyed, distributed in the target's
+        -- co-location group, then filled, so that the diff and the merge run shard by shard
+        IF to_regclass(target) IS NOT NULL AND NOT deltapipe._is_distributed(to_regclass(target)) THEN
+            PERFORM deltapipe._distribute(target, m.key_cols[1]);
+        END IF;
+        SELECT b.cols, b.n_new INTO cols, n_new
+          FROM deltapipe._refresh_build_distributed(m.target_schema, m.sql, m.state_sql, m.hidden_cols, m.shape, newt,
+                                                    m.name, tmpname, m.key_cols, m.agg_spec) b;
+    ELSE
+        SELECT b.cols, b.n_new INTO cols, n_new
+          FROM deltapipe._refresh_build(m.target_schema, m.sql, m.state_sql, m.hidden_cols, m.shape, newt) b;
+    END IF;
     IF small AND n_new > 100000 THEN
         -- the small table grew large: swapped in, built again as a table of its schema
         EXECUTE format('DROP TABLE %s', newt);
@@ -105,9 +129,11 @@ BEGIN
                                   'deleted', 0, 'unchanged', 0, 'checksum', m.checksum, 'row_count', m.row_count,
                                   'phases', jsonb_build_object('build', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1)));
     END IF;
-    PERFORM deltapipe._refresh_lookup_index(newt, cols, m.agg_spec, keyed);
-    IF keyed THEN
-        PERFORM deltapipe._refresh_primary_key(m.name, newt, tmpname, m.key_cols);
+    IF NOT dist THEN  -- (a distributed model's new table has them already)
+        PERFORM deltapipe._refresh_lookup_index(newt, cols, m.agg_spec, keyed);
+        IF keyed THEN
+            PERFORM deltapipe._refresh_primary_key(m.name, newt, tmpname, m.key_cols);
+        END IF;
     END IF;
     EXECUTE format('SELECT coalesce(sum(_dp_hash::numeric), 0) FROM %s', newt) INTO csum;
     phases := jsonb_build_object('build', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 1));
@@ -131,6 +157,9 @@ BEGIN
             strategy := 'rebuild';  -- a new shape: nothing logged, downstream refreshes in full
             ins := n_new;
             del := n_old;
+        ELSIF dist THEN
+            SELECT d.ins, d.upd, d.del INTO ins, upd, del
+              FROM deltapipe._refresh_diff_distributed(m.pipeline, m.name, p_run_id, target, newt, m.key_cols) d;
         ELSIF keyed THEN
             SELECT d.ins, d.upd, d.del INTO ins, upd, del
               FROM deltapipe._refresh_diff_keyed(m.pipeline, m.name, p_run_id, target, newt, m.key_cols) d;
@@ -149,6 +178,8 @@ BEGIN
         PERFORM deltapipe._refresh_create(m.pipeline, m.name, target, newt, m.target_table, tmpname, pkname, keyed);
     ELSIF strategy = 'none' THEN
         EXECUTE format('DROP TABLE %s', newt);
+    ELSIF strategy = 'merge' AND dist THEN
+        PERFORM deltapipe._refresh_merge_distributed(target, newt, m.key_cols);
     ELSIF strategy = 'merge' AND NOT keyed THEN
         PERFORM deltapipe._refresh_merge_keyless(target, newt);
     ELSIF strategy = 'merge' THEN

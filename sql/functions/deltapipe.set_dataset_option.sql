@@ -5,19 +5,24 @@ AS $fn$
 -- Per-dataset defaults: max_rejects ('10' rows or '2.5%' of the rows read);
 -- for history mode, before its first history load, history_table (TABLE or
 -- SCHEMA.TABLE; default <target table>_history), valid_from_column and
--- valid_to_column (defaults valid_from, valid_to). NULL removes the option.
+-- valid_to_column (defaults valid_from, valid_to); distributed ('true': the
+-- target is a Citus table distributed by the first key column, created so by
+-- the first load, or distributed now when it exists). NULL removes the option.
 DECLARE
     ds    deltapipe.dataset := deltapipe._dataset(p_dataset);
     names text[] := ARRAY(SELECT c->>'name' FROM jsonb_array_elements(ds.columns) c);
     other text;
     tbl   text[];
 BEGIN
-    IF p_option IS NULL OR p_option NOT IN ('max_rejects', 'history_table', 'valid_from_column', 'valid_to_column') THEN
+    IF p_option IS NULL OR p_option NOT IN ('max_rejects', 'history_table', 'valid_from_column', 'valid_to_column',
+                                            'distributed') THEN
         RAISE EXCEPTION USING ERRCODE = 'DP006', MESSAGE = format('unknown dataset option %s', p_option),
-            HINT = 'known options: max_rejects, history_table, valid_from_column, valid_to_column';
+            HINT = 'known options: max_rejects, history_table, valid_from_column, valid_to_column, distributed';
     END IF;
     PERFORM 1 FROM deltapipe.dataset WHERE name = ds.name FOR UPDATE;
-    IF p_option = 'max_rejects' THEN
+    IF p_option = 'distributed' THEN
+        p_value := deltapipe._dataset_distributed(ds, p_value);
+    ELSIF p_option = 'max_rejects' THEN
         PERFORM deltapipe._reject_limit(p_value, 1);
     ELSE
         IF (deltapipe._history(ds)->>'exists')::boolean THEN

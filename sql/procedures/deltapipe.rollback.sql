@@ -101,15 +101,16 @@ BEGIN
             IF nd.strategy = 'create' THEN
                 UPDATE deltapipe.dataset SET checksum = 0, row_count = 0, last_file_sha256 = NULL WHERE name = nd.node;
             ELSE
-                EXECUTE format('UPDATE deltapipe.dataset SET (checksum, row_count) =
-                                   (SELECT coalesce(sum(_dp_hash::numeric), 0), count(*) FROM %s), last_file_sha256 = NULL
+                -- (a FROM, not a row subquery: Citus mistypes the sum of a row subquery over a distributed table)
+                EXECUTE format('UPDATE deltapipe.dataset SET checksum = s.c, row_count = s.n, last_file_sha256 = NULL
+                                  FROM (SELECT coalesce(sum(_dp_hash::numeric), 0) AS c, count(*) AS n FROM %s) s
                                 WHERE name = %L', tbl, nd.node);
             END IF;
         ELSIF nd.strategy <> 'create' THEN
             -- a model's checksum and row count, as its refreshes keep them (downstream
             -- models compare their inputs' counts with the changes they read)
-            EXECUTE format('UPDATE deltapipe.model SET (checksum, row_count) =
-                               (SELECT coalesce(sum(_dp_hash::numeric), 0), count(*) FROM %s)
+            EXECUTE format('UPDATE deltapipe.model SET checksum = s.c, row_count = s.n
+                              FROM (SELECT coalesce(sum(_dp_hash::numeric), 0) AS c, count(*) AS n FROM %s) s
                             WHERE pipeline = %L AND name = %L', tbl, r.pipeline, nd.node);
         END IF;
         restored := restored || jsonb_build_object('node', nd.node, 'table', tbl, 'rows', n, 'strategy', nd.strategy);

@@ -32,17 +32,19 @@ def dataset():
               "(default: the target's name + _history).")
 @click.option("--valid-from-column", help="history mode: column where a version starts (default valid_from).")
 @click.option("--valid-to-column", help="history mode: column where a version ends, NULL while current (default valid_to).")
+@click.option("--distributed", is_flag=True, help="Citus: the target is a distributed table, by the first key column.")
 @dsn_option
 def dataset_create(name, key, columns, sample_file, table, mode, fmt, delimiter, encoding, no_header,
-                   history_table, valid_from_column, valid_to_column, dsn):
+                   history_table, valid_from_column, valid_to_column, distributed, dsn):
     """Declare dataset NAME with its key and typed columns."""
     keys = [k.strip() for k in key.split(",") if k.strip()]
     ds = datasets.create(dsn, name, keys, columns, sample_file=sample_file, table=table, mode=mode, fmt=fmt,
                          delimiter=delimiter, encoding=encoding, header=not no_header,
                          options={"history_table": history_table, "valid_from_column": valid_from_column,
-                                  "valid_to_column": valid_to_column})
-    click.echo("dataset %s -> %s.%s (key %s, mode %s)" % (ds["name"], ds["target_schema"], ds["target_table"],
-                                                        ", ".join(ds["key_cols"]), ds["mode"]))
+                                  "valid_to_column": valid_to_column, "distributed": "true" if distributed else None})
+    click.echo("dataset %s -> %s.%s (key %s, mode %s%s)" % (ds["name"], ds["target_schema"], ds["target_table"],
+                                                          ", ".join(ds["key_cols"]), ds["mode"],
+                                                          ", distributed by %s" % ds["key_cols"][0] if distributed else ""))
     if ds["inferred"]:
         click.echo("columns inferred from %s:" % sample_file)
     for c in ds["columns"]:
@@ -74,6 +76,8 @@ def dataset_show(name, dsn):
     click.echo("table     %s.%s" % (d["target_schema"], d["target_table"]))
     click.echo("key       %s" % ", ".join(d["key_cols"]))
     click.echo("mode      %s" % d["mode"])
+    if (d.get("options") or {}).get("distributed"):
+        click.echo("citus     distributed by %s" % d["key_cols"][0])
     if d.get("history"):
         h = d["history"]
         click.echo("history   %s (%s, %s)%s" % (h["name"], h["from"], h["to"], "" if h["exists"] else ", from the next load"))
@@ -146,18 +150,23 @@ def dataset_rule_drop(name, rule, dsn):
 @click.option("--history-table", help="history mode, before its first load: table of every version ('' = default).")
 @click.option("--valid-from-column", help="history mode, before its first load: column where a version starts.")
 @click.option("--valid-to-column", help="history mode, before its first load: column where a version ends.")
+@click.option("--distributed/--no-distributed", default=None,
+              help="Citus: distribute the target by the first key column (now, when it exists).")
 @dsn_option
-def dataset_set(name, max_rejects, history_table, valid_from_column, valid_to_column, dsn):
+def dataset_set(name, max_rejects, history_table, valid_from_column, valid_to_column, distributed, dsn):
     """Set per-dataset defaults."""
     given = {k: v for k, v in (("max_rejects", max_rejects), ("history_table", history_table),
-                               ("valid_from_column", valid_from_column), ("valid_to_column", valid_to_column))
+                               ("valid_from_column", valid_from_column), ("valid_to_column", valid_to_column),
+                               ("distributed", None if distributed is None else "true" if distributed else ""))
              if v is not None}
     if not given:
         raise DeltapipeError("nothing to set",
-                             hint="give --max-rejects, --history-table, --valid-from-column or --valid-to-column")
+                             hint="give --max-rejects, --history-table, --valid-from-column, --valid-to-column "
+                                  "or --distributed")
     for k, v in given.items():
         opts = datasets.set_option(dsn, name, k, v or None)
-        click.echo("%s: %s %s" % (name, k, opts.get(k, "none" if k == "max_rejects" else "default")))
+        click.echo("%s: %s %s" % (name, k, opts.get(k, "none" if k == "max_rejects" else
+                                                    "false" if k == "distributed" else "default")))
 
 
 @dataset.command("add-columns")

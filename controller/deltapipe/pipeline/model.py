@@ -30,7 +30,9 @@ class Source:
     schema: str = "public"
     table: str = ""
     options: dict = field(default_factory=dict)
-    history: dict = field(default_factory=dict)   # history mode: history_table, valid_from_column, valid_to_column
+    # dataset options set when the dataset is created: history mode's history_table, valid_from_column,
+    # valid_to_column; distributed (Citus)
+    history: dict = field(default_factory=dict)
 
     def paths(self, root: Path) -> list[Path]:
         pattern = str(root / self.files)
@@ -72,7 +74,8 @@ class Pipeline:
                              "columns": s.columns, "schema": s.schema, "table": s.table, "options": s.options,
                              **({"history": s.history} if s.history else {})}
                             for s in self.sources.values()],
-                **({"refresh": self.refresh} if getattr(self, "refresh", None) else {})}
+                **({"refresh": self.refresh} if getattr(self, "refresh", None) else {}),
+                **({"distributed": self.distributed} if getattr(self, "distributed", None) else {})}
 
 
 def _err(msg: str, code: str, hint: str | None = None) -> DeltapipeError:

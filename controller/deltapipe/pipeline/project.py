@@ -22,7 +22,8 @@ _UNIT_SQL = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours"}
 
 
 def _cadences(cfg, models: dict, toml_path: Path) -> dict[str, str]:
-    """[models.NAME] refresh = "1s" | "1m" | "on run": {model: interval text or "on run"}."""
+    """[models.NAME] refresh = "1s" | "1m" | "on run": {model: interval text or "on run"}
+    ([models.NAME] distributed = true is read by _distributed_models)."""
     if not isinstance(cfg, dict):
         raise _err("%s: [models] must be a table of [models.NAME] tables" % toml_path, "DP214")
     out: dict[str, str] = {}
@@ -30,10 +31,15 @@ def _cadences(cfg, models: dict, toml_path: Path) -> dict[str, str]:
         if mname not in models or not isinstance(opts, dict):
             raise _err("%s: [models.%s]: no such model (models/%s.sql)" % (toml_path, mname, mname), "DP214",
                        "name a model of the pipeline")
-        extra = sorted(set(opts) - {"refresh"})
+        extra = sorted(set(opts) - {"refresh", "distributed"})
         if extra:
             raise _err("%s: [models.%s]: unknown option %s" % (toml_path, mname, extra[0]), "DP214",
-                       'the option is refresh = "1s" | "1m" | "on run"')
+                       'the options are refresh = "1s" | "1m" | "on run" and distributed = true')
+        if not isinstance(opts.get("distributed", False), bool):
+            raise _err("%s: [models.%s]: distributed must be true or false" % (toml_path, mname), "DP214")
+        if opts.get("distributed") and not models[mname].key:
+            raise _err("%s: [models.%s]: a distributed model needs a key (-- key: COLUMN)" % (toml_path, mname), "DP214",
+                       "Citus distributes the table by its first key column")
         if "refresh" not in opts:
             continue
         v = opts["refresh"]
@@ -90,7 +96,9 @@ def read_pipeline(directory: str | Path) -> Pipeline:
         sources[ds] = Source(ds, files, key, mode, s.get("columns"), sch, table,
                              {k: v for k, v in s.items() if k in ("format", "delimiter", "quote", "null", "encoding",
                                                                   "op_column", "order_column")},
-                             {k: str(v) for k, v in s.items() if k in HISTORY_OPTIONS})
+                             {**{k: str(v) for k, v in s.items() if k in HISTORY_OPTIONS},
+                              # Citus: the target is distributed by the first key column
+                              **({"distributed": "true"} if s.get("distributed") is True else {})})
     mdir = root / "models"
     models: dict[str, Model] = {}
     targets: dict[str, str] = {}
@@ -131,6 +139,8 @@ def read_pipeline(directory: str | Path) -> Pipeline:
             models[inp.name] = inp
     p = Pipeline(name, root, schema, sources, models)
     p.refresh = _cadences(cfg.get("models", {}), models, toml_path)
+    # Citus: models whose tables are distributed by their first key column
+    p.distributed = sorted(n for n, o in (cfg.get("models") or {}).items() if o.get("distributed") is True)
     return p
 
 
