@@ -12,12 +12,12 @@ cost beyond the row itself was paid by every application write:
 - key, before and after are compressed with lz4 where the server has it (a statement's keys
   and images are one array: pglz took a tenth of a tracked 100k-row INSERT).
 
-Revision ID: 0018
+Revision ID: 0016
 Revises: 0015
 """
 from alembic import op
 
-revision = "0018"
+revision = "0016"
 down_revision = "0015"
 branch_labels = None
 depends_on = None
