@@ -251,7 +251,8 @@ BEGIN
                             'run', p_run_id, 'ctab', quote_ident(ctab), 'ctab_t', quote_ident(ctab || '_t'),
                             'row_count', coalesce(m.row_count, 0), 'total_d', total_d, 'total_in', total_in,
                             'nonempty', nonempty, 'hj', gucs->>'enable_hashjoin', 'nl', gucs->>'enable_nestloop',
-                            'dst', gucs->>'default_statistics_target')
+                            'dst', gucs->>'default_statistics_target',
+                            'dist', deltapipe._is_distributed(target::regclass))
          || (SELECT jsonb_object_agg('T' || o, t) FROM unnest(types) WITH ORDINALITY x(t, o));
     PERFORM set_config('search_path', format('%I, public', m.target_schema), true);
     v := deltapipe._refresh_program(m.program->'steps', v);

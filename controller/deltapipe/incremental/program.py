@@ -20,7 +20,7 @@ Variables the executor provides: ``target`` (the model's table, quoted), ``targe
 a literal), ``log`` (its change log), ``lseq`` (this refresh's change log position), ``run``,
 ``ctab`` / ``ctab_t`` (the name of the view / table of the delta kept for downstream refreshes),
 ``row_count`` (the table's rows before), ``total_d`` / ``total_in`` (rows of the inputs' deltas /
-of the inputs), ``nonempty`` (inputs with a change), ``hj``, ``nl``, ``dst`` (enable_hashjoin,
+of the inputs), ``nonempty`` (inputs with a change), ``dist`` (the table is distributed by Citus), ``hj``, ``nl``, ``dst`` (enable_hashjoin,
 enable_nestloop and default_statistics_target as the caller had them), and ``T1`` .. ``Tn`` (the
 types of the table's columns, in the order of ``program.cols``).
 
@@ -293,7 +293,18 @@ def _apply_rows(C: _Cols) -> list[dict]:
             ", ".join(("CASE WHEN s._dp_w > 0 THEN s.%s END" % qi(c)) if c in keys else "s.%s" % qi(c) for c in C.lcols),
             C.log_old("s")), "count": "ncs"})
         sets = [c for c in C.cols if c not in keys] or [keys[0]]
-        steps.append({"sql": (
+        # a table Citus distributes: no MERGE from a local table; a DELETE of the keys gone, then an INSERT
+        # ... ON CONFLICT of the new rows, each routed shard by shard (never a SET of the key)
+        kl = ", ".join(qi(k) for k in keys)
+        steps.append({"if": "@@dist@@", "sql": "DELETE FROM @@target@@ t WHERE (%s) IN (SELECT %s FROM pg_temp._dp_s s "
+                                                "WHERE s._dp_w < 0)" % (C.join("t.{c}", keys), C.join("s.{c}", keys))})
+        steps.append({"if": "@@dist@@", "sql": (
+            "INSERT INTO @@target@@ (%s, _dp_hash) SELECT %s, s._dp_hash FROM pg_temp._dp_s s WHERE s._dp_w > 0 "
+            "ON CONFLICT (%s) DO UPDATE SET %s, _dp_hash = excluded._dp_hash") % (
+            C.join("{c}"), C.join("s.{c}"), kl,
+            ", ".join("%s = excluded.%s" % (qi(c), qi(c)) for c in C.cols if c not in keys) or "%s = excluded.%s" % (
+                qi(keys[0]), qi(keys[0])))})
+        steps.append({"if": "NOT @@dist@@", "sql": (
             "MERGE INTO @@target@@ t USING pg_temp._dp_s s ON %s "
             "WHEN MATCHED AND s._dp_w < 0 THEN DELETE "
             "WHEN MATCHED THEN UPDATE SET %s, _dp_hash = s._dp_hash "
@@ -343,6 +354,10 @@ def _aggregate(C: _Cols, delta_sql: str, state_sql: str, spec: dict) -> list[dic
         return " OR ".join("%s._dp_g%d IS NULL" % (alias, k) for k in ng)
 
     steps: list[dict] = []
+    # a table Citus distributes: groups are found and written by row position (ctid), which Citus does not
+    # route shard by shard; refreshed in full (the full-refresh path is distributed)
+    steps.append({"sql": "SELECT 'a distributed table: its groups are kept by row position, which Citus does not route' "
+                         "AS fallback WHERE @@dist@@", "into": True})
     # sums are kept from the changes only when exact: a sum of floating-point values drifts from its
     # recompute (0.1 + 0.2 - 0.1 is not 0.2); sums of other types (interval, money) have no state here
     steps.append({"sql": (
