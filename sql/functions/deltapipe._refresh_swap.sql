@@ -33,14 +33,7 @@ BEGIN
     -- the indexes affected-key refreshes of downstream models probe, built again
     PERFORM deltapipe._ensure_index(p_target, c) FROM unnest(probes) c;
     IF p_keyed THEN
-        IF deltapipe._is_distributed(p_target::regclass) THEN
-            -- (Citus renames a distributed table's constraint only through its index)
-            EXECUTE format('ALTER INDEX %I.%I RENAME TO %I',
-                           (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                             WHERE c.oid = p_target::regclass), p_tmpname || '_pkey', p_pkname);
-        ELSE
-            EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', p_target, p_tmpname || '_pkey', p_pkname);
-        END IF;
+        PERFORM deltapipe._rename_primary_key(p_target, p_tmpname || '_pkey', p_pkname);
     END IF;
     EXECUTE format('COMMENT ON TABLE %s IS %L', p_target, format('deltapipe model %s.%s', p_pipeline, p_model));
 END
