@@ -65,7 +65,7 @@ def _pg_name(e: exp.Expression) -> str | None:
     return None
 
 
-COMPILER_VERSION = "12"   # part of every compile key: a new compiler recompiles every model once
+COMPILER_VERSION = "13"   # part of every compile key: a new compiler recompiles every model once
 
 
 def compile_model(sql: str, tables: dict[tuple[str, str], tuple[str, str, str]],

@@ -354,10 +354,6 @@ def _aggregate(C: _Cols, delta_sql: str, state_sql: str, spec: dict) -> list[dic
         return " OR ".join("%s._dp_g%d IS NULL" % (alias, k) for k in ng)
 
     steps: list[dict] = []
-    # a table Citus distributes: groups are found and written by row position (ctid), which Citus does not
-    # route shard by shard; refreshed in full (the full-refresh path is distributed)
-    steps.append({"sql": "SELECT 'a distributed table: its groups are kept by row position, which Citus does not route' "
-                         "AS fallback WHERE @@dist@@", "into": True})
     # sums are kept from the changes only when exact: a sum of floating-point values drifts from its
     # recompute (0.1 + 0.2 - 0.1 is not 0.2); sums of other types (interval, money) have no state here
     steps.append({"sql": (
@@ -451,13 +447,14 @@ def _aggregate(C: _Cols, delta_sql: str, state_sql: str, spec: dict) -> list[dic
         a["a"], "<=" if a["fn"] == "min" else ">=", qi(a["col"]), a["a"]) for a in aggs if a["fn"] in ("min", "max")) or "false"
     ocols = [c for c in cols if keys is not None or c in C.vis]   # the old row's columns kept
 
-    def state_query(variant: str) -> str:
+    def state_query(variant: str, dist: bool = False) -> str:
         """The new state of every affected group with its old row (_dp_o<k>, _dp_old) and where that row
         is (_dp_ctid: the apply goes there directly; nothing else writes a model's table while its node
         runs); then the counts, sums and averages shown from the new state (each level apart, OFFSET 0)."""
         expr, dexpr = state(variant in ("eqj", "keyidx"))
-        q = ("SELECT %s, %s AS _dp_k_gh, %s, o._dp_hash AS _dp_old, o.ctid AS _dp_ctid, %s, %s AS _dp_re "
-             "FROM pg_temp._dp_gd d LEFT JOIN @@target@@ o ON @ON@") % (
+        # (a table Citus distributes: no row positions, which it does not route; its groups are written by key)
+        q = ("SELECT %s, %s AS _dp_k_gh, %s, o._dp_hash AS _dp_old, " + ("NULL::tid" if dist else "o.ctid")
+             + " AS _dp_ctid, %s, %s AS _dp_re FROM pg_temp._dp_gd d LEFT JOIN @@target@@ o ON @ON@") % (
             ", ".join("(%s)::%s AS %s" % (expr[c], C.t(c), qi(c)) for c in cols if c not in dexpr),
             expr["_dp_gh"], ", ".join("d._dp_g%d AS _dp_k%d" % (k, k) for k in ng),
             C.join("o.{c} AS {o}", ocols), gmm)
@@ -488,12 +485,13 @@ def _aggregate(C: _Cols, delta_sql: str, state_sql: str, spec: dict) -> list[dic
 
     variants = [("eqj", "@@eqj@@"), ("keyidx", "NOT @@eqj@@ AND @@keyidx@@"), ("gh", "NOT @@eqj@@ AND NOT @@keyidx@@")]
     steps.append(_probe_settings())
-    for variant, cond in variants:
+    for (variant, cond), dist in [(v, d) for v in variants for d in (False, True)]:
+        cond = "%s AND %s@@dist@@" % (cond, "" if dist else "NOT ")
         if hasmm:
-            steps.append({"if": cond, "sql": "CREATE TEMP TABLE _dp_s AS " + state_query(variant)})
+            steps.append({"if": cond, "sql": "CREATE TEMP TABLE _dp_s AS " + state_query(variant, dist)})
         else:
             # no min/max: one statement from the group deltas to the changed groups
-            steps.append({"if": cond, "sql": zsel("(%s)" % state_query(variant))})
+            steps.append({"if": cond, "sql": zsel("(%s)" % state_query(variant, dist))})
     steps.append(_restore_settings())
     if hasmm:
         # groups that lost rows under min/max are recomputed from the inputs (only then is the state
@@ -534,7 +532,14 @@ def _aggregate(C: _Cols, delta_sql: str, state_sql: str, spec: dict) -> list[dic
     # the changed groups' rows are updated or deleted where the state statement found them (by ctid: no
     # second join with the table), new groups inserted
     steps.append({"sql": "SELECT %s" % _guc("enable_hashjoin", "'off'")})
-    steps.append({"sql": (
+    # (a table Citus distributes: the changed groups' rows deleted by key, their new rows inserted, each
+    # statement routed shard by shard; its key is its GROUP BY columns)
+    steps.append({"if": "@@dist@@", "sql": "DELETE FROM @@target@@ t WHERE (%s) IN (SELECT %s FROM pg_temp._dp_z s "
+                                           "WHERE s._dp_old IS NOT NULL)" % (
+                      ", ".join("t.%s" % qi(g) for g in gcols), ", ".join("s._dp_k%d" % k for k in ng))})
+    steps.append({"if": "@@dist@@", "sql": "INSERT INTO @@target@@ (%s, _dp_hash) SELECT %s, s._dp_hash FROM pg_temp._dp_z s "
+                                           "WHERE s._dp_hash IS NOT NULL" % (C.join("{c}"), C.join("s.{c}"))})
+    steps.append({"if": "NOT @@dist@@", "sql": (
         "WITH u AS (UPDATE @@target@@ t SET %s, _dp_hash = s._dp_hash FROM pg_temp._dp_z s "
         "WHERE t.ctid = s._dp_ctid AND s._dp_hash IS NOT NULL), "
         "d AS (DELETE FROM @@target@@ t USING pg_temp._dp_z s WHERE t.ctid = s._dp_ctid AND s._dp_hash IS NULL) "
