@@ -94,6 +94,9 @@ select c.name from customers c except select o.customer from orders o""",
 except select o.customer, p.amount from orders o join payments p on p.order_id = o.id""",
     "method_customers": """select p.method, o.customer from payments p join orders o on o.id = p.order_id
 intersect select p.method, c.name from payments p, customers c where c.region = 'north'""",
+    # EXISTS (... LIMIT 1), as people write it: the LIMIT does not change whether a row exists
+    "paid_once": """select o.id, o.customer from orders o
+where exists (select 1 from payments p where p.order_id = o.id and p.amount > 1 limit 1)""",
     # NOT IN with NULLs on its inner side (its subquery split into the distinct values it reads)
     "not_paid": """select o.id, o.amount from orders o where o.amount not in (select p.amount from payments p)""",
     "customer_shares": """select customer, amount, sum(amount) over (partition by customer) as total,

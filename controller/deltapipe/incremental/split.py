@@ -273,13 +273,19 @@ def _conj(e: exp.Expression | None) -> list[exp.Expression]:
     return [e]
 
 
-def _semi_body(sub: exp.Expression, outer: set[str]):
+def _semi_body(sub: exp.Expression, outer: set[str], exists: bool = False):
     """A subquery that can be kept as the set of its distinct correlation values: a plain SELECT (no GROUP
     BY, HAVING, LIMIT, DISTINCT ON, window or aggregate, no CTE, no subquery of its own) whose every column is
     qualified. Returns (its FROM/JOINs as a SELECT with its inner-only conditions, [(inner expr, outer
     column)] of its correlating equalities), or None."""
     if not isinstance(sub, exp.Select) or sub.args.get("from_") is None:
         return None
+    if exists and not sub.args.get("offset") and isinstance(sub.args.get("limit"), exp.Limit) and \
+            isinstance(sub.args["limit"].expression, exp.Literal) and sub.args["limit"].expression.this not in ("0",):
+        # EXISTS (SELECT 1 ... LIMIT 1): a LIMIT of at least one row does not change whether a row exists
+        sub = sub.copy()
+        sub.set("limit", None)
+        sub.set("order", None)
     for k in ("group", "having", "limit", "offset", "order", "with_", "with", "locks", "qualify"):
         if sub.args.get(k):
             return None
@@ -344,7 +350,7 @@ def split_semi(sql: str, name: str, taken) -> tuple[list[tuple[str, str]], str] 
         e = c.this if isinstance(c, exp.Not) else c
         if isinstance(e, exp.Exists):
             sub = e.this
-            r = _semi_body(sub, outer)
+            r = _semi_body(sub, outer, exists=True)
             if r is None or not r[1]:
                 continue
             body, eqs = r
