@@ -83,3 +83,13 @@ def test_wheel_ships_sql_and_migrations(dsn, tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "routines applied" in r.stdout
+
+
+def test_servers_in_sibling_directories_keep_their_ports_apart(tmp_path):
+    """Each data directory has its own state file (the default one, pg, keeps deltapipe-server.json)."""
+    from deltapipe.server import LocalServer
+    a, b = LocalServer.at(tmp_path / "pg"), LocalServer.at(tmp_path / "stock")
+    assert a.state_path == tmp_path / "deltapipe-server.json"
+    assert b.state_path.parent == tmp_path and a.state_path != b.state_path
+    b.state_path.write_text('{"port": 5999}')
+    assert a.port is None and b.port == 5999

@@ -119,7 +119,10 @@ class LocalServer:
 
     @property
     def state_path(self) -> Path:
-        return self.data_dir.parent / STATE_FILE
+        # next to the data directory: deltapipe-server.json for the default name (pg), else named after the
+        # data directory, so that servers in sibling directories do not overwrite each other's port
+        name = self.data_dir.name
+        return self.data_dir.parent / (STATE_FILE if name == "pg" else "deltapipe-server-%s.json" % name)
 
     def state(self) -> dict | None:
         try:
