@@ -14,24 +14,17 @@ AS $fn$
 -- hidden ones) and its row count.
 DECLARE
     old_path text := current_setting('search_path');
+    sel      text;
 BEGIN
     PERFORM set_config('search_path', format('%I, public', p_schema), true);
     EXECUTE format('DROP TABLE IF EXISTS %s', p_newt);
-    -- the SELECT's columns (a SELECT * over another model brings its _dp_hash: left out)
-    DROP TABLE IF EXISTS pg_temp._dp_shape;
-    EXECUTE format('CREATE TEMP TABLE _dp_shape AS SELECT * FROM (%s) _dp_q LIMIT 0', p_sql);
-    cols := ARRAY(SELECT a.attname::text FROM pg_attribute a
-                   WHERE a.attrelid = 'pg_temp._dp_shape'::regclass AND a.attnum > 0 AND NOT a.attisdropped
-                     AND a.attname NOT LIKE '\_dp\_%' ORDER BY a.attnum);
-    DROP TABLE pg_temp._dp_shape;
-    -- aggregate and distinct models keep hidden state columns (counts, sums, group hash)
-    cols := cols || coalesce(p_hidden_cols, '{}');
+    -- the SELECT's columns, then the hidden state columns, and the SELECT with row hashes
+    SELECT x.cols, x.sel INTO cols, sel FROM deltapipe._refresh_select(p_sql, p_state_sql, p_hidden_cols) x;
     -- free space in every page, so that the updates of later refreshes stay on their
     -- page (HOT: no new index entry, no new page); aggregate and distinct tables,
     -- whose groups are updated in place, keep more
-    EXECUTE format('CREATE TABLE %s WITH (fillfactor = %s) AS SELECT %s, hashtextextended(ROW(%s)::text, 0) AS _dp_hash FROM (%s) _dp_q',
-                   p_newt, CASE WHEN p_shape IN ('aggregate', 'distinct') THEN 80 ELSE 90 END, (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c),
-                   (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c), coalesce(p_state_sql, p_sql));
+    EXECUTE format('CREATE TABLE %s WITH (fillfactor = %s) AS %s',
+                   p_newt, CASE WHEN p_shape IN ('aggregate', 'distinct') THEN 80 ELSE 90 END, sel);
     GET DIAGNOSTICS n_new = ROW_COUNT;
     PERFORM set_config('search_path', old_path, true);
 END

@@ -23,16 +23,7 @@ DECLARE
 BEGIN
     PERFORM set_config('search_path', format('%I, public', p_schema), true);
     EXECUTE format('DROP TABLE IF EXISTS %s', p_newt);
-    DROP TABLE IF EXISTS pg_temp._dp_shape;
-    EXECUTE format('CREATE TEMP TABLE _dp_shape AS SELECT * FROM (%s) _dp_q LIMIT 0', p_sql);
-    cols := ARRAY(SELECT a.attname::text FROM pg_attribute a
-                   WHERE a.attrelid = 'pg_temp._dp_shape'::regclass AND a.attnum > 0 AND NOT a.attisdropped
-                     AND a.attname NOT LIKE '\_dp\_%' ORDER BY a.attnum);
-    DROP TABLE pg_temp._dp_shape;
-    cols := cols || coalesce(p_hidden_cols, '{}');
-    sel := format('SELECT %s, hashtextextended(ROW(%s)::text, 0) AS _dp_hash FROM (%s) _dp_q',
-                  (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c),
-                  (SELECT string_agg(format('_dp_q.%I', c), ', ') FROM unnest(cols) c), coalesce(p_state_sql, p_sql));
+    SELECT x.cols, x.sel INTO cols, sel FROM deltapipe._refresh_select(p_sql, p_state_sql, p_hidden_cols) x;
     EXECUTE format('CREATE TABLE %s WITH (fillfactor = %s) AS %s LIMIT 0',
                    p_newt, CASE WHEN p_shape IN ('aggregate', 'distinct') THEN 80 ELSE 90 END, sel);
     PERFORM deltapipe._refresh_lookup_index(p_newt, cols, p_agg_spec, true);
